@@ -1,0 +1,67 @@
+# canaryflow: progressive delivery on Temporal.
+# Heavy builds (the lab: Temporal CLI, Kubernetes, Traefik, podinfo) are cached under $(CACHE),
+# outside the work tree, so fresh clones on the same machine (CI) reuse them.
+SHELL := /bin/bash
+export GOTOOLCHAIN := local
+CACHE ?= $(or $(CANARYFLOW_CACHE),$(HOME)/.cache/canaryflow)
+export CANARYFLOW_CACHE := $(CACHE)
+GO ?= go
+TOOLS := $(CACHE)/tools
+STATICCHECK_VERSION ?= 2025.1.1
+FUZZTIME ?= 20s
+
+.PHONY: all build test test-unit test-lab lint fmt vet staticcheck fuzz bench lab-build lab-up lab-down demo clean
+
+all: build
+
+build:
+	$(GO) build -o bin/worker ./worker
+	$(GO) build -o bin/starter ./starter
+
+## test: every test the project has; builds and starts what the tests need.
+test: lab-build
+	$(GO) vet ./...
+	$(MAKE) fuzz
+	./lab/with-lab.sh $(GO) test -count=1 -timeout 60m ./...
+
+## test-unit: the fast tests that need no lab (no Temporal server, no Kubernetes).
+test-unit:
+	CANARYFLOW_LAB=off $(GO) test -count=1 ./...
+
+## fuzz: bounded fuzzing of the spec loader; it must find no panic.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./api/v1beta1
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck: $(TOOLS)/staticcheck
+	$(TOOLS)/staticcheck ./...
+
+$(TOOLS)/staticcheck:
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## The local lab (see lab/README.md).
+lab-build:
+	./lab/build.sh
+
+lab-up: lab-build
+	./lab/up.sh
+
+lab-down:
+	./lab/down.sh
+
+demo: build lab-up
+	./lab/demo.sh
+
+clean:
+	rm -rf bin
