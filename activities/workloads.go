@@ -1,0 +1,189 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+)
+
+// WorkloadClient is what the workload activities need from Kubernetes. It is implemented in providers/workload
+// against a real API server; its methods take plain types only, so the implementation imports no Temporal package.
+// Every method is idempotent and converges to an absolute state (never "add one", always "make it so"), because an
+// activity may run it again after a timeout or a worker crash. Errors are wrapped with the object they concern; an
+// error that retrying cannot fix says so with a Permanent() bool method answering true (a Kubernetes NotFound is
+// treated as permanent too).
+type WorkloadClient interface {
+	// Revisions returns the revision of the target (the checksum of its pod template and of the ConfigMaps and
+	// Secrets it tracks) and the revision the primary runs, computed the same way so that a primary cloned from
+	// the target has the same revision as the target. primary is "" when the primary workload does not exist yet
+	// (the first rollout of this canary). It changes nothing.
+	Revisions(ctx context.Context, c *v1beta1.Canary) (target, primary string, err error)
+
+	// Initialize makes the objects a rollout needs exist and match the spec: the primary workload
+	// "<target>-primary" cloned from the target (pod template, tracked ConfigMaps/Secrets copied as
+	// "<name>-primary", labels rewritten, replicas from the target or its autoscaler), the primary's autoscaler
+	// when spec.autoscalerRef is set, and the ClusterIP Services apex, "<apex>-primary" and "<apex>-canary"
+	// (spec.service port, selectors on the primary and the target pods). When the primary exists already it
+	// leaves its pod template alone (only Promote changes it). It does not scale the target.
+	Initialize(ctx context.Context, c *v1beta1.Canary) error
+
+	// ScaleFromZero scales the target up to serve as the canary: to its autoscaler's minReplicas when it has one,
+	// else to the replicas the target declares (at least 1). Already scaled up is success.
+	ScaleFromZero(ctx context.Context, c *v1beta1.Canary) error
+
+	// ScaleToZero scales the target (the canary) to zero replicas and, when it has an autoscaler, sets the
+	// autoscaler so that it does not scale it back up. Already at zero is success.
+	ScaleToZero(ctx context.Context, c *v1beta1.Canary) error
+
+	// IsReady reports whether the canary (the target; primary false) or the primary (primary true) has finished
+	// rolling out: updated, available replicas at least spec.analysis.{canary,primary}ReadyThreshold percent (default
+	// 100) of the desired replicas. Not ready is not an error: return ready false and a reason a user can read
+	// ("waiting for rollout to finish: 1 of 2 updated replicas are available"). An error is only for a failed
+	// read. It changes nothing.
+	IsReady(ctx context.Context, c *v1beta1.Canary, primary bool) (ready bool, reason string, err error)
+
+	// Promote copies the target's pod template (and the tracked ConfigMaps/Secrets, as their "-primary" copies)
+	// onto the primary, keeping the primary's own labels, selector and replica count; Kubernetes then rolls the
+	// primary out. Promoting twice is harmless.
+	Promote(ctx context.Context, c *v1beta1.Canary) error
+
+	// Finalize undoes what Initialize did when the Canary is deleted with spec.revertOnDeletion: it scales the
+	// target back to the primary's replicas and removes the primary workload, its autoscaler and the generated
+	// Services (the apex Service is pointed back at the target's pods). Nothing left to undo is success.
+	Finalize(ctx context.Context, c *v1beta1.Canary) error
+}
+
+// Workloads holds the activities acting on the target and primary workloads.
+type Workloads struct {
+	Kube WorkloadClient
+}
+
+// Workload names which side of a rollout an activity looks at.
+type Workload string
+
+// The two workloads of a canary: the target (serving as the canary) and its primary clone.
+const (
+	WorkloadCanary  Workload = "canary"
+	WorkloadPrimary Workload = "primary"
+)
+
+// WorkloadInput names the canary an activity acts on. The whole (defaulted) spec travels because the client needs
+// the target, the Services and the thresholds; it holds no secret values.
+type WorkloadInput struct {
+	Canary v1beta1.Canary `json:"canary"`
+}
+
+// ActionResult says in one line what an activity that changes state did, for the history and the logs.
+type ActionResult struct {
+	Summary string `json:"summary,omitempty"`
+}
+
+// RevisionResult compares the target with what the primary runs.
+type RevisionResult struct {
+	// TargetRevision is the checksum of the target's pod template and tracked configs.
+	TargetRevision string `json:"targetRevision"`
+	// PrimaryRevision is the same checksum for the primary; empty when there is no primary.
+	PrimaryRevision string `json:"primaryRevision,omitempty"`
+	// PrimaryExists is false on the first rollout of a canary: it is initialised, not analysed.
+	PrimaryExists bool `json:"primaryExists"`
+	// Changed is true when the primary exists and runs another revision than the target: a rollout is due.
+	Changed bool `json:"changed"`
+}
+
+// ScaleInput asks to scale the target (the canary) up from zero or down to zero.
+type ScaleInput struct {
+	Canary v1beta1.Canary `json:"canary"`
+	Up     bool           `json:"up"`
+}
+
+// ReadyInput asks whether one workload has finished rolling out.
+type ReadyInput struct {
+	Canary   v1beta1.Canary `json:"canary"`
+	Workload Workload       `json:"workload"`
+	// NotReadySince is when the workflow first saw the workload not ready (workflow time); zero when it has not
+	// yet. Past NotReadySince + spec.progressDeadlineSeconds the activity fails with ProgressDeadlineExceeded.
+	NotReadySince time.Time `json:"notReadySince,omitzero"`
+}
+
+// ReadyResult is one readiness observation; not ready yet is a result, not an error.
+type ReadyResult struct {
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func describe(c *v1beta1.Canary) string { return c.Name + "." + c.Namespace }
+
+// DetectRevision reads the target's and the primary's revisions and says whether a rollout is due.
+func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (RevisionResult, error) {
+	target, primary, err := w.Kube.Revisions(ctx, &in.Canary)
+	if err != nil {
+		return RevisionResult{}, classify(err, "read revisions of "+describe(&in.Canary))
+	}
+	r := RevisionResult{TargetRevision: target, PrimaryRevision: primary, PrimaryExists: primary != ""}
+	r.Changed = r.PrimaryExists && target != primary
+	return r, nil
+}
+
+// InitializeWorkloads creates or updates the primary workload and the Services (see WorkloadClient.Initialize).
+func (w *Workloads) InitializeWorkloads(ctx context.Context, in WorkloadInput) (ActionResult, error) {
+	if err := w.Kube.Initialize(ctx, &in.Canary); err != nil {
+		return ActionResult{}, classify(err, "initialise "+describe(&in.Canary))
+	}
+	return ActionResult{Summary: "initialised primary and services of " + describe(&in.Canary)}, nil
+}
+
+// ScaleCanary scales the target up from zero (Up) or down to zero.
+func (w *Workloads) ScaleCanary(ctx context.Context, in ScaleInput) (ActionResult, error) {
+	name := in.Canary.Spec.TargetRef.Name + "." + in.Canary.Namespace
+	if in.Up {
+		if err := w.Kube.ScaleFromZero(ctx, &in.Canary); err != nil {
+			return ActionResult{}, classify(err, "scale up "+name)
+		}
+		return ActionResult{Summary: "scaled up " + name}, nil
+	}
+	if err := w.Kube.ScaleToZero(ctx, &in.Canary); err != nil {
+		return ActionResult{}, classify(err, "scale down "+name)
+	}
+	return ActionResult{Summary: "scaled " + name + " to zero"}, nil
+}
+
+// CheckReady observes once whether the canary or the primary is ready. It returns quickly: the workflow polls
+// it on a timer, which survives worker crashes and costs less history than a long heartbeating wait. Past the
+// progress deadline it fails with the non-retryable ProgressDeadlineExceeded.
+func (w *Workloads) CheckReady(ctx context.Context, in ReadyInput) (ReadyResult, error) {
+	ready, reason, err := w.Kube.IsReady(ctx, &in.Canary, in.Workload == WorkloadPrimary)
+	if err != nil {
+		return ReadyResult{}, classify(err, fmt.Sprintf("check %s of %s", in.Workload, describe(&in.Canary)))
+	}
+	if ready {
+		return ReadyResult{Ready: true}, nil
+	}
+	if deadline := in.Canary.ProgressDeadline(); !in.NotReadySince.IsZero() && time.Since(in.NotReadySince) > deadline {
+		msg := fmt.Sprintf("%s of %s not ready after %s (progress deadline): %s", in.Workload, describe(&in.Canary), deadline, reason)
+		return ReadyResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeProgressDeadlineExceeded, nil)
+	}
+	activity.GetLogger(ctx).Debug("workload not ready", "canary", describe(&in.Canary), "workload", in.Workload, "reason", reason)
+	return ReadyResult{Ready: false, Reason: reason}, nil
+}
+
+// Promote copies the target's pod template and tracked configs onto the primary.
+func (w *Workloads) Promote(ctx context.Context, in WorkloadInput) (ActionResult, error) {
+	if err := w.Kube.Promote(ctx, &in.Canary); err != nil {
+		return ActionResult{}, classify(err, "promote "+describe(&in.Canary))
+	}
+	t := in.Canary.Spec.TargetRef.Name
+	return ActionResult{Summary: fmt.Sprintf("copied %s.%s template spec to %s-primary.%s", t, in.Canary.Namespace, t, in.Canary.Namespace)}, nil
+}
+
+// FinalizeWorkloads reverts the workloads and Services for a deleted Canary (spec.revertOnDeletion).
+func (w *Workloads) FinalizeWorkloads(ctx context.Context, in WorkloadInput) (ActionResult, error) {
+	if err := w.Kube.Finalize(ctx, &in.Canary); err != nil {
+		return ActionResult{}, classify(err, "finalise "+describe(&in.Canary))
+	}
+	return ActionResult{Summary: "reverted " + describe(&in.Canary)}, nil
+}

@@ -1,0 +1,175 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+)
+
+type fakeKube struct {
+	target, primary string
+	ready           bool
+	err             error
+	calls           []string
+}
+
+func (f *fakeKube) Revisions(context.Context, *v1beta1.Canary) (string, string, error) {
+	return f.target, f.primary, f.err
+}
+func (f *fakeKube) Initialize(context.Context, *v1beta1.Canary) error {
+	f.calls = append(f.calls, "initialize")
+	return f.err
+}
+func (f *fakeKube) ScaleFromZero(context.Context, *v1beta1.Canary) error {
+	f.calls = append(f.calls, "up")
+	return f.err
+}
+func (f *fakeKube) ScaleToZero(context.Context, *v1beta1.Canary) error {
+	f.calls = append(f.calls, "down")
+	return f.err
+}
+func (f *fakeKube) IsReady(context.Context, *v1beta1.Canary, bool) (bool, string, error) {
+	return f.ready, "waiting for rollout to finish", f.err
+}
+func (f *fakeKube) Promote(context.Context, *v1beta1.Canary) error  { return f.err }
+func (f *fakeKube) Finalize(context.Context, *v1beta1.Canary) error { return f.err }
+
+type permanentErr struct{}
+
+func (permanentErr) Error() string   { return "immutable field" }
+func (permanentErr) Permanent() bool { return true }
+
+func testCanary() v1beta1.Canary {
+	c := v1beta1.Canary{}
+	c.Name, c.Namespace = "podinfo", "test"
+	c.Spec.TargetRef = v1beta1.LocalObjectReference{Kind: "Deployment", Name: "podinfo"}
+	c.Spec.Provider = "traefik"
+	c.SetDefaults()
+	return c
+}
+
+func appErrType(t *testing.T, err error) string {
+	t.Helper()
+	var ae *temporal.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	return ae.Type()
+}
+
+func TestDetectRevisionSaysFirstRolloutWhenThereIsNoPrimary(t *testing.T) {
+	for _, tc := range []struct {
+		name, target, primary string
+		want                  RevisionResult
+	}{
+		{"no primary", "abc", "", RevisionResult{TargetRevision: "abc", PrimaryExists: false, Changed: false}},
+		{"same", "abc", "abc", RevisionResult{TargetRevision: "abc", PrimaryRevision: "abc", PrimaryExists: true}},
+		{"changed", "def", "abc", RevisionResult{TargetRevision: "def", PrimaryRevision: "abc", PrimaryExists: true, Changed: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			w := &Workloads{Kube: &fakeKube{target: tc.target, primary: tc.primary}}
+			env.RegisterActivity(w)
+			v, err := env.ExecuteActivity(w.DetectRevision, WorkloadInput{Canary: testCanary()})
+			require.NoError(t, err)
+			var got RevisionResult
+			require.NoError(t, v.Get(&got))
+			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestCheckReadyFailsPermanentlyPastTheProgressDeadline(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	w := &Workloads{Kube: &fakeKube{}}
+	env.RegisterActivity(w)
+	c := testCanary()
+
+	v, err := env.ExecuteActivity(w.CheckReady, ReadyInput{Canary: c, Workload: WorkloadCanary, NotReadySince: time.Now()})
+	require.NoError(t, err)
+	var got ReadyResult
+	require.NoError(t, v.Get(&got))
+	require.Equal(t, ReadyResult{Ready: false, Reason: "waiting for rollout to finish"}, got)
+
+	_, err = env.ExecuteActivity(w.CheckReady, ReadyInput{Canary: c, Workload: WorkloadCanary,
+		NotReadySince: time.Now().Add(-c.ProgressDeadline() - time.Second)})
+	require.Error(t, err)
+	require.Equal(t, ErrTypeProgressDeadlineExceeded, appErrType(t, err))
+}
+
+func TestWorkloadErrorsRetryUnlessPermanent(t *testing.T) {
+	notFound := apierrors.NewNotFound(schema.GroupResource{Group: "apps", Resource: "deployments"}, "podinfo")
+	for _, tc := range []struct {
+		name     string
+		err      error
+		wantType string // "" = retryable plain error
+	}{
+		{"transient", errors.New("connection refused"), ""},
+		{"permanent", permanentErr{}, ErrTypePermanent},
+		{"not found", notFound, ErrTypeNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := classify(tc.err, "scale up podinfo.test")
+			require.ErrorIs(t, err, tc.err)
+			var ae *temporal.ApplicationError
+			if tc.wantType == "" {
+				require.False(t, errors.As(err, &ae))
+				return
+			}
+			require.ErrorAs(t, err, &ae)
+			require.True(t, ae.NonRetryable())
+			require.Equal(t, tc.wantType, ae.Type())
+		})
+	}
+}
+
+type fakeRouters struct{ set [][3]int }
+
+func (f *fakeRouters) Router(provider string) (Router, error) {
+	if provider != "traefik" {
+		return nil, errors.New("unknown provider")
+	}
+	return f, nil
+}
+func (f *fakeRouters) Reconcile(context.Context, *v1beta1.Canary) error { return nil }
+func (f *fakeRouters) SetRoutes(_ context.Context, _ *v1beta1.Canary, p, c int, m bool) error {
+	mi := 0
+	if m {
+		mi = 1
+	}
+	f.set = append(f.set, [3]int{p, c, mi})
+	return nil
+}
+func (f *fakeRouters) GetRoutes(context.Context, *v1beta1.Canary) (int, int, bool, error) {
+	return 100, 0, false, nil
+}
+func (f *fakeRouters) Finalize(context.Context, *v1beta1.Canary) error { return nil }
+
+func TestSetRoutesRefusesASplitThatDoesNotSumTo100AndUnknownProviders(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	routers := &fakeRouters{}
+	r := &Routing{Routers: routers}
+	env.RegisterActivity(r)
+	c := testCanary()
+
+	_, err := env.ExecuteActivity(r.SetRoutes, RoutesInput{Canary: c, PrimaryWeight: 90, CanaryWeight: 20})
+	require.Equal(t, ErrTypePermanent, appErrType(t, err))
+
+	_, err = env.ExecuteActivity(r.SetRoutes, RoutesInput{Canary: c, PrimaryWeight: 90, CanaryWeight: 10})
+	require.NoError(t, err)
+	require.Equal(t, [][3]int{{90, 10, 0}}, routers.set)
+
+	c.Spec.Provider = "nosuch"
+	_, err = env.ExecuteActivity(r.SetRoutes, RoutesInput{Canary: c, PrimaryWeight: 100})
+	require.Equal(t, ErrTypeUnsupportedProvider, appErrType(t, err))
+}
