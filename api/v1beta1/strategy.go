@@ -135,7 +135,7 @@ func lastOr(ws []int, def int) int {
 	return ws[len(ws)-1]
 }
 
-// compactList writes an arithmetic progression of more than four numbers as "a,b,…,z".
+// compactList writes an arithmetic progression of more than five numbers as "a,b,…,z".
 func compactList(ws []int) string {
 	if len(ws) == 0 {
 		return "(no weights)"
@@ -144,7 +144,7 @@ func compactList(ws []int) string {
 	for i, w := range ws {
 		strs[i] = strconv.Itoa(w)
 	}
-	if len(ws) > 4 {
+	if len(ws) > 5 {
 		step := ws[1] - ws[0]
 		regular := true
 		for i := 2; i < len(ws)-1; i++ {

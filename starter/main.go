@@ -1,0 +1,44 @@
+// Command starter is canaryflow's CLI for people and CI: validate Canary files, start and steer rollouts.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes shared by every subcommand.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // the release was rolled back or failed
+	exitBadInput = 2 // the input is invalid; nothing was changed
+	exitTimeout  = 3
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// exitError carries an exit code out of a subcommand.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(stdin, stdout, stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		if ee, ok := err.(*exitError); ok {
+			if ee.err != nil {
+				fmt.Fprintln(stderr, ee.err)
+			}
+			return ee.code
+		}
+		fmt.Fprintln(stderr, "error:", err)
+		return exitBadInput
+	}
+	return exitOK
+}
