@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# lab/env.sh: the one place for the lab's pinned versions, paths and ports.
+# Sourced by every lab script. The Go package lab/labtest reads the same values
+# from $LAB_RUN/lab.env, which up.sh writes from these variables.
+
+export GOTOOLCHAIN=local
+CANARYFLOW_CACHE="${CANARYFLOW_CACHE:-$HOME/.cache/canaryflow}"
+export CANARYFLOW_CACHE
+LAB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # the repository
+LAB_DIR="$CANARYFLOW_CACHE/lab"           # build products (stable across clones)
+LAB_BIN="$LAB_DIR/bin"                    # temporal, etcd, kube-*, kubectl, kwok, traefik, podnet
+LAB_SRC="$LAB_DIR/src"                    # tools modules
+LAB_STAMPS="$LAB_DIR/stamps"              # <component>.stamp = version + recipe hash
+LAB_SHARE="$LAB_DIR/share"                # CRDs, kwok stages
+LAB_PODINFO="$LAB_DIR/podinfo"            # podinfo/<tag>/podinfo, one binary per image tag
+LAB_RUN="${CANARYFLOW_LAB_RUN:-$LAB_DIR/run}"  # runtime state: pids, logs, certs, kubeconfig, sqlite
+export LAB_ROOT LAB_DIR LAB_BIN LAB_SRC LAB_STAMPS LAB_SHARE LAB_PODINFO LAB_RUN
+
+# Pinned versions.
+TEMPORAL_CLI_VERSION=v1.5.1
+KUBE_VERSION=v1.33.13
+KUBE_STAGING_VERSION=v0.33.13
+ETCD_VERSION=v3.5.21
+KWOK_VERSION=v0.8.0
+PODINFO_MODULE_VERSION=v1.8.1-0.20250910200901-e86405a8674e   # podinfo 6.9.2 (its tags lack a "v")
+TRAEFIK_VERSION=v3.6.12
+APT_PACKAGES="prometheus hey"
+
+# Network namespace for pods: pods of the fake node get IPs in LAB_POD_CIDR and
+# run inside LAB_NETNS; the host reaches them through a veth pair.
+LAB_NETNS=canaryflow-lab
+LAB_VETH_HOST=cflab0
+LAB_VETH_NS=cflab1
+LAB_LINK_HOST_IP=10.244.255.1      # /30 link between host and namespace
+LAB_LINK_NS_IP=10.244.255.2
+LAB_POD_CIDR=10.244.0.0/24         # the kwok node's spec.podCIDR, routed into the namespace
+LAB_SERVICE_CIDR=10.0.0.0/24
+LAB_NODE=lab-node-0
+
+# Loopback ports.
+LAB_HOST=127.0.0.1
+TEMPORAL_PORT=7233
+TEMPORAL_UI_PORT=8233
+TEMPORAL_HTTP_PORT=7243
+TEMPORAL_METRICS_PORT=7244
+ETCD_PORT=22379
+ETCD_PEER_PORT=22380
+APISERVER_PORT=16443
+KCM_PORT=20257
+SCHEDULER_PORT=20259
+KWOK_PORT=20247
+TRAEFIK_WEB_PORT=18080            # entrypoint "web": IngressRoutes (default entrypoint)
+TRAEFIK_GATEWAY_PORT=18081        # entrypoint "gateway": the lab Gateway's HTTP listener
+TRAEFIK_METRICS_PORT=18082        # entrypoint "metrics": /metrics and /ping
+PROMETHEUS_PORT=19090
+LAB_GATEWAY_CLASS=traefik
+LAB_GATEWAY_NAME=lab-gateway
+LAB_GATEWAY_NAMESPACE=default
