@@ -7,7 +7,7 @@ CACHE ?= $(or $(CANARYFLOW_CACHE),$(HOME)/.cache/canaryflow)
 export CANARYFLOW_CACHE := $(CACHE)
 GO ?= go
 TOOLS := $(CACHE)/tools
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME ?= 20s
 
 .PHONY: all build test test-unit test-lab lint fmt vet staticcheck fuzz bench lab-build lab-up lab-down demo clean
@@ -15,7 +15,6 @@ FUZZTIME ?= 20s
 all: build
 
 build:
-	$(GO) build -o bin/worker ./worker
 	$(GO) build -o bin/starter ./starter
 
 ## test: every test the project has; builds and starts what the tests need.
@@ -41,11 +40,14 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-staticcheck: $(TOOLS)/staticcheck
-	$(TOOLS)/staticcheck ./...
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-$(TOOLS)/staticcheck:
-	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+# Installed from the Go module proxy into the cache, once per version.
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
