@@ -1,0 +1,176 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/capability"
+	"github.com/canaryflow/canaryflow/providers/metrics"
+)
+
+// RunMetricChecks runs every metric check of one analysis step and returns one result per metric, in spec order.
+// A value outside its range or no value is a result (verdict fail, or what onNoData says), not an error. A spec
+// that cannot be checked is a non-retryable InvalidMetric error; a backend that cannot be reached is a plain
+// error, which Temporal retries.
+func (a *Analysis) RunMetricChecks(ctx context.Context, in MetricChecksInput) (MetricChecksResult, error) {
+	out := MetricChecksResult{Results: make([]CheckResult, 0, len(in.Metrics))}
+	for _, m := range in.Metrics {
+		r, err := a.check(ctx, in, m)
+		if err != nil {
+			if isApplicationError(err) {
+				return MetricChecksResult{}, err
+			}
+			return MetricChecksResult{}, fmt.Errorf("metric %s of canary %s/%s: %w", m.Name, in.Canary.Namespace, in.Canary.Name, err)
+		}
+		a.log().Debug("metric check", zap.String("canary", in.Canary.Namespace+"/"+in.Canary.Name),
+			zap.String("metric", r.Metric), zap.String("verdict", string(r.Verdict)), zap.String("message", r.Message))
+		out.Results = append(out.Results, r)
+	}
+	return out, nil
+}
+
+func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.CanaryMetric) (CheckResult, error) {
+	c := in.Canary
+	res := CheckResult{Metric: m.Name}
+	if m.ThresholdRange != nil {
+		res.Min, res.Max = m.ThresholdRange.Min, m.ThresholdRange.Max
+	}
+	policy := m.OnNoData
+	if policy == "" {
+		policy = v1beta1.DefaultNoData
+	}
+	if policy != v1beta1.NoDataFail && policy != v1beta1.NoDataPass && policy != v1beta1.NoDataHold {
+		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: unknown onNoData %q: use fail, pass or hold", m.Name, policy), nil)
+	}
+	interval := m.Interval
+	if interval == "" {
+		interval = v1beta1.DefaultMetricInterval
+	}
+	window, err := time.ParseDuration(interval)
+	if err != nil {
+		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: interval %q is not a duration", m.Name, interval), err)
+	}
+	model := metrics.Model{
+		Name: c.Name, Namespace: c.Namespace, Target: c.Target, Service: c.Service,
+		Ingress: c.Ingress, Route: c.Route, Interval: interval, Variables: m.TemplateVariables,
+	}
+	cfg := metrics.Config{Type: "prometheus", Interval: window}
+	promAddress := c.MetricsServer
+	if promAddress == "" {
+		promAddress = a.DefaultMetricsServer
+	}
+	var query string
+	switch {
+	case m.TemplateRef != nil:
+		tpl, err := findTemplate(in.Templates, m.TemplateRef, c.Namespace)
+		if err != nil {
+			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), nil)
+		}
+		p := tpl.Spec.Provider
+		cfg.Type, cfg.Address, cfg.Region = p.Type, p.Address, p.Region
+		if (cfg.Type == "" || cfg.Type == "prometheus") && cfg.Address == "" {
+			cfg.Address = promAddress
+		}
+		cfg.HTTPClient = a.httpClient(p.InsecureSkipVerify)
+		if p.SecretRef != nil && p.SecretRef.Name != "" {
+			ns := tpl.Namespace
+			if ns == "" {
+				ns = c.Namespace
+			}
+			data, err := a.readSecret(ctx, ns, p.SecretRef.Name)
+			if err != nil {
+				return res, classify(err, fmt.Sprintf("metric %s: MetricTemplate %s/%s secretRef", m.Name, ns, tpl.Name))
+			}
+			cfg.Credentials, cfg.HasSecret = data, true
+		}
+		if query, err = metrics.Render(tpl.Spec.Query, model); err != nil {
+			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: MetricTemplate %s: %v", m.Name, tpl.Name, err), err)
+		}
+	case m.Query != "":
+		// Flagger's inline query: PromQL run as written against the canary's metrics server.
+		cfg.Address, cfg.HTTPClient, query = promAddress, a.httpClient(false), m.Query
+	case v1beta1.IsBuiltinMetric(m.Name):
+		tpl, ok := metrics.BuiltinQuery(c.Provider, m.Name)
+		if !ok {
+			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: provider %q has no builtin query; use a MetricTemplate (builtin queries exist for %v)",
+				m.Name, capability.Base(c.Provider), metrics.BuiltinProviders()), nil)
+		}
+		cfg.Address, cfg.HTTPClient = promAddress, a.httpClient(false)
+		if query, err = metrics.Render(tpl, model); err != nil {
+			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: builtin query: %v", m.Name, err), err)
+		}
+	default:
+		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: not a builtin metric and has neither templateRef nor query", m.Name), nil)
+	}
+	res.Query = query
+
+	provider, err := metrics.New(cfg)
+	if err != nil {
+		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
+	}
+	value, err := provider.RunQuery(ctx, query)
+	switch {
+	case errors.Is(err, metrics.ErrNoValues):
+		switch policy {
+		case v1beta1.NoDataPass:
+			res.Verdict, res.Message = VerdictPass, fmt.Sprintf("%s: no values found (onNoData: pass)", m.Name)
+		case v1beta1.NoDataHold:
+			res.Verdict, res.Message = VerdictHold, fmt.Sprintf("%s: no values found (onNoData: hold): step held", m.Name)
+		default:
+			res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: no values found (is the canary receiving traffic?)", m.Name)
+		}
+		return res, nil
+	case errors.Is(err, metrics.ErrQueryRejected):
+		// As Flagger: a query the backend refuses fails the check, with the backend's explanation.
+		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query failed: %v", m.Name, err)
+		return res, nil
+	case err != nil:
+		return res, err
+	}
+	res.Value = &value
+	res.Verdict, res.Message = judge(m.Name, value, res.Min, res.Max)
+	return res, nil
+}
+
+// judge compares a value with its range, with Flagger's wording for a failure.
+func judge(name string, v float64, lo, hi *float64) (Verdict, string) {
+	val := strconv.FormatFloat(v, 'f', 2, 64)
+	switch {
+	case lo != nil && v < *lo:
+		return VerdictFail, fmt.Sprintf("%s %s < %s", name, val, num(*lo))
+	case hi != nil && v > *hi:
+		return VerdictFail, fmt.Sprintf("%s %s > %s", name, val, num(*hi))
+	case lo != nil && hi != nil:
+		return VerdictPass, fmt.Sprintf("%s %s within [%s, %s]", name, val, num(*lo), num(*hi))
+	case lo != nil:
+		return VerdictPass, fmt.Sprintf("%s %s >= %s", name, val, num(*lo))
+	case hi != nil:
+		return VerdictPass, fmt.Sprintf("%s %s <= %s", name, val, num(*hi))
+	}
+	return VerdictPass, fmt.Sprintf("%s %s (no thresholdRange)", name, val)
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func findTemplate(ts []v1beta1.MetricTemplate, ref *v1beta1.CrossNamespaceObjectReference, canaryNS string) (*v1beta1.MetricTemplate, error) {
+	ns := ref.Namespace
+	if ns == "" {
+		ns = canaryNS
+	}
+	for i := range ts {
+		tns := ts[i].Namespace
+		if tns == "" {
+			tns = v1beta1.DefaultNamespace
+		}
+		if ts[i].Name == ref.Name && tns == ns {
+			return &ts[i], nil
+		}
+	}
+	return nil, fmt.Errorf("MetricTemplate %s/%s is not in the input (the starter resolves templateRefs)", ns, ref.Name)
+}

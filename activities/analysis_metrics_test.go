@@ -1,0 +1,275 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/metrics"
+	"github.com/canaryflow/canaryflow/providers/metrics/promtest"
+)
+
+func f64(v float64) *float64 { return &v }
+
+// fakeSecrets is a SecretReader over a map "namespace/name" → data.
+type fakeSecrets map[string]map[string][]byte
+
+func (s fakeSecrets) ReadSecret(_ context.Context, namespace, name string) (map[string][]byte, error) {
+	d, ok := s[namespace+"/"+name]
+	if !ok {
+		return nil, fmt.Errorf("secret %s/%s not found", namespace, name)
+	}
+	return d, nil
+}
+
+var (
+	sharedPromOnce sync.Once
+	sharedPromURL  string
+	sharedPromStop func()
+)
+
+// builtinChecks are the two builtin metrics with the thresholds users write most.
+func builtinChecks(interval string) []v1beta1.CanaryMetric {
+	return []v1beta1.CanaryMetric{
+		{Name: "request-success-rate", Interval: interval, ThresholdRange: &v1beta1.CanaryThresholdRange{Min: f64(99)}},
+		{Name: "request-duration", Interval: interval, ThresholdRange: &v1beta1.CanaryThresholdRange{Max: f64(500)}},
+	}
+}
+
+func canaryRef(provider, ns string) activities.CanaryRef {
+	return activities.CanaryRef{Namespace: ns, Name: "podinfo", Target: "podinfo", Service: "podinfo",
+		Ingress: "podinfo", Route: "podinfo", Provider: provider}
+}
+
+// The builtin queries of every provider, evaluated by a real Prometheus over series of exactly the shape that
+// provider exports: a healthy canary passes both checks, a canary with 10% errors and 30% slow requests fails
+// both, and the primary's (terrible) series next to them never leak into the result.
+func TestBuiltinQueriesOfEveryProviderJudgeHealthyAndFailingCanaries(t *testing.T) {
+	exp := newShapeExporter()
+	defer exp.srv.Close()
+	prom := promtest.Start(t, exp.target())
+	a := &activities.Analysis{DefaultMetricsServer: prom}
+
+	providers := []string{"traefik", "apisix", "nginx", "istio", "linkerd", "osm", "contour", "gloo", "kuma", "appmesh",
+		"skipper", "kubernetes", "gatewayapi:v1"}
+	require.ElementsMatch(t, []string{"traefik", "apisix", "nginx", "istio", "linkerd", "osm", "contour", "gloo", "kuma",
+		"appmesh", "skipper", "kubernetes", "gatewayapi"}, metrics.BuiltinProviders())
+
+	// Wait for two scrapes of everything: rate() needs two samples in its window.
+	waitFor(t, 60*time.Second, func() error {
+		r, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{
+			Canary: canaryRef("istio", "good"), Metrics: builtinChecks("10s")})
+		if err != nil {
+			return err
+		}
+		for _, c := range r.Results {
+			if c.Value == nil {
+				return errors.New(c.Message)
+			}
+		}
+		return nil
+	})
+
+	for _, p := range providers {
+		t.Run(p, func(t *testing.T) {
+			good, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{Canary: canaryRef(p, "good"), Metrics: builtinChecks("10s")})
+			require.NoError(t, err)
+			require.Len(t, good.Results, 2)
+			sr, dur := good.Results[0], good.Results[1]
+			require.Equal(t, activities.VerdictPass, sr.Verdict, "%s: %s", sr.Message, sr.Query)
+			require.InDelta(t, 100, *sr.Value, 0.01)
+			require.Equal(t, activities.VerdictPass, dur.Verdict, "%s: %s", dur.Message, dur.Query)
+			require.Greater(t, *dur.Value, 0.0)
+			require.Less(t, *dur.Value, 101.0, "healthy requests take 20ms; P99 (or the average) stays in the first buckets")
+			require.Contains(t, sr.Query, "good", "the rendered query is recorded")
+
+			bad, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{Canary: canaryRef(p, "bad"), Metrics: builtinChecks("10s")})
+			require.NoError(t, err)
+			sr, dur = bad.Results[0], bad.Results[1]
+			require.Equal(t, activities.VerdictFail, sr.Verdict, sr.Query)
+			require.InDelta(t, 90, *sr.Value, 0.01, "10%% of the canary's requests fail; the primary's 100%% must not count")
+			require.Equal(t, fmt.Sprintf("request-success-rate %.2f < 99", *sr.Value), sr.Message)
+			require.Equal(t, activities.VerdictFail, dur.Verdict, dur.Query)
+			require.Greater(t, *dur.Value, 500.0)
+			require.Contains(t, dur.Message, "request-duration")
+			require.Contains(t, dur.Message, "> 500")
+		})
+	}
+}
+
+func waitFor(t *testing.T, limit time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("not true within %s: %v", limit, err)
+}
+
+// A constant query through a MetricTemplate, judged against every kind of range, and every no-data policy,
+// on a real Prometheus.
+func TestThresholdRangeAndNoDataPolicies(t *testing.T) {
+	exp := newShapeExporter()
+	defer exp.srv.Close()
+	prom := promtest.Start(t, exp.target())
+	a := &activities.Analysis{DefaultMetricsServer: prom}
+	tpl := func(name, q string) v1beta1.MetricTemplate {
+		return v1beta1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "good"},
+			Spec: v1beta1.MetricTemplateSpec{Provider: v1beta1.MetricTemplateProvider{Type: "prometheus"}, Query: q}}
+	}
+	ref := func(name string) *v1beta1.CrossNamespaceObjectReference {
+		return &v1beta1.CrossNamespaceObjectReference{Name: name}
+	}
+	in := activities.MetricChecksInput{
+		Canary:    canaryRef("traefik", "good"),
+		Templates: []v1beta1.MetricTemplate{tpl("answer", "vector({{ variables.value }})"), tpl("nothing", `absent_metric_xyz{namespace="{{ namespace }}"}`), tpl("nan", "vector(0) / 0")},
+		Metrics: []v1beta1.CanaryMetric{
+			{Name: "in-range", TemplateRef: ref("answer"), TemplateVariables: map[string]string{"value": "42"}, ThresholdRange: &v1beta1.CanaryThresholdRange{Min: f64(40), Max: f64(50)}},
+			{Name: "below-min", TemplateRef: ref("answer"), TemplateVariables: map[string]string{"value": "42"}, ThresholdRange: &v1beta1.CanaryThresholdRange{Min: f64(42.5)}},
+			{Name: "above-max", TemplateRef: ref("answer"), TemplateVariables: map[string]string{"value": "42"}, ThresholdRange: &v1beta1.CanaryThresholdRange{Max: f64(41)}},
+			{Name: "on-the-bound", TemplateRef: ref("answer"), TemplateVariables: map[string]string{"value": "42"}, ThresholdRange: &v1beta1.CanaryThresholdRange{Max: f64(42)}},
+			{Name: "no-data-default", TemplateRef: ref("nothing")},
+			{Name: "no-data-fail", TemplateRef: ref("nothing"), OnNoData: v1beta1.NoDataFail},
+			{Name: "no-data-pass", TemplateRef: ref("nothing"), OnNoData: v1beta1.NoDataPass},
+			{Name: "no-data-hold", TemplateRef: ref("nothing"), OnNoData: v1beta1.NoDataHold},
+			{Name: "nan-is-no-data", TemplateRef: ref("nan"), OnNoData: v1beta1.NoDataHold},
+		},
+	}
+	r, err := a.RunMetricChecks(context.Background(), in)
+	require.NoError(t, err)
+	require.Len(t, r.Results, 9)
+	want := []struct {
+		verdict activities.Verdict
+		message string
+		value   bool
+	}{
+		{activities.VerdictPass, "in-range 42.00 within [40, 50]", true},
+		{activities.VerdictFail, "below-min 42.00 < 42.5", true},
+		{activities.VerdictFail, "above-max 42.00 > 41", true},
+		{activities.VerdictPass, "on-the-bound 42.00 <= 42", true},
+		{activities.VerdictFail, "no-data-default: no values found", false},
+		{activities.VerdictFail, "no-data-fail: no values found", false},
+		{activities.VerdictPass, "no-data-pass: no values found (onNoData: pass)", false},
+		{activities.VerdictHold, "no-data-hold: no values found (onNoData: hold)", false},
+		{activities.VerdictHold, "nan-is-no-data: no values found", false},
+	}
+	for i, w := range want {
+		got := r.Results[i]
+		require.Equal(t, in.Metrics[i].Name, got.Metric)
+		require.Equal(t, w.verdict, got.Verdict, got.Message)
+		require.True(t, strings.HasPrefix(got.Message, w.message), "%q does not start with %q", got.Message, w.message)
+		require.Equal(t, w.value, got.Value != nil)
+		require.NotEmpty(t, got.Query)
+	}
+	require.Equal(t, "vector(42)", r.Results[0].Query)
+	require.Equal(t, `absent_metric_xyz{namespace="good"}`, r.Results[4].Query)
+	require.Equal(t, 40.0, *r.Results[0].Min)
+	require.Equal(t, 50.0, *r.Results[0].Max)
+
+	// The result is what workflow history records: it must survive JSON.
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"verdict":"hold"`)
+}
+
+func requireAppErr(t *testing.T, err error, typ string, contains ...string) {
+	t.Helper()
+	require.Error(t, err)
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae), "want an application error, got %T %v", err, err)
+	require.Equal(t, typ, ae.Type())
+	require.True(t, ae.NonRetryable())
+	for _, c := range contains {
+		require.Contains(t, err.Error(), c)
+	}
+}
+
+// Problems of the spec are non-retryable errors that say what to fix; a backend that is down is a plain
+// (retryable) error.
+func TestMetricSpecProblemsAreNonRetryableAndBackendOutagesRetryable(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close()
+	a := &activities.Analysis{DefaultMetricsServer: downURL, Secrets: fakeSecrets{}}
+	tpl := v1beta1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: "good"},
+		Spec: v1beta1.MetricTemplateSpec{Provider: v1beta1.MetricTemplateProvider{Type: "prometheus"}, Query: "vector({{ variables.missing }})"}}
+	ctx := context.Background()
+
+	_, err := a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}})
+	requireAppErr(t, err, activities.ErrTypeInvalidMetric, "missing")
+
+	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("smi", "good"), Metrics: builtinChecks("1m")})
+	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `provider "smi" has no builtin query`)
+
+	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"),
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "absent"}}}})
+	requireAppErr(t, err, activities.ErrTypeInvalidMetric, "MetricTemplate good/absent")
+
+	tpl.Spec.Query = "vector(1)"
+	tpl.Spec.Provider.Type = "influxdb"
+	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}})
+	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `unknown provider type "influxdb"`)
+
+	tpl.Spec.Provider = v1beta1.MetricTemplateProvider{Type: "datadog", SecretRef: &corev1.LocalObjectReference{Name: "dd"}}
+	a.Secrets = fakeSecrets{"good/dd": {"datadog_api_key": []byte("k")}}
+	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}})
+	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `no key "datadog_application_key"`)
+
+	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Metrics: builtinChecks("1m")})
+	require.Error(t, err)
+	var ae *temporal.ApplicationError
+	require.False(t, errors.As(err, &ae), "an unreachable backend is retried: %v", err)
+	require.Contains(t, err.Error(), "request-success-rate")
+}
+
+// A MetricTemplate's Prometheus credentials come from its Secret, are sent as the backend expects, and appear
+// nowhere in the result.
+func TestPrometheusCredentialsFromTheTemplateSecretStayOutOfResults(t *testing.T) {
+	var gotAuth, gotTenant, gotQuery string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		gotAuth, gotTenant, gotQuery = r.Header.Get("Authorization"), r.Header.Get("X-Scope-OrgID"), r.Form.Get("query")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"99.5"]}]}}`)
+	}))
+	defer srv.Close()
+	a := &activities.Analysis{Secrets: fakeSecrets{"obs/prom-auth": {"token": []byte("s3cr3t-bearer"), "headers": []byte("X-Scope-OrgID: team-a\n")}}}
+	tpl := v1beta1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "rate", Namespace: "obs"},
+		Spec: v1beta1.MetricTemplateSpec{
+			Provider: v1beta1.MetricTemplateProvider{Type: "prometheus", Address: srv.URL, SecretRef: &corev1.LocalObjectReference{Name: "prom-auth"}},
+			Query:    `sum(rate(x{ns="{{ namespace }}",app="{{ target }}"}[{{ interval }}]))`}}
+	r, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{
+		Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
+		Metrics: []v1beta1.CanaryMetric{{Name: "rate", Interval: "2m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "rate", Namespace: "obs"},
+			ThresholdRange: &v1beta1.CanaryThresholdRange{Min: f64(99)}}},
+	})
+	require.NoError(t, err)
+	require.Equal(t, "Bearer s3cr3t-bearer", gotAuth)
+	require.Equal(t, "team-a", gotTenant)
+	require.Equal(t, `sum(rate(x{ns="good",app="podinfo"}[2m]))`, gotQuery)
+	require.Equal(t, activities.VerdictPass, r.Results[0].Verdict)
+	b, _ := json.Marshal(r)
+	require.NotContains(t, string(b), "s3cr3t")
+	require.NotContains(t, string(b), "team-a")
+}

@@ -1,0 +1,11 @@
+package metrics
+
+// Contour's Envoy names the canary cluster <namespace>_<target>-canary_<port>; upstream time is in ms.
+func init() {
+	const sel = `envoy_cluster_name=~"{{ namespace }}_{{ target }}-canary_[0-9a-zA-Z-]+"`
+	registerBuiltin("contour", BuiltinQueries{
+		SuccessRate: `sum(rate(envoy_cluster_upstream_rq{` + sel + `, envoy_response_code!~"5.*"}[{{ interval }}]))
+/ sum(rate(envoy_cluster_upstream_rq{` + sel + `}[{{ interval }}])) * 100`,
+		Duration: `histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{` + sel + `}[{{ interval }}])) by (le))`,
+	})
+}

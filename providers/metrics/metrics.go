@@ -1,0 +1,119 @@
+// Package metrics runs metric queries against the backends a canary's analysis reads (Prometheus, Datadog,
+// New Relic, CloudWatch, Graphite), renders MetricTemplate queries, and holds the builtin queries of every router
+// provider. It knows nothing of Temporal: callers decide what is retried.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Provider runs one query and returns its single value.
+type Provider interface {
+	// RunQuery returns the query's value, ErrNoValues when the backend has no data for it, an error wrapping
+	// ErrQueryRejected when the backend refuses the query itself, or any other error when the backend could not be
+	// asked (worth retrying).
+	RunQuery(ctx context.Context, query string) (float64, error)
+}
+
+var (
+	// ErrNoValues means the query ran and returned nothing usable (empty result or NaN): "no values found".
+	ErrNoValues = errors.New("no values found")
+	// ErrQueryRejected means the backend answered that the query is invalid (an HTTP 4xx); asking again won't help.
+	ErrQueryRejected = errors.New("query rejected")
+	// ErrInvalidConfig means the provider cannot be built from what the spec and its Secret say (unknown type, bad
+	// address, missing credential key); it is a permanent problem of the spec.
+	ErrInvalidConfig = errors.New("invalid metrics provider")
+)
+
+// Config is what a provider needs: the MetricTemplate's provider block resolved, with its Secret's data.
+type Config struct {
+	// Type is prometheus (default), datadog, newrelic, cloudwatch or graphite.
+	Type    string
+	Address string
+	Region  string
+	// Credentials is the data of the template's secretRef Secret (nil without one).
+	Credentials map[string][]byte
+	// HasSecret says the template names a Secret, so the provider's required keys must be in it.
+	HasSecret bool
+	// Interval is the metric's interval; vendor APIs that take a time window query [now-window, now].
+	Interval time.Duration
+	// HTTPClient sends the requests; nil means a client with a 30s timeout.
+	HTTPClient *http.Client
+	// Now is the clock for time windows; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) client() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	return &http.Client{Timeout: 30 * time.Second}
+}
+
+func (c Config) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c Config) interval() time.Duration {
+	if c.Interval <= 0 {
+		return time.Minute
+	}
+	return c.Interval
+}
+
+// New builds the provider named by cfg.Type.
+func New(cfg Config) (Provider, error) {
+	switch strings.ToLower(cfg.Type) {
+	case "", "prometheus":
+		return NewPrometheus(cfg)
+	case "datadog":
+		return NewDatadog(cfg)
+	case "newrelic":
+		return NewNewRelic(cfg)
+	case "cloudwatch":
+		return NewCloudWatch(cfg)
+	case "graphite":
+		return NewGraphite(cfg)
+	default:
+		return nil, fmt.Errorf("%w: unknown provider type %q (known: prometheus, datadog, newrelic, cloudwatch, graphite)", ErrInvalidConfig, cfg.Type)
+	}
+}
+
+// RedactURL returns scheme and host of a URL only, so a token in its path or query never reaches an error message.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "<invalid URL>"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+func requireKey(cfg Config, provider, key string) (string, error) {
+	v, ok := cfg.Credentials[key]
+	if !ok || len(v) == 0 {
+		return "", fmt.Errorf("%w: %s credentials Secret has no key %q", ErrInvalidConfig, provider, key)
+	}
+	return strings.TrimSpace(string(v)), nil
+}
+
+// statusError classifies an HTTP error answer: 4xx (except 408 and 429) is a rejected query, the rest is transient.
+// The body is included (capped) because backends explain the problem there; it never holds our credentials.
+func statusError(backend string, code int, body []byte) error {
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 512 {
+		msg = msg[:512] + "…"
+	}
+	if code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests {
+		return fmt.Errorf("%s answered %d: %s: %w", backend, code, msg, ErrQueryRejected)
+	}
+	return fmt.Errorf("%s answered %d: %s", backend, code, msg)
+}
