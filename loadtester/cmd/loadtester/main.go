@@ -1,0 +1,56 @@
+// Command loadtester serves Flagger's load tester protocol (see package loadtester).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/canaryflow/canaryflow/loadtester"
+)
+
+func main() {
+	port := flag.String("port", "8080", "port to listen on")
+	allow := flag.String("allow", strings.Join(loadtester.DefaultAllow, ","),
+		"comma-separated commands that may run (first word of cmd tasks; bash enables bash tasks and with them any command)")
+	maxDuration := flag.Duration("max-duration", time.Hour, "kill a task still running after this long")
+	flag.Parse()
+
+	log, err := zap.NewProduction()
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = log.Sync() }()
+
+	var allowed []string
+	for _, a := range strings.Split(*allow, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			allowed = append(allowed, a)
+		}
+	}
+	s := loadtester.New(loadtester.Config{Allow: allowed, MaxDuration: *maxDuration, Logger: log})
+	srv := &http.Server{Addr: ":" + *port, Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+		s.Runner().Stop()
+	}()
+	log.Info("load tester listening", zap.String("port", *port), zap.Strings("allow", allowed), zap.Duration("maxDuration", *maxDuration))
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("serving", zap.Error(err))
+		os.Exit(1)
+	}
+}
