@@ -1,0 +1,120 @@
+package router
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/capability"
+)
+
+func testCanary(mod func(*v1beta1.Canary)) *v1beta1.Canary {
+	c := &v1beta1.Canary{}
+	c.Name, c.Namespace = "podinfo", "test"
+	c.Spec.TargetRef = v1beta1.LocalObjectReference{Kind: "Deployment", Name: "podinfo"}
+	c.Spec.Service.Port = 9898
+	c.Spec.Service.GatewayRefs = []v1beta1.ParentReference{{Name: "gw"}}
+	c.Spec.Analysis = &v1beta1.CanaryAnalysis{Iterations: 0, StepWeight: 10}
+	if mod != nil {
+		mod(c)
+	}
+	c.SetDefaults()
+	return c
+}
+
+func TestSpecsReadBackAsWritten(t *testing.T) {
+	ab := func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Iterations = 5
+		c.Spec.Analysis.Match = []v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}}}}
+	}
+	sticky := func(c *v1beta1.Canary) {
+		c.Spec.Analysis.SessionAffinity = &v1beta1.SessionAffinity{CookieName: "flagger-cookie", PrimaryCookieName: "primary-cookie"}
+	}
+	mirror := func(c *v1beta1.Canary) { c.Spec.Analysis.Iterations, c.Spec.Analysis.Mirror, c.Spec.Analysis.MirrorWeight = 5, true, 50 }
+	for _, tc := range []struct {
+		name     string
+		mod      func(*v1beta1.Canary)
+		pw, cw   int
+		mirrored bool
+	}{
+		{"100/0", nil, 100, 0, false}, {"10/90", nil, 10, 90, false}, {"0/100", nil, 0, 100, false},
+		{"ab 0/100", ab, 0, 100, false}, {"sticky 70/30", sticky, 70, 30, false}, {"sticky 100/0", sticky, 100, 0, false},
+		{"mirrored", mirror, 100, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCanary(tc.mod)
+			hr, err := httpRoute(c, tc.pw, tc.cw, tc.mirrored, nil)
+			require.NoError(t, err)
+			hr = hr.DeepCopy() // only JSON types inside
+			pw, cw, m := httpRouteSplit(c, hr)
+			require.Equal(t, []int{tc.pw, tc.cw}, []int{pw, cw})
+			require.Equal(t, tc.mirrored, m)
+
+			ts := newObject(c, traefikSpec(c, tc.pw, tc.cw, tc.mirrored)).DeepCopy()
+			pw, cw, m = traefikRoutes(c, ts)
+			require.Equal(t, []int{tc.pw, tc.cw}, []int{pw, cw})
+			require.Equal(t, tc.mirrored, m)
+		})
+	}
+}
+
+func TestHTTPRouteABSendsOnlyMatchingRequestsToTheSplit(t *testing.T) {
+	c := testCanary(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Iterations = 5
+		c.Spec.Analysis.Match = []v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}, "user-agent": {Prefix: "curl/"}}}}
+	})
+	hr, err := httpRoute(c, 0, 100, false, nil)
+	require.NoError(t, err)
+	rules, _, _ := unstructured.NestedSlice(hr.Object, "spec", "rules")
+	require.Len(t, rules, 2)
+	first := rules[0].(map[string]any)
+	require.Equal(t, []any{map[string]any{
+		"path": map[string]any{"type": "PathPrefix", "value": "/"},
+		"headers": []any{
+			map[string]any{"type": "RegularExpression", "name": "user-agent", "value": `^curl/.*`},
+			map[string]any{"type": "Exact", "name": "x-canary", "value": "insider"},
+		},
+	}}, first["matches"])
+	second := rules[1].(map[string]any)
+	require.Len(t, second["backendRefs"], 1, "the other requests go to the primary only")
+}
+
+func TestStickyCookieSurvivesRewritesAndExpiresAtZero(t *testing.T) {
+	c := testCanary(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.SessionAffinity = &v1beta1.SessionAffinity{CookieName: "canary"}
+	})
+	first, err := httpRoute(c, 90, 10, false, nil)
+	require.NoError(t, err)
+	cookie := first.GetAnnotations()[cookieAnnotation]
+	require.Regexp(t, `^canary=[0-9a-f]{16}$`, cookie)
+	again, err := httpRoute(c, 80, 20, false, first)
+	require.NoError(t, err)
+	require.Equal(t, cookie, again.GetAnnotations()[cookieAnnotation], "the cookie is kept while the canary runs")
+	done, err := httpRoute(c, 100, 0, false, again)
+	require.NoError(t, err)
+	require.Empty(t, done.GetAnnotations()[cookieAnnotation])
+	require.Equal(t, cookie, done.GetAnnotations()[previousCookieAnnotation])
+	rules, _, _ := unstructured.NestedSlice(done.Object, "spec", "rules")
+	require.Len(t, rules, 2)
+	require.Contains(t, rules[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["responseHeaderModifier"].(map[string]any)["add"].([]any)[0].(map[string]any)["value"], "Max-Age=-1")
+}
+
+func TestRoutersDeclareWhatTheyImplement(t *testing.T) {
+	for _, tc := range []struct {
+		provider string
+		want     capability.Set
+	}{
+		{"kubernetes", capability.Set{BuiltinMetrics: true, Implemented: true}},
+		{"traefik", capability.Set{Weights: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true, Implemented: true}},
+		{"gatewayapi:v1", capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true, Implemented: true}},
+	} {
+		got, ok := capability.Of(tc.provider)
+		require.True(t, ok)
+		require.Equal(t, tc.want, got, tc.provider)
+	}
+	require.Equal(t, []string{"gatewayapi", "kubernetes", "traefik"}, Providers())
+	_, err := NewRegistryForClients(Clients{}).Get("nginx")
+	require.ErrorContains(t, err, `no router for provider "nginx"`)
+}

@@ -1,0 +1,136 @@
+package workload
+
+import (
+	"context"
+	"encoding/json"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+)
+
+// Finalize undoes Initialize for a deleted Canary (spec.revertOnDeletion): the target gets the primary's replicas
+// back (a DaemonSet is released onto its nodes), the apex Service selects the target's pods again, and the primary
+// workload, its autoscaler, its config copies and the primary and canary Services are deleted. Only objects that
+// carry canaryflow's marker are touched; nothing left is success.
+func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
+	ns := c.Namespace
+	t, err := k.getTarget(ctx, c)
+	if err != nil {
+		return err
+	}
+	p, err := k.getPrimary(ctx, c)
+	if err != nil {
+		return err
+	}
+	// Restore the target first, so that traffic has pods to go to before anything is removed.
+	if t.ds != nil {
+		if parked(t) {
+			if err := k.setDaemonSetParked(ctx, c, false); err != nil {
+				return err
+			}
+		}
+	} else {
+		want := int32(0)
+		if p != nil {
+			want = p.replicas()
+		}
+		if want <= 0 {
+			if want, err = k.canaryReplicas(ctx, c, t); err != nil {
+				return err
+			}
+		}
+		if t.replicas() != want {
+			if err := k.setTargetReplicas(ctx, c, want); err != nil {
+				return err
+			}
+		}
+	}
+
+	apex, primarySvc, canarySvc := c.ServiceNames()
+	svc, err := k.kube.CoreV1().Services(ns).Get(ctx, apex, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return apiErr("get", "Service", ns, apex, err)
+	case IsManaged(svc) && svc.Spec.Selector[t.key] != t.value:
+		patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"selector": map[string]string{t.key: t.value}}})
+		_, err := k.kube.CoreV1().Services(ns).Patch(ctx, apex, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+		if err != nil {
+			return apiErr("patch", "Service", ns, apex, err)
+		}
+	}
+
+	del := func(kind, name string, get func() (metav1.Object, error), remove func() error) error {
+		m, err := get()
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return apiErr("get", kind, ns, name, err)
+		}
+		if !IsManaged(m) {
+			return nil
+		}
+		if err := remove(); err != nil && !apierrors.IsNotFound(err) {
+			return apiErr("delete", kind, ns, name, err)
+		}
+		return nil
+	}
+	bg := metav1.DeletePropagationBackground
+	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
+	for _, name := range []string{primarySvc, canarySvc} {
+		if err := del("Service", name, func() (metav1.Object, error) { return k.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}) },
+			func() error { return k.kube.CoreV1().Services(ns).Delete(ctx, name, opts) }); err != nil {
+			return err
+		}
+	}
+	if ref := c.Spec.AutoscalerRef; ref != nil {
+		name := primaryValue(ref.Name)
+		hpas := k.kube.AutoscalingV2().HorizontalPodAutoscalers(ns)
+		if err := del("HorizontalPodAutoscaler", name, func() (metav1.Object, error) { return hpas.Get(ctx, name, metav1.GetOptions{}) },
+			func() error { return hpas.Delete(ctx, name, opts) }); err != nil {
+			return err
+		}
+	}
+	if p != nil {
+		name := primaryName(c)
+		var err error
+		if p.dep != nil {
+			err = k.kube.AppsV1().Deployments(ns).Delete(ctx, name, opts)
+		} else {
+			err = k.kube.AppsV1().DaemonSets(ns).Delete(ctx, name, opts)
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return apiErr("delete", c.Spec.TargetRef.Kind, ns, name, err)
+		}
+	}
+	// Config copies: every ConfigMap and Secret canaryflow made for this Canary.
+	sel := metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue}
+	owner := ns + "/" + c.Name
+	cms, err := k.kube.CoreV1().ConfigMaps(ns).List(ctx, sel)
+	if err != nil {
+		return apiErr("list", "ConfigMaps", ns, "", err)
+	}
+	for _, cm := range cms.Items {
+		if cm.Annotations[CanaryAnnotation] == owner {
+			if err := k.kube.CoreV1().ConfigMaps(ns).Delete(ctx, cm.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+				return apiErr("delete", kindConfigMap, ns, cm.Name, err)
+			}
+		}
+	}
+	secrets, err := k.kube.CoreV1().Secrets(ns).List(ctx, sel)
+	if err != nil {
+		return apiErr("list", "Secrets", ns, "", err)
+	}
+	for _, s := range secrets.Items {
+		if s.Annotations[CanaryAnnotation] == owner {
+			if err := k.kube.CoreV1().Secrets(ns).Delete(ctx, s.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+				return apiErr("delete", kindSecret, ns, s.Name, err)
+			}
+		}
+	}
+	return nil
+}
