@@ -32,7 +32,9 @@ func TestSpecsReadBackAsWritten(t *testing.T) {
 	sticky := func(c *v1beta1.Canary) {
 		c.Spec.Analysis.SessionAffinity = &v1beta1.SessionAffinity{CookieName: "flagger-cookie", PrimaryCookieName: "primary-cookie"}
 	}
-	mirror := func(c *v1beta1.Canary) { c.Spec.Analysis.Iterations, c.Spec.Analysis.Mirror, c.Spec.Analysis.MirrorWeight = 5, true, 50 }
+	mirror := func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Iterations, c.Spec.Analysis.Mirror, c.Spec.Analysis.MirrorWeight = 5, true, 50
+	}
 	for _, tc := range []struct {
 		name     string
 		mod      func(*v1beta1.Canary)
