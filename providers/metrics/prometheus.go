@@ -33,8 +33,11 @@ type Prometheus struct {
 
 // NewPrometheus builds a Prometheus provider for cfg.Address with the credentials of cfg.Credentials.
 func NewPrometheus(cfg Config) (*Prometheus, error) {
+	if cfg.Address == "" {
+		return nil, fmt.Errorf("%w: no Prometheus address: set spec.metricsServer, the MetricTemplate's provider.address, or the worker's default", ErrInvalidConfig)
+	}
 	u, err := url.Parse(cfg.Address)
-	if cfg.Address == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return nil, fmt.Errorf("%w: prometheus address %s is not an http(s) URL", ErrInvalidConfig, RedactURL(cfg.Address))
 	}
 	headers := http.Header{}

@@ -2,13 +2,10 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
@@ -17,43 +14,44 @@ import (
 )
 
 func init() {
-	Register("kubernetes", func(c Clients) Router { return &Kubernetes{kube: c.Kube} })
+	Register("kubernetes", func(c Clients) Router { return &Kubernetes{kube: c.Kube, workloads: workload.NewForClientset(c.Kube)} })
 	declare("kubernetes", capability.Set{})
 }
 
 // Kubernetes routes with Services only: the apex Service selects either the primary's or the canary's pods
 // (blue/green). It has no weights, matches, mirroring or affinity.
 type Kubernetes struct {
-	kube kubernetes.Interface
+	kube      kubernetes.Interface
+	workloads *workload.Client
 }
 
-// apex reads the apex Service (made by the workload initialisation) and the selector label it switches.
-func (k *Kubernetes) apex(ctx context.Context, c *v1beta1.Canary) (svc *corev1.Service, key, base string, err error) {
-	name, _, _ := c.ServiceNames()
-	svc, err = k.kube.CoreV1().Services(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+// apexSelectsPrimary reads the apex Service (made by the workload initialisation) and says which pods it selects.
+func (k *Kubernetes) apexSelectsPrimary(ctx context.Context, c *v1beta1.Canary) (bool, error) {
+	name := apexName(c)
+	svc, err := k.kube.CoreV1().Services(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, "", "", workload.Permanentf("Service %s/%s (the apex of Canary %s/%s) not found: the workloads must be initialised first",
+		return false, workload.Permanentf("Service %s/%s (the apex of Canary %s/%s) not found: the workloads must be initialised first",
 			c.Namespace, name, c.Namespace, c.Name)
 	}
 	if err != nil {
-		return nil, "", "", err
+		return false, err
 	}
 	if !workload.IsManaged(svc) {
-		return nil, "", "", workload.NotOurs("Service", c.Namespace, name, "delete it or rename spec.service.name")
+		return false, workload.NotOurs("Service", c.Namespace, name, "delete it or rename spec.service.name")
 	}
 	for _, l := range workload.SelectorLabels {
 		if v, ok := svc.Spec.Selector[l]; ok {
-			return svc, l, strings.TrimSuffix(v, "-primary"), nil
+			return strings.HasSuffix(v, "-primary"), nil
 		}
 	}
-	return nil, "", "", workload.Permanentf("Service %s/%s selects no pods by %s: re-initialise the canary",
+	return false, workload.Permanentf("Service %s/%s selects no pods by %s: re-initialise the canary",
 		c.Namespace, name, strings.Join(workload.SelectorLabels, ", "))
 }
 
 // Reconcile checks that the apex Service exists and is canaryflow's; the Services themselves are the workload
 // initialisation's to write, and their selector is SetRoutes'.
 func (k *Kubernetes) Reconcile(ctx context.Context, c *v1beta1.Canary) error {
-	_, _, _, err := k.apex(ctx, c)
+	_, err := k.apexSelectsPrimary(ctx, c)
 	return err
 }
 
@@ -63,36 +61,22 @@ func (k *Kubernetes) SetRoutes(ctx context.Context, c *v1beta1.Canary, primaryWe
 		return err
 	}
 	if mirrored || (primaryWeight != 100 && canaryWeight != 100) {
-		return workload.Permanentf("provider kubernetes can only switch all traffic (100/0 or 0/100), not %d/%d%s (Canary %s/%s)",
-			primaryWeight, canaryWeight, map[bool]string{true: " mirrored", false: ""}[mirrored], c.Namespace, c.Name)
+		return workload.Permanentf("provider kubernetes can only switch all traffic (100/0 or 0/100), not %d/%d (Canary %s/%s)",
+			primaryWeight, canaryWeight, c.Namespace, c.Name)
 	}
-	svc, key, base, err := k.apex(ctx, c)
-	if err != nil {
-		return err
-	}
-	want := base
-	if primaryWeight == 100 {
-		want = base + "-primary"
-	}
-	if svc.Spec.Selector[key] == want {
-		return nil
-	}
-	// A merge patch of the selector only: the rest of the Service stays as the workload initialisation applied it.
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"selector": map[string]string{key: want}}})
-	_, err = k.kube.CoreV1().Services(c.Namespace).Patch(ctx, svc.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: workload.FieldManager})
-	return err
+	return k.workloads.SwitchApex(ctx, c, primaryWeight == 100)
 }
 
 // GetRoutes says which pods the apex Service selects.
 func (k *Kubernetes) GetRoutes(ctx context.Context, c *v1beta1.Canary) (int, int, bool, error) {
-	svc, key, base, err := k.apex(ctx, c)
+	primary, err := k.apexSelectsPrimary(ctx, c)
 	if err != nil {
 		return 0, 0, false, err
 	}
-	if svc.Spec.Selector[key] == base {
-		return 0, 100, false, nil
+	if primary {
+		return 100, 0, false, nil
 	}
-	return 100, 0, false, nil
+	return 0, 100, false, nil
 }
 
 // Finalize leaves the Services to the workload finalisation, which points the apex back at the target's pods.

@@ -2,11 +2,9 @@ package workload
 
 import (
 	"context"
-	"encoding/json"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
@@ -56,10 +54,8 @@ func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 	case err != nil:
 		return apiErr("get", "Service", ns, apex, err)
 	case IsManaged(svc) && svc.Spec.Selector[t.key] != t.value:
-		patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"selector": map[string]string{t.key: t.value}}})
-		_, err := k.kube.CoreV1().Services(ns).Patch(ctx, apex, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
-		if err != nil {
-			return apiErr("patch", "Service", ns, apex, err)
+		if err := k.applyService(ctx, services(c, t, t.value)[0]); err != nil {
+			return err
 		}
 	}
 

@@ -91,6 +91,8 @@ func TestDaemonSetIsParkedOnNoNodeAndReleased(t *testing.T) {
 	require.NoError(t, err)
 	ns := labtest.Namespace(t, "wl-ds")
 	d := workloadtest.Podinfo(ns, "agent", "6.0.0", 1)
+	_, err = admin.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "agent-config"}, Data: map[string]string{"color": "blue"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
 	_, err = admin.AppsV1().DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{
 		ObjectMeta: d.ObjectMeta,
 		Spec:       appsv1.DaemonSetSpec{Selector: d.Spec.Selector, Template: d.Spec.Template},

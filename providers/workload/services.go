@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,4 +103,32 @@ func (k *Client) applyService(ctx context.Context, svc *corev1.Service) error {
 	}
 	_, err = k.kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.ApplyPatchType, data, applyOptions())
 	return apiErr("apply", "Service", svc.Namespace, svc.Name, err)
+}
+
+// SwitchApex points the apex Service at the primary's pods (toPrimary) or at the target's: the blue/green switch of
+// the kubernetes router. The apex is applied whole, as Initialize writes it, so the Service keeps one owner.
+// Already switched costs one read.
+func (k *Client) SwitchApex(ctx context.Context, c *v1beta1.Canary, toPrimary bool) error {
+	apex, _, _ := c.ServiceNames()
+	live, err := k.kube.CoreV1().Services(c.Namespace).Get(ctx, apex, metav1.GetOptions{})
+	if err != nil {
+		return apiErr("get", "Service", c.Namespace, apex, err)
+	}
+	if !IsManaged(live) {
+		return NotOurs("Service", c.Namespace, apex, "delete it or rename spec.service.name")
+	}
+	for _, key := range SelectorLabels {
+		if v, ok := live.Spec.Selector[key]; ok && len(live.Spec.Selector) == 1 && strings.HasSuffix(v, "-primary") == toPrimary {
+			return nil
+		}
+	}
+	t, err := k.getTarget(ctx, c)
+	if err != nil {
+		return err
+	}
+	want := t.value
+	if toPrimary {
+		want = primaryValue(t.value)
+	}
+	return k.applyService(ctx, services(c, t, want)[0])
 }
