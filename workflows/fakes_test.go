@@ -1,0 +1,212 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+)
+
+// fakes replaces every activity of the rollout with a deterministic test implementation that records its calls.
+// Behaviour depends only on call counts, so the same script gives the same history in the time-skipping test
+// environment and on a dev server (the recorder).
+type fakes struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	start time.Time
+
+	// revisions are the successive DetectRevision results; the last one repeats.
+	revisions []activities.RevisionResult
+	// canaryReady / primaryReady answer the n-th (1-based) readiness check of each workload; nil = ready.
+	canaryReady, primaryReady func(n int) (bool, string)
+	// value gives the n-th (1-based) metric run's value of a metric; nil = a passing value.
+	value func(n int, metric string) *float64
+	// hookPasses answers the n-th (1-based) call of a webhook; nil = Flagger's happy path (every hook passes,
+	// except rollback hooks, whose passing means "roll back").
+	hookPasses func(h v1beta1.CanaryWebhook, n int) bool
+
+	calls      []string
+	routes     []route
+	routeInput []activities.RoutesInput
+	metricsIn  []activities.MetricChecksInput
+	alerts     []activities.Event
+	events     []string
+
+	counts map[string]int
+}
+
+// route is one SetRoutes call: the split and when (test clock) it was set.
+type route struct {
+	Primary, Canary int
+	Mirrored        bool
+	At              time.Duration // since the fakes' start
+}
+
+func (r route) String() string {
+	m := ""
+	if r.Mirrored {
+		m = " mirrored"
+	}
+	return fmt.Sprintf("%d/%d%s", r.Primary, r.Canary, m)
+}
+
+func newFakes(now func() time.Time, revisions ...activities.RevisionResult) *fakes {
+	return &fakes{now: now, start: now(), revisions: revisions, counts: map[string]int{}}
+}
+
+// newRevision is the DetectRevision result of a changed target.
+func newRevision(target string) activities.RevisionResult {
+	return activities.RevisionResult{TargetRevision: target, PrimaryRevision: "rev1", PrimaryExists: true, Changed: true}
+}
+
+func (f *fakes) record(call string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call)
+	f.counts[call]++
+	return f.counts[call]
+}
+
+func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (activities.RevisionResult, error) {
+	n := f.record("DetectRevision")
+	if len(f.revisions) == 0 {
+		return newRevision("rev2"), nil
+	}
+	return f.revisions[min(n, len(f.revisions))-1], nil
+}
+
+func (f *fakes) InitializeWorkloads(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
+	f.record("InitializeWorkloads")
+	return activities.ActionResult{Summary: "initialised"}, nil
+}
+
+func (f *fakes) ReconcileRouter(_ context.Context, _ activities.RouterInput) (activities.ActionResult, error) {
+	f.record("ReconcileRouter")
+	return activities.ActionResult{Summary: "reconciled"}, nil
+}
+
+func (f *fakes) ScaleCanary(_ context.Context, in activities.ScaleInput) (activities.ActionResult, error) {
+	if in.Up {
+		f.record("ScaleCanary up")
+	} else {
+		f.record("ScaleCanary down")
+	}
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) CheckReady(_ context.Context, in activities.ReadyInput) (activities.ReadyResult, error) {
+	n := f.record("CheckReady " + string(in.Workload))
+	fn := f.canaryReady
+	if in.Workload == activities.WorkloadPrimary {
+		fn = f.primaryReady
+	}
+	if fn == nil {
+		return activities.ReadyResult{Ready: true}, nil
+	}
+	ok, reason := fn(n)
+	return activities.ReadyResult{Ready: ok, Reason: reason}, nil
+}
+
+func (f *fakes) Promote(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
+	f.record("Promote")
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) SetRoutes(_ context.Context, in activities.RoutesInput) (activities.ActionResult, error) {
+	r := route{Primary: in.PrimaryWeight, Canary: in.CanaryWeight, Mirrored: in.Mirrored, At: f.now().Sub(f.start)}
+	f.record("SetRoutes " + r.String())
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.routes = append(f.routes, r)
+	f.routeInput = append(f.routeInput, in)
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) RunMetricChecks(_ context.Context, in activities.MetricChecksInput) (activities.MetricChecksResult, error) {
+	n := f.record("RunMetricChecks")
+	f.mu.Lock()
+	f.metricsIn = append(f.metricsIn, in)
+	f.mu.Unlock()
+	var out activities.MetricChecksResult
+	for _, m := range in.Metrics {
+		var v *float64
+		if f.value != nil {
+			v = f.value(n, m.Name)
+		} else {
+			v = passing(m)
+		}
+		out.Results = append(out.Results, verdict(m, v))
+	}
+	return out, nil
+}
+
+// passing returns a value inside the metric's range.
+func passing(m v1beta1.CanaryMetric) *float64 {
+	v := 99.5
+	if m.Name == v1beta1.MetricRequestDuration {
+		v = 120
+	}
+	return &v
+}
+
+// verdict judges a value as the analysis activity does: in range passes; no value follows the metric's onNoData.
+func verdict(m v1beta1.CanaryMetric, v *float64) activities.CheckResult {
+	r := activities.CheckResult{Metric: m.Name, Value: v}
+	if m.ThresholdRange != nil {
+		r.Min, r.Max = m.ThresholdRange.Min, m.ThresholdRange.Max
+	}
+	switch {
+	case v == nil:
+		r.Message = "no values found"
+		switch m.OnNoData {
+		case v1beta1.NoDataPass:
+			r.Verdict = activities.VerdictPass
+		case v1beta1.NoDataHold:
+			r.Verdict = activities.VerdictHold
+		default:
+			r.Verdict = activities.VerdictFail
+		}
+	case r.Min != nil && *v < *r.Min, r.Max != nil && *v > *r.Max:
+		r.Verdict = activities.VerdictFail
+	default:
+		r.Verdict = activities.VerdictPass
+	}
+	return r
+}
+
+func (f *fakes) CallWebhook(_ context.Context, in activities.WebhookInput) (activities.WebhookResult, error) {
+	h := in.Hook
+	n := f.record("CallWebhook " + string(h.Type) + "/" + h.Name)
+	if h.Type == v1beta1.EventHook {
+		f.mu.Lock()
+		f.events = append(f.events, in.Payload.Metadata["eventMessage"])
+		f.mu.Unlock()
+		return activities.WebhookResult{Name: h.Name, Type: h.Type, Passed: true, StatusCode: 200, Attempts: 1}, nil
+	}
+	ok := h.Type != v1beta1.RollbackHook
+	if f.hookPasses != nil {
+		ok = f.hookPasses(h, n)
+	}
+	res := activities.WebhookResult{Name: h.Name, Type: h.Type, Passed: ok, StatusCode: 200, Attempts: 1}
+	if !ok {
+		res.StatusCode, res.Reason = 403, "forbidden"
+	}
+	return res, nil
+}
+
+func (f *fakes) SendAlerts(_ context.Context, in activities.AlertInput) (activities.AlertResult, error) {
+	f.record("SendAlerts")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.alerts = append(f.alerts, in.Event)
+	return activities.AlertResult{Sent: []string{in.Alerts[0].Name}}, nil
+}
+
+func (f *fakes) snapshotRoutes() []route {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]route(nil), f.routes...)
+}

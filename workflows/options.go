@@ -1,0 +1,107 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+)
+
+// historyLimit is the history length (events) past which a run continues as new, carrying its Status. Temporal
+// warns at 10,240 events and refuses past 51,200; 8,000 leaves room for the events of one more step and for
+// signals. A 10-step canary with 2 metrics and a rollout webhook uses a few hundred events (see README), so only
+// rollouts held for days (pause, a gate nobody opens, a canary that never gets ready) reach it.
+var historyLimit = 8000
+
+// Polling of readiness: one quick activity per observation, on a workflow timer that backs off from the first
+// to the last interval. A workflow timer survives worker restarts with no state in the worker, and one short
+// activity per poll costs less history than a long activity that heartbeats.
+const (
+	readyPollFirst = 2 * time.Second
+	readyPollMax   = 30 * time.Second
+)
+
+// Activity options, one set per kind of side effect.
+
+// kubeOptions: Kubernetes reads and writes of the workload and routing activities. Each call is short; transient
+// API errors are retried with backoff for a few minutes, permanent ones (non-retryable types) fail at once.
+func kubeOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: permanentErrorTypes,
+		},
+	}
+}
+
+// cleanupOptions: the writes of a rollback (route to the primary, scale the canary down). They retry until they
+// succeed, because giving up would leave users on a failed canary; only permanent errors stop them.
+func cleanupOptions() workflow.ActivityOptions {
+	o := kubeOptions()
+	o.ScheduleToCloseTimeout = 0
+	o.RetryPolicy.MaximumInterval = time.Minute
+	return o
+}
+
+// readyOptions: one readiness observation. Short: the workflow polls again anyway.
+func readyOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout:    15 * time.Second,
+		ScheduleToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Second,
+			NonRetryableErrorTypes: permanentErrorTypes,
+		},
+	}
+}
+
+// metricOptions: all metric checks of one step. A query that fails is a check result, not an activity error;
+// the activity only fails when it could not run at all, which a couple of retries may fix.
+func metricOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    2 * time.Second,
+			BackoffCoefficient: 2,
+			MaximumAttempts:    3,
+		},
+	}
+}
+
+// webhookOptions: one webhook call. The activity makes the hook's own retries (spec retries, each bounded by the
+// hook's timeout), so its deadline covers them all; Temporal retries only a lost worker, once.
+func webhookOptions(h v1beta1.CanaryWebhook) workflow.ActivityOptions {
+	perCall := h.TimeoutDuration()
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: time.Duration(h.Retries+1)*(perCall+time.Second) + 5*time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
+	}
+}
+
+// alertOptions: notifications. They never fail the rollout, so a few attempts are enough.
+func alertOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    2 * time.Second,
+			BackoffCoefficient: 2,
+			MaximumAttempts:    3,
+		},
+	}
+}
+
+var permanentErrorTypes = []string{
+	activities.ErrTypeProgressDeadlineExceeded,
+	activities.ErrTypeNotFound,
+	activities.ErrTypeUnsupportedProvider,
+	activities.ErrTypePermanent,
+}

@@ -1,0 +1,638 @@
+package workflows
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/worker/zaplog"
+	"github.com/canaryflow/canaryflow/workflows/searchattr"
+)
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// podinfo is the canary of Flagger's tutorial: stepWeight 10 up to 50, every minute, two builtin metrics and a
+// load-test rollout webhook, threshold 3.
+func podinfo(mutate ...func(*v1beta1.Canary)) v1beta1.Canary {
+	min99, max500 := 99.0, 500.0
+	c := v1beta1.Canary{}
+	c.Name, c.Namespace = "podinfo", "test"
+	c.Spec.Provider = "traefik"
+	c.Spec.TargetRef = v1beta1.LocalObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "podinfo"}
+	c.Spec.Service = v1beta1.CanaryService{Port: 9898}
+	md := map[string]string{"cmd": "hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/"}
+	c.Spec.Analysis = &v1beta1.CanaryAnalysis{
+		Interval: "1m", Threshold: 3, MaxWeight: 50, StepWeight: 10,
+		Metrics: []v1beta1.CanaryMetric{
+			{Name: v1beta1.MetricRequestSuccessRate, Interval: "1m", ThresholdRange: &v1beta1.CanaryThresholdRange{Min: &min99}},
+			{Name: v1beta1.MetricRequestDuration, Interval: "1m", ThresholdRange: &v1beta1.CanaryThresholdRange{Max: &max500}},
+		},
+		Webhooks: []v1beta1.CanaryWebhook{
+			{Name: "load-test", Type: v1beta1.RolloutHook, URL: "http://flagger-loadtester.test/", Timeout: "5s", Metadata: &md},
+		},
+	}
+	for _, m := range mutate {
+		m(&c)
+	}
+	return c
+}
+
+func hook(t v1beta1.HookType, name string) v1beta1.CanaryWebhook {
+	return v1beta1.CanaryWebhook{Name: name, Type: t, URL: "http://flagger-loadtester.test/gate/check"}
+}
+
+// harness runs CanaryRollout in the time-skipping test environment with fakes and records the phases (from
+// the search attribute upserts) and the decision log lines.
+type harness struct {
+	t      *testing.T
+	env    *testsuite.TestWorkflowEnvironment
+	f      *fakes
+	phases []Phase
+	logs   *observer.ObservedLogs
+}
+
+func newHarness(t *testing.T, revisions ...activities.RevisionResult) *harness {
+	t.Helper()
+	core, logs := observer.New(zapcore.InfoLevel)
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(zaplog.New(zap.New(core)))
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartTime(t0)
+	h := &harness{t: t, env: env, f: newFakes(env.Now, revisions...), logs: logs}
+	env.RegisterWorkflow(CanaryRollout)
+	env.RegisterActivity(h.f)
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		sa := args.Get(0).(temporal.SearchAttributes)
+		if p, ok := sa.GetKeyword(searchattr.CanaryPhase); ok {
+			h.phases = append(h.phases, Phase(p))
+		}
+	}).Return(nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range logs.AllUntimed() {
+				t.Log(e.Level, e.Message)
+			}
+			t.Log("calls:", strings.Join(h.f.calls, ", "))
+		}
+	})
+	return h
+}
+
+// at schedules fn at d after the start on the test clock.
+func (h *harness) at(d time.Duration, fn func()) { h.env.RegisterDelayedCallback(fn, d) }
+
+func (h *harness) signal(d time.Duration, name string, payload any) {
+	h.at(d, func() { h.env.SignalWorkflow(name, payload) })
+}
+
+// run executes the rollout to its end and returns its result; the status query must agree with it.
+func (h *harness) run(c v1beta1.Canary) RolloutResult {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: c})
+	require.True(h.t, h.env.IsWorkflowCompleted())
+	require.NoError(h.t, h.env.GetWorkflowError())
+	var res RolloutResult
+	require.NoError(h.t, h.env.GetWorkflowResult(&res))
+	require.Equal(h.t, res.Status, h.status())
+	return res
+}
+
+func (h *harness) status() Status {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(QueryStatus)
+	require.NoError(h.t, err)
+	var st Status
+	require.NoError(h.t, v.Get(&st))
+	return st
+}
+
+// requireRoutes asserts the exact splits set on the router and when (offset from the start).
+func (h *harness) requireRoutes(want ...route) {
+	h.t.Helper()
+	require.Equal(h.t, want, h.f.snapshotRoutes())
+}
+
+func (h *harness) requirePhases(want ...Phase) {
+	h.t.Helper()
+	require.Equal(h.t, want, h.phases)
+}
+
+func (h *harness) requireLogged(msgs ...string) {
+	h.t.Helper()
+	var got []string
+	for _, e := range h.logs.AllUntimed() {
+		got = append(got, e.Message)
+	}
+	for _, m := range msgs {
+		require.Contains(h.t, got, m)
+	}
+}
+
+func (h *harness) count(call string) int {
+	n := 0
+	for _, c := range h.f.calls {
+		if c == call {
+			n++
+		}
+	}
+	return n
+}
+
+func r(p, c int, at time.Duration) route { return route{Primary: p, Canary: c, At: at} }
+func rm(p, c int, at time.Duration) route {
+	return route{Primary: p, Canary: c, Mirrored: true, At: at}
+}
+
+const m = time.Minute
+
+// summary is the part of the final status every scenario pins.
+type summary struct {
+	Phase                       Phase
+	Primary, Canary             int
+	Mirrored                    bool
+	FailedChecks, Iterations    int
+	Revision                    string
+	Promoted                    ConditionStatus
+	PromotedReason, PendingGate string
+}
+
+func summarize(st Status) summary {
+	s := summary{Phase: st.Phase, Primary: st.PrimaryWeight, Canary: st.CanaryWeight, Mirrored: st.Mirrored,
+		FailedChecks: st.FailedChecks, Iterations: st.Iterations, Revision: st.Revision, PendingGate: string(st.PendingGate)}
+	if len(st.Conditions) == 1 {
+		s.Promoted, s.PromotedReason = st.Conditions[0].Status, st.Conditions[0].Reason
+	}
+	return s
+}
+
+var (
+	succeeded = func(rev string) summary {
+		return summary{Phase: PhaseSucceeded, Primary: 100, Revision: rev, Promoted: ConditionTrue, PromotedReason: "Succeeded"}
+	}
+	failed = func(rev string, failedChecks int) summary {
+		return summary{Phase: PhaseFailed, Primary: 100, Revision: rev, FailedChecks: failedChecks, Promoted: ConditionFalse, PromotedReason: "Failed"}
+	}
+	promotedPhases = []Phase{PhaseProgressing, PhasePromoting, PhaseFinalising, PhaseSucceeded}
+	// podinfoRoutes are the splits of the podinfo canary: one step a minute up to 50, then all to the primary.
+	podinfoRoutes = []route{r(90, 10, 0), r(80, 20, 1*m), r(70, 30, 2*m), r(60, 40, 3*m), r(50, 50, 4*m), r(100, 0, 5*m)}
+)
+
+func TestFirstRolloutInitialisesAndEndsInitialized(t *testing.T) {
+	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1"})
+	res := h.run(podinfo())
+
+	h.requirePhases(PhaseInitializing, PhaseInitialized)
+	h.requireRoutes(r(100, 0, 0))
+	require.Equal(t, []string{"DetectRevision", "InitializeWorkloads", "ReconcileRouter", "SetRoutes 100/0",
+		"CheckReady primary", "ScaleCanary down"}, h.f.calls)
+	require.Equal(t, summary{Phase: PhaseInitialized, Primary: 100, Revision: "rev1", Promoted: ConditionTrue, PromotedReason: "Initialized"},
+		summarize(res.Status))
+	require.False(t, res.Promoted)
+	h.requireLogged("Initialization done! podinfo.test")
+}
+
+func TestNewRevisionIsPromotedStepByStepWithStepWeight(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo())
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(podinfoRoutes...)
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.True(t, res.Promoted)
+	step := []string{"CheckReady canary", "CallWebhook rollout/load-test", "RunMetricChecks"}
+	var want []string
+	want = append(want, "DetectRevision", "ReconcileRouter", "ScaleCanary up", "CheckReady canary",
+		"CheckReady canary", "SetRoutes 90/10")
+	for _, w := range []string{"80/20", "70/30", "60/40", "50/50"} {
+		want = append(append(want, step...), "SetRoutes "+w)
+	}
+	want = append(append(want, step...), "Promote", "CheckReady primary", "SetRoutes 100/0", "ScaleCanary down")
+	require.Equal(t, want, h.f.calls)
+	require.Len(t, res.Status.LastChecks, 2)
+	require.Equal(t, activities.VerdictPass, res.Status.LastChecks[0].Verdict)
+	h.requireLogged("New revision detected! Scaling up podinfo.test", "Advance podinfo.test canary weight 10",
+		"Advance podinfo.test canary weight 50", "Copying podinfo.test template spec to podinfo-primary.test",
+		"Promotion completed! Scaling down podinfo.test")
+}
+
+func TestStepWeightsAreFollowedInOrder(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.StepWeight = 0
+		c.Spec.Analysis.StepWeights = []int{1, 5, 10, 20, 50}
+	}))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(r(99, 1, 0), r(95, 5, m), r(90, 10, 2*m), r(80, 20, 3*m), r(50, 50, 4*m), r(100, 0, 5*m))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+}
+
+func TestStepWeightPromotionMovesTrafficBackOneIntervalPerStep(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) { c.Spec.Analysis.StepWeightPromotion = 20 }))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(r(90, 10, 0), r(80, 20, m), r(70, 30, 2*m), r(60, 40, 3*m), r(50, 50, 4*m),
+		r(70, 30, 5*m), r(90, 10, 6*m), r(100, 0, 7*m))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	h.requireLogged("Advance podinfo.test primary weight 70", "Advance podinfo.test primary weight 100")
+}
+
+func TestFailedChecksReachingTheThresholdRollBack(t *testing.T) {
+	h := newHarness(t)
+	h.f.value = func(n int, metric string) *float64 {
+		v := 53.42
+		if metric == v1beta1.MetricRequestDuration {
+			v = 120
+		}
+		return &v
+	}
+	res := h.run(podinfo())
+
+	h.requirePhases(PhaseProgressing, PhaseFailed)
+	// Step 1 advances (no metrics before traffic); steps 2, 3 and 4 fail; the third failure rolls back at once.
+	h.requireRoutes(r(90, 10, 0), r(100, 0, 3*m))
+	require.Equal(t, failed("rev2", 3), summarize(res.Status))
+	require.Equal(t, "Rolling back podinfo.test failed checks threshold reached 3", res.Reason)
+	require.Equal(t, 1, h.count("ScaleCanary down"))
+	h.requireLogged("Halt podinfo.test advancement success rate 53.42% < 99%",
+		"Rolling back podinfo.test failed checks threshold reached 3", "Canary failed! Scaling down podinfo.test")
+}
+
+func TestCanaryNotReadyPastTheProgressDeadlineRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.f.canaryReady = func(int) (bool, string) {
+		return false, "waiting for rollout to finish: 0 of 1 updated replicas are available"
+	}
+	res := h.run(podinfo(func(c *v1beta1.Canary) { s := int32(60); c.Spec.ProgressDeadlineSeconds = &s }))
+
+	h.requirePhases(PhaseProgressing, PhaseFailed)
+	h.requireRoutes(r(100, 0, 60*time.Second))
+	require.Equal(t, failed("rev2", 0), summarize(res.Status))
+	require.Equal(t, "Rolling back podinfo.test progress deadline exceeded canary deployment podinfo.test not ready: "+
+		"waiting for rollout to finish: 0 of 1 updated replicas are available", res.Reason)
+	// Polls back off: at 0, 2, 6, 14, 30 and 60 s.
+	require.Equal(t, 6, h.count("CheckReady canary"))
+	require.Zero(t, h.count("RunMetricChecks"))
+}
+
+func TestPrimaryNotReadyDuringPromotionRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.f.primaryReady = func(int) (bool, string) {
+		return false, "waiting for rollout to finish: 1 old replicas are pending termination"
+	}
+	res := h.run(podinfo(func(c *v1beta1.Canary) { s := int32(60); c.Spec.ProgressDeadlineSeconds = &s }))
+
+	h.requirePhases(PhaseProgressing, PhasePromoting, PhaseFailed)
+	h.requireRoutes(append(podinfoRoutes[:5:5], r(100, 0, 6*m))...)
+	require.Equal(t, summary{Phase: PhaseFailed, Primary: 100, Revision: "rev2", Promoted: ConditionFalse, PromotedReason: "Failed"},
+		summarize(res.Status))
+	require.Equal(t, "Rolling back podinfo.test progress deadline exceeded primary deployment podinfo-primary.test not ready: "+
+		"waiting for rollout to finish: 1 old replicas are pending termination", res.Reason)
+}
+
+func TestSkipAnalysisPromotesOnceTheCanaryIsReady(t *testing.T) {
+	h := newHarness(t)
+	h.f.canaryReady = func(n int) (bool, string) { return n > 1, "starting" }
+	res := h.run(podinfo(func(c *v1beta1.Canary) { c.Spec.SkipAnalysis = true }))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes() // traffic never left the primary
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, []string{"DetectRevision", "ReconcileRouter", "ScaleCanary up", "CheckReady canary", "CheckReady canary",
+		"Promote", "CheckReady primary", "ScaleCanary down"}, h.f.calls)
+	h.requireLogged("Promotion completed! Canary analysis was skipped for podinfo.test")
+}
+
+func TestABTestingRoutesMatchingRequestsForTheIterationsThenPromotes(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		a := c.Spec.Analysis
+		a.StepWeight, a.MaxWeight, a.Iterations = 0, 0, 3
+		a.Match = []v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}}}}
+	}))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(r(0, 100, 0), r(100, 0, 3*m))
+	require.Equal(t, summary{Phase: PhaseSucceeded, Primary: 100, Iterations: 3, Revision: "rev2", Promoted: ConditionTrue, PromotedReason: "Succeeded"},
+		summarize(res.Status))
+	require.Equal(t, v1beta1.StrategyABTesting, res.Status.Strategy)
+	require.NotEmpty(t, h.f.routeInput[0].Canary.Spec.Analysis.Match, "the router gets the match with the split")
+	h.requireLogged("Advance podinfo.test canary iteration 1/3", "Advance podinfo.test canary iteration 3/3")
+}
+
+func TestBlueGreenTestsWithoutTrafficThenSwitches(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Provider = "kubernetes"
+		a := c.Spec.Analysis
+		a.StepWeight, a.MaxWeight, a.Iterations = 0, 0, 3
+	}))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(r(0, 100, 3*m), r(100, 0, 3*m))
+	require.Equal(t, summary{Phase: PhaseSucceeded, Primary: 100, Iterations: 3, Revision: "rev2", Promoted: ConditionTrue, PromotedReason: "Succeeded"},
+		summarize(res.Status))
+	require.Equal(t, v1beta1.StrategyBlueGreen, res.Status.Strategy)
+	require.Equal(t, 3, h.count("RunMetricChecks"))
+	h.requireLogged("Routing all traffic to canary podinfo.test")
+}
+
+func TestBlueGreenMirroringMirrorsDuringTheIterations(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		a := c.Spec.Analysis
+		a.StepWeight, a.MaxWeight, a.Iterations, a.Mirror = 0, 0, 3, true
+	}))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(rm(100, 0, 0), r(0, 100, 3*m), r(100, 0, 3*m))
+	require.Equal(t, summary{Phase: PhaseSucceeded, Primary: 100, Iterations: 3, Revision: "rev2", Promoted: ConditionTrue, PromotedReason: "Succeeded"},
+		summarize(res.Status))
+	require.Equal(t, v1beta1.StrategyBlueGreenMirroring, res.Status.Strategy)
+	require.Equal(t, 100, h.f.routeInput[0].Canary.Spec.Analysis.MirrorWeight, "mirrorWeight defaults to 100")
+}
+
+func TestSessionAffinityCanaryPassesTheCookieToTheRouter(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.SessionAffinity = &v1beta1.SessionAffinity{CookieName: "flagger-cookie"}
+	}))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(podinfoRoutes...)
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, v1beta1.StrategyCanarySessionAffinity, res.Status.Strategy)
+	for _, in := range h.f.routeInput {
+		require.Equal(t, &v1beta1.SessionAffinity{CookieName: "flagger-cookie", MaxAge: v1beta1.DefaultCookieMaxAge},
+			in.Canary.Spec.Analysis.SessionAffinity)
+	}
+}
+
+func TestNewRevisionMidAnalysisRestartsFromThePrimary(t *testing.T) {
+	h := newHarness(t, newRevision("rev2"), newRevision("rev3"))
+	h.signal(90*time.Second, SignalRevision, ActionSignal{By: "starter", Reason: "image podinfo:6.0.2"})
+	res := h.run(podinfo())
+
+	h.requirePhases(promotedPhases...)
+	const s = 90 * time.Second
+	h.requireRoutes(r(90, 10, 0), r(80, 20, m),
+		r(100, 0, s), // back to the primary at once
+		r(90, 10, s), r(80, 20, s+m), r(70, 30, s+2*m), r(60, 40, s+3*m), r(50, 50, s+4*m), r(100, 0, s+5*m))
+	require.Equal(t, succeeded("rev3"), summarize(res.Status))
+	h.requireLogged("New revision detected! Restarting analysis for podinfo.test")
+}
+
+func TestConfirmRolloutGateOpensWhenItsWebhookPasses(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, n int) bool { return hk.Type != v1beta1.ConfirmRolloutHook || n >= 3 }
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmRolloutHook, "gate"))
+	}))
+
+	h.requirePhases(PhaseWaiting, PhaseProgressing, PhasePromoting, PhaseFinalising, PhaseSucceeded)
+	h.requireRoutes(shift(podinfoRoutes, 2*m)...)
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, 0, h.count("ScaleCanary up")-1, "the canary is scaled up once, after the gate")
+	h.requireLogged("Halt podinfo.test advancement waiting for approval confirm-rollout")
+}
+
+func TestConfirmRolloutGateOpensOnAnApproveSignal(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, _ int) bool { return hk.Type != v1beta1.ConfirmRolloutHook }
+	h.signal(30*time.Second, SignalApprove, ApproveSignal{Gate: GateConfirmRollout, By: "alice", Reason: "change window open"})
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmRolloutHook, "gate"))
+	}))
+
+	h.requirePhases(PhaseWaiting, PhaseProgressing, PhasePromoting, PhaseFinalising, PhaseSucceeded)
+	h.requireRoutes(shift(podinfoRoutes, 30*time.Second)...) // at once, not at the next interval
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, []Approval{{Gate: GateConfirmRollout, By: "alice", Reason: "change window open", At: t0.Add(30 * time.Second)}},
+		res.Status.Approvals)
+	require.Empty(t, res.Status.OpenGates)
+	h.requireLogged("Gate confirm-rollout of podinfo.test opened by alice: change window open")
+}
+
+func TestConfirmPromotionWaitsThenPromotesWhenApproved(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, _ int) bool { return hk.Type != v1beta1.ConfirmPromotionHook }
+	h.at(6*m+30*time.Second, func() {
+		require.Equal(t, PhaseWaitingPromotion, h.status().Phase)
+		require.Equal(t, GateConfirmPromotion, h.status().PendingGate)
+		h.env.SignalWorkflow(SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "carol", Reason: "dashboards green"})
+	})
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+	}))
+
+	h.requirePhases(PhaseProgressing, PhaseWaitingPromotion, PhasePromoting, PhaseFinalising, PhaseSucceeded)
+	h.requireRoutes(append(podinfoRoutes[:5:5], r(100, 0, 6*m+30*time.Second))...)
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, 2, h.count("CallWebhook confirm-promotion/promotion-gate"), "the gate is tried at 5m and 6m")
+	require.Equal(t, "carol", res.Status.Approvals[0].By)
+}
+
+func TestAbortMidIntervalRollsBackWithoutWaitingForTheInterval(t *testing.T) {
+	h := newHarness(t)
+	const abortAt = 90 * time.Second
+	h.signal(abortAt, SignalAbort, ActionSignal{By: "bob", Reason: "error budget burning"})
+	res := h.run(podinfo())
+
+	h.requirePhases(PhaseProgressing, PhaseFailed)
+	// The rollback's split is set at the very instant of the abort on the test clock: no timer fired in between.
+	h.requireRoutes(r(90, 10, 0), r(80, 20, m), r(100, 0, abortAt))
+	require.Equal(t, failed("rev2", 0), summarize(res.Status))
+	require.Equal(t, "bob", res.Status.AbortedBy)
+	require.Equal(t, "error budget burning", res.Status.AbortReason)
+	require.Equal(t, "Rolling back podinfo.test aborted by bob: error budget burning", res.Reason)
+	require.Equal(t, 1, h.count("RunMetricChecks"), "no analysis step ran after the abort")
+}
+
+func TestPauseHoldsTheWeightAcrossIntervalsThenResumeContinues(t *testing.T) {
+	h := newHarness(t)
+	h.signal(90*time.Second, SignalPause, ActionSignal{By: "dave", Reason: "incident elsewhere"})
+	h.at(5*m+30*time.Second, func() {
+		st := h.status()
+		require.True(t, st.Paused)
+		require.Equal(t, 20, st.CanaryWeight)
+		require.Equal(t, 1, h.count("RunMetricChecks"), "no step ran while paused")
+		h.env.SignalWorkflow(SignalResume, ActionSignal{By: "dave", Reason: "all clear"})
+	})
+	res := h.run(podinfo())
+
+	h.requirePhases(promotedPhases...)
+	// Resumed at 5m30s, the next step comes a full interval later.
+	h.requireRoutes(r(90, 10, 0), r(80, 20, m), r(70, 30, 6*m+30*time.Second), r(60, 40, 7*m+30*time.Second),
+		r(50, 50, 8*m+30*time.Second), r(100, 0, 9*m+30*time.Second))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.False(t, res.Status.Paused)
+	require.Equal(t, "dave", res.Status.PausedBy)
+}
+
+func TestPromoteSignalSkipsTheRestOfTheAnalysis(t *testing.T) {
+	h := newHarness(t)
+	h.signal(90*time.Second, SignalPromote, ActionSignal{By: "erin", Reason: "hotfix"})
+	res := h.run(podinfo())
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(r(90, 10, 0), r(80, 20, m), r(100, 0, 90*time.Second))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, "erin", res.Status.PromotedBy)
+	require.Equal(t, "hotfix", res.Status.PromoteReason)
+}
+
+func TestCancellationRollsBackAndEndsCanceledWithAFailedResult(t *testing.T) {
+	h := newHarness(t)
+	h.at(90*time.Second, h.env.CancelWorkflow)
+	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+
+	require.True(t, h.env.IsWorkflowCompleted())
+	err := h.env.GetWorkflowError()
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, err, &canceled)
+	var res RolloutResult
+	require.NoError(t, canceled.Details(&res))
+	h.requirePhases(PhaseProgressing, PhaseFailed)
+	h.requireRoutes(r(90, 10, 0), r(80, 20, m), r(100, 0, 90*time.Second))
+	require.Equal(t, failed("rev2", 0), summarize(res.Status))
+	require.Equal(t, "Rolling back podinfo.test: workflow cancelled", res.Reason)
+	require.Equal(t, 1, h.count("ScaleCanary down"))
+}
+
+func TestRollbackWebhookRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, n int) bool { return hk.Type != v1beta1.RollbackHook || n >= 3 }
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.RollbackHook, "rollback-gate"))
+	}))
+
+	h.requirePhases(PhaseProgressing, PhaseFailed)
+	h.requireRoutes(r(90, 10, 0), r(80, 20, m), r(100, 0, 2*m))
+	require.Equal(t, failed("rev2", 0), summarize(res.Status))
+	require.Equal(t, "Rolling back podinfo.test manual webhook invoked", res.Reason)
+}
+
+func TestNoNewRunWhenTheTargetEqualsThePrimary(t *testing.T) {
+	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1", PrimaryRevision: "rev1", PrimaryExists: true})
+	res := h.run(podinfo())
+
+	h.requirePhases(PhaseInitialized)
+	h.requireRoutes()
+	require.Equal(t, []string{"DetectRevision"}, h.f.calls)
+	require.True(t, res.NoNewRun)
+	require.False(t, res.Promoted)
+	require.Equal(t, summary{Phase: PhaseInitialized, Primary: 100, Revision: "rev1", Promoted: ConditionTrue, PromotedReason: "Initialized"},
+		summarize(res.Status))
+}
+
+func TestMetricWithNoValues(t *testing.T) {
+	noSuccessRate := func(n int, metric string) *float64 {
+		if metric == v1beta1.MetricRequestSuccessRate && n <= 2 {
+			return nil
+		}
+		return passing(v1beta1.CanaryMetric{Name: metric})
+	}
+	t.Run("counts as a failed check by default", func(t *testing.T) {
+		h := newHarness(t)
+		h.f.value = noSuccessRate
+		res := h.run(podinfo(func(c *v1beta1.Canary) { c.Spec.Analysis.Threshold = 2 }))
+
+		h.requirePhases(PhaseProgressing, PhaseFailed)
+		h.requireRoutes(r(90, 10, 0), r(100, 0, 2*m))
+		require.Equal(t, failed("rev2", 2), summarize(res.Status))
+		require.Equal(t, v1beta1.NoDataFail, h.f.metricsIn[0].Metrics[0].OnNoData, "the workflow sends the defaulted policy")
+		h.requireLogged("Halt podinfo.test advancement no values found for metric request-success-rate")
+	})
+	t.Run("holds the step without counting under onNoData hold", func(t *testing.T) {
+		h := newHarness(t)
+		h.f.value = noSuccessRate
+		res := h.run(podinfo(func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Threshold = 2
+			c.Spec.Analysis.Metrics[0].OnNoData = v1beta1.NoDataHold
+		}))
+
+		h.requirePhases(promotedPhases...)
+		h.requireRoutes(shiftFrom(podinfoRoutes, 1, 2*m)...)
+		require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	})
+}
+
+func TestLongHistoryContinuesAsNewCarryingTheStatus(t *testing.T) {
+	h := newHarness(t)
+	h.env.SetCurrentHistoryLength(historyLimit + 1)
+	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	require.Equal(t, WorkflowName, can.WorkflowType.Name)
+	var next RolloutInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Status)
+	require.Equal(t, PhaseProgressing, next.Status.Phase)
+	require.Equal(t, 10, next.Status.CanaryWeight)
+	require.Equal(t, 1, next.Status.Runs)
+	h.requireRoutes(r(90, 10, 0))
+
+	// The next run picks up at weight 10 and finishes the release.
+	h2 := newHarness(t)
+	h2.env.ExecuteWorkflow(CanaryRollout, next)
+	require.NoError(t, h2.env.GetWorkflowError())
+	var res RolloutResult
+	require.NoError(t, h2.env.GetWorkflowResult(&res))
+	h2.requirePhases(promotedPhases...) // the new run upserts its search attributes again
+	h2.requireRoutes(r(80, 20, m), r(70, 30, 2*m), r(60, 40, 3*m), r(50, 50, 4*m), r(100, 0, 5*m))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, 2, res.Status.Runs)
+	require.NotContains(t, h2.f.calls, "DetectRevision", "a continued run does not start over")
+}
+
+func TestSuspendedCanaryStartsNoRollout(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) { c.Spec.Suspend = true }))
+	require.True(t, res.Suspended)
+	require.Empty(t, h.f.calls)
+}
+
+func TestAlertsAndEventWebhooksReceiveTheDecisions(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		a := c.Spec.Analysis
+		a.Alerts = []v1beta1.CanaryAlert{{Name: "on-call", Severity: v1beta1.SeverityInfo, ProviderRef: v1beta1.CrossNamespaceObjectReference{Name: "slack"}}}
+		a.Webhooks = append(a.Webhooks, hook(v1beta1.EventHook, "audit"))
+	}))
+	require.True(t, res.Promoted)
+	var types []activities.EventType
+	for _, e := range h.f.alerts {
+		types = append(types, e.Type)
+		require.False(t, e.Timestamp.IsZero())
+	}
+	require.Equal(t, []activities.EventType{activities.EventNewRevision, activities.EventPromoted}, types)
+	require.Equal(t, "New revision detected! Scaling up podinfo.test", h.f.events[0])
+	require.Contains(t, h.f.events, "Advance podinfo.test canary weight 30")
+	require.Equal(t, "Promotion completed! Scaling down podinfo.test", h.f.events[len(h.f.events)-1])
+}
+
+// shift delays every route by d.
+func shift(rs []route, d time.Duration) []route { return shiftFrom(rs, 0, d) }
+
+// shiftFrom delays the routes from index i on by d.
+func shiftFrom(rs []route, i int, d time.Duration) []route {
+	out := append([]route(nil), rs...)
+	for j := i; j < len(out); j++ {
+		out[j].At += d
+	}
+	return out
+}
