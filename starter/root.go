@@ -4,6 +4,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/canaryflow/canaryflow/workflows"
 )
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -16,6 +18,20 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidateCmd())
+	g := &globals{}
+	g.bind(root)
+	root.AddCommand(
+		newValidateCmd(),
+		newRolloutCmd(g),
+		newApproveCmd(g),
+		newActionCmd(g, workflows.SignalAbort, "Roll a canary back now: traffic to the primary, canary scaled to zero", "aborted"),
+		newActionCmd(g, workflows.SignalPause, "Hold a canary's rollout at its current weight until resumed", "paused"),
+		newActionCmd(g, workflows.SignalResume, "Continue a paused rollout after a fresh interval", "resumed"),
+		newActionCmd(g, workflows.SignalPromote, "Promote a canary now, skipping the rest of its analysis", "promotion requested for"),
+		newRetryCmd(g),
+		newStatusCmd(g),
+		newListCmd(g),
+		newHistoryCmd(g),
+	)
 	return root
 }

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/workflows"
+	"github.com/canaryflow/canaryflow/workflows/searchattr"
+)
+
+// decision is one thing a rollout decided or was told, as its workflow history records it.
+type decision struct {
+	Time time.Time `json:"time"`
+	Text string    `json:"text"`
+}
+
+func (d decision) String() string { return d.Time.UTC().Format(time.RFC3339) + " " + d.Text }
+
+// runEnd is how one run closed: the exit code it means for `rollout --wait`, or the run it continued as.
+type runEnd struct {
+	code      int
+	nextRunID string // continued as new: follow this run
+}
+
+// decisionReader turns history events into decisions. It is the one reading of history shared by `history` and
+// `rollout --wait`, so both tell a rollout the same way. It keeps the activity types of scheduled events, because
+// a completion names only the event that scheduled it.
+type decisionReader struct {
+	dc        converter.DataConverter
+	scheduled map[int64]string
+}
+
+func newDecisionReader() *decisionReader {
+	return &decisionReader{dc: converter.GetDefaultDataConverter(), scheduled: map[int64]string{}}
+}
+
+// read returns the decisions of one event and, for the event that closes the run, how it ended.
+func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) {
+	at := ev.GetEventTime().AsTime()
+	var texts []string
+	var end *runEnd
+	switch ev.GetEventType() {
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+		texts = r.started(ev.GetWorkflowExecutionStartedEventAttributes())
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+		a := ev.GetActivityTaskScheduledEventAttributes()
+		name := a.GetActivityType().GetName()
+		r.scheduled[ev.GetEventId()] = name
+		texts = r.scheduledActivity(name, a.GetInput())
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+		a := ev.GetActivityTaskCompletedEventAttributes()
+		texts = r.completedActivity(r.scheduled[a.GetScheduledEventId()], a.GetResult())
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+		a := ev.GetActivityTaskFailedEventAttributes()
+		texts = []string{fmt.Sprintf("%s failed: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage())}
+	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+		a := ev.GetActivityTaskTimedOutEventAttributes()
+		texts = []string{fmt.Sprintf("%s timed out: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage())}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		texts = []string{r.signal(a.GetSignalName(), a.GetInput())}
+	case enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+		fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
+		if p, ok := fields[searchattr.CanaryPhase.GetName()]; ok {
+			var phase string
+			if r.dc.FromPayload(p, &phase) == nil && phase != "" {
+				texts = []string{"phase " + phase}
+			}
+		}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+		var res workflows.RolloutResult
+		if err := r.first(ev.GetWorkflowExecutionCompletedEventAttributes().GetResult(), &res); err != nil {
+			texts, end = []string{"completed with a result this starter cannot read: " + err.Error()}, &runEnd{code: exitFailed}
+			break
+		}
+		text, code := outcome(res)
+		texts, end = []string{text}, &runEnd{code: code}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+		text := "canceled"
+		var res workflows.RolloutResult
+		if r.first(ev.GetWorkflowExecutionCanceledEventAttributes().GetDetails(), &res) == nil && res.Reason != "" {
+			text = "canceled: rolled back: " + res.Reason
+		}
+		texts, end = []string{text}, &runEnd{code: exitFailed}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+		a := ev.GetWorkflowExecutionFailedEventAttributes()
+		texts, end = []string{"failed: " + a.GetFailure().GetMessage()}, &runEnd{code: exitFailed}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
+		texts, end = []string{"workflow timed out"}, &runEnd{code: exitFailed}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
+		a := ev.GetWorkflowExecutionTerminatedEventAttributes()
+		text := "terminated (no cleanup ran)"
+		if a.GetIdentity() != "" {
+			text += " by " + a.GetIdentity()
+		}
+		if a.GetReason() != "" {
+			text += ": " + a.GetReason()
+		}
+		texts, end = []string{text}, &runEnd{code: exitFailed}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+		next := ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
+		texts, end = []string{"continued as new run " + next}, &runEnd{nextRunID: next}
+	}
+	out := make([]decision, 0, len(texts))
+	for _, t := range texts {
+		out = append(out, decision{Time: at, Text: t})
+	}
+	return out, end
+}
+
+// outcome words a run's result and gives the exit code it means: 0 when the target is what runs (promoted,
+// initialised, nothing new), 1 otherwise.
+func outcome(res workflows.RolloutResult) (string, int) {
+	switch {
+	case res.Promoted:
+		return "promoted revision " + res.Revision, exitOK
+	case res.NoNewRun:
+		return "no new run: " + res.Reason, exitOK
+	case res.Suspended:
+		return "not rolled out: " + res.Reason, exitFailed
+	case res.Phase == workflows.PhaseInitialized:
+		return "initialized: first rollout of this canary, primary created at revision " + res.Revision + " (no analysis)", exitOK
+	}
+	return "rolled back: " + res.Reason, exitFailed
+}
+
+func (r *decisionReader) started(a *historypb.WorkflowExecutionStartedEventAttributes) []string {
+	var in workflows.RolloutInput
+	if err := r.first(a.GetInput(), &in); err != nil {
+		return []string{"rollout started"}
+	}
+	c := in.Canary
+	if in.Status != nil {
+		return []string{fmt.Sprintf("rollout of %s/%s continues (run %d) at phase %s, weight %d",
+			c.Namespace, c.Name, in.Status.Runs+1, in.Status.Phase, in.Status.CanaryWeight)}
+	}
+	return []string{fmt.Sprintf("rollout of %s/%s started: %s %s, provider %s, strategy %s",
+		c.Namespace, c.Name, c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Spec.Provider, c.Strategy())}
+}
+
+func (r *decisionReader) scheduledActivity(name string, input *commonpb.Payloads) []string {
+	switch name {
+	case "SetRoutes":
+		var in activities.RoutesInput
+		if r.first(input, &in) != nil {
+			return nil
+		}
+		t := fmt.Sprintf("weight primary %d canary %d", in.PrimaryWeight, in.CanaryWeight)
+		if in.Mirrored {
+			t += " (canary gets mirrored traffic)"
+		}
+		return []string{t}
+	case "InitializeWorkloads":
+		return []string{"initialising: creating the primary, its Services and the router"}
+	case "Promote":
+		return []string{"promoting: copying the canary's pod template to the primary"}
+	}
+	return nil
+}
+
+func (r *decisionReader) completedActivity(name string, result *commonpb.Payloads) []string {
+	switch name {
+	case activities.ActivityRunMetricChecks:
+		var res activities.MetricChecksResult
+		if r.first(result, &res) != nil {
+			return nil
+		}
+		out := make([]string, 0, len(res.Results))
+		for _, c := range res.Results {
+			out = append(out, "check "+checkLine(c))
+		}
+		return out
+	case activities.ActivityCallWebhook:
+		var res activities.WebhookResult
+		if r.first(result, &res) != nil || res.Type == v1beta1.EventHook {
+			return nil // event hooks are notifications, not decisions
+		}
+		verdict := "passed"
+		if !res.Passed {
+			verdict = "failed"
+		}
+		t := fmt.Sprintf("%s hook %s %s", res.Type, res.Name, verdict)
+		if res.Reason != "" {
+			t += ": " + res.Reason
+		}
+		return []string{t}
+	}
+	return nil
+}
+
+// checkLine is "request-success-rate 99.8 in [99, —] pass": the value against its range and the verdict.
+func checkLine(c activities.CheckResult) string {
+	rng := "[" + bound(c.Min) + ", " + bound(c.Max) + "]"
+	if c.Value == nil {
+		t := c.Metric + " no values found " + string(c.Verdict)
+		if c.Message != "" && c.Message != "no values found" {
+			t += ": " + c.Message
+		}
+		return t
+	}
+	rel := "in"
+	if (c.Min != nil && *c.Value < *c.Min) || (c.Max != nil && *c.Value > *c.Max) {
+		rel = "not in"
+	}
+	return fmt.Sprintf("%s %s %s %s %s", c.Metric, num(*c.Value), rel, rng, c.Verdict)
+}
+
+func bound(f *float64) string {
+	if f == nil {
+		return "—"
+	}
+	return num(*f)
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+func (r *decisionReader) signal(name string, input *commonpb.Payloads) string {
+	if name == workflows.SignalApprove {
+		var s workflows.ApproveSignal
+		_ = r.first(input, &s)
+		return "approve by " + orDash(s.By) + " gate " + orDash(string(s.Gate)) + reasonSuffix(s.Reason)
+	}
+	var s workflows.ActionSignal
+	_ = r.first(input, &s)
+	return name + " by " + orDash(s.By) + reasonSuffix(s.Reason)
+}
+
+func reasonSuffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return " reason " + strconv.Quote(reason)
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "—"
+	}
+	return s
+}
+
+// first decodes the first payload of a list into v.
+func (r *decisionReader) first(p *commonpb.Payloads, v any) error {
+	if len(p.GetPayloads()) == 0 {
+		return fmt.Errorf("no payload")
+	}
+	return r.dc.FromPayload(p.GetPayloads()[0], v)
+}

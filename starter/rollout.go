@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/canaryflow/canaryflow/workflows"
+)
+
+// waitFlags are --wait and --timeout, shared by rollout and retry.
+type waitFlags struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (w *waitFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&w.wait, "wait", false, "stream one line per decision until the rollout ends; exit 0 promoted, 1 rolled back or failed, 3 timeout")
+	cmd.Flags().DurationVar(&w.timeout, "timeout", 30*time.Minute, "with --wait: how long to wait (the rollout keeps going after it)")
+}
+
+// who is --by and --reason, recorded by every mutating command.
+type who struct{ by, reason string }
+
+func (w *who) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&w.by, "by", currentUser(), "who asks (recorded in the rollout's history)")
+	cmd.Flags().StringVar(&w.reason, "reason", "", "why (recorded in the rollout's history)")
+}
+
+func newRolloutCmd(g *globals) *cobra.Command {
+	var file string
+	var images []string
+	var wf waitFlags
+	var w who
+	cmd := &cobra.Command{
+		Use:   "rollout -f FILE [--set-image CONTAINER=IMAGE]... [--wait [--timeout D]]",
+		Short: "Start the rollout of a Canary, or tell its open rollout that the target changed",
+		Long: "Loads and validates the file (one Canary, and the MetricTemplates and AlertProviders it references; any " +
+			"problem exits 2 before anything changes), sets container images of the target with --set-image, then " +
+			"signals-with-start the CanaryRollout workflow canary/<namespace>/<name>: a new run starts when none is " +
+			"open, otherwise the open one gets a revision signal and restarts its analysis on the new revision.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return &exitError{code: exitBadInput, err: errors.New("rollout: -f FILE is required")}
+			}
+			c, set, err := loadOneCanary(file)
+			if err != nil {
+				return err
+			}
+			sets, err := parseImageSets(images)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			tc, err := g.dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			out := cmd.OutOrStdout()
+			if len(sets) > 0 {
+				cfg, err := kubeConfig(g.kubeconfig)
+				if err != nil {
+					return &exitError{code: exitBadInput, err: err}
+				}
+				done, err := setImages(ctx, cfg, c, sets)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, done)
+				if w.reason == "" {
+					w.reason = "set image " + strings.Join(images, ", ")
+				}
+			}
+
+			id := c.WorkflowID()
+			openRun := ""
+			if d, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
+				d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				openRun = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+			}
+			input := workflows.RolloutInput{Canary: *c, Templates: set.MetricTemplates(), AlertProviders: set.AlertProviders()}
+			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
+				client.StartWorkflowOptions{
+					ID:        id,
+					TaskQueue: g.taskQueue,
+					// Every past rollout stays under the ID; a new one may start after any closed run.
+					WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+				}, workflows.WorkflowName, input)
+			if err != nil {
+				return &exitError{code: exitFailed, err: fmt.Errorf("signal-with-start %s: %w", id, err)}
+			}
+			if run.GetRunID() == openRun {
+				fmt.Fprintf(out, "signalled revision to the open rollout of %s/%s\n", c.Namespace, c.Name)
+			} else {
+				fmt.Fprintf(out, "started the rollout of %s/%s\n", c.Namespace, c.Name)
+			}
+			printRun(out, g, id, run.GetRunID())
+			if !wf.wait {
+				return nil
+			}
+			return follow(ctx, tc, id, run.GetRunID(), wf.timeout, out)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file with one Canary (and its MetricTemplates and AlertProviders)")
+	cmd.Flags().StringArrayVar(&images, "set-image", nil, "set the image of a container of the target first: CONTAINER=IMAGE (repeatable)")
+	wf.bind(cmd)
+	w.bind(cmd)
+	return cmd
+}
+
+// printRun prints where a run is: its IDs and its Web UI page.
+func printRun(out interface{ Write([]byte) (int, error) }, g *globals, id, runID string) {
+	fmt.Fprintf(out, "workflow ID: %s\nrun ID: %s\nweb UI: %s\n", id, runID, g.runURL(id, runID))
+}
+
+// isNotFound says whether Temporal has no such workflow.
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
