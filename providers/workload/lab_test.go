@@ -47,6 +47,7 @@ func versions(t *testing.T, cs kubernetes.Interface, ns string) map[string]strin
 	require.NoError(t, err)
 	for _, d := range deps.Items {
 		// Controllers write the status (and the resourceVersion) of workloads: compare what canaryflow writes.
+		delete(d.Annotations, "deployment.kubernetes.io/revision") // the Deployment controller's, written after ours
 		out["deploy/"+d.Name] = fmt.Sprint(d.Generation, d.Labels, d.Annotations)
 	}
 	svcs, err := cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
