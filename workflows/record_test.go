@@ -1,0 +1,171 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/workflows/searchattr"
+)
+
+// historiesDir holds the recorded histories that TestReplayRecordedHistories replays.
+const historiesDir = "testdata/histories"
+
+// recording is one rollout recorded on a real dev server: its canary, its fakes' script and its signals.
+type recording struct {
+	file    string
+	canary  v1beta1.Canary
+	script  func(*fakes)
+	signals func(ctx context.Context, c client.Client, id string) error
+}
+
+// recordings are the histories kept in testdata/histories. The canary of the ten-step one is the one whose
+// event count the README quotes: 10 steps, 2 metrics, 1 rollout webhook.
+func recordings() []recording {
+	fast := func(c *v1beta1.Canary) { c.Spec.Analysis.Interval = "10s" }
+	return []recording{
+		{file: "promotion.json", canary: podinfo(fast, named("podinfo-promotion"))},
+		{file: "rollback-failed-checks.json", canary: podinfo(fast, named("podinfo-rollback")), script: func(f *fakes) {
+			f.value = func(_ int, metric string) *float64 {
+				v := 53.42
+				if metric == v1beta1.MetricRequestDuration {
+					v = 120
+				}
+				return &v
+			}
+		}},
+		{file: "abort-signal.json", canary: podinfo(fast, named("podinfo-abort")),
+			signals: func(ctx context.Context, c client.Client, id string) error {
+				time.Sleep(15 * time.Second) // mid-interval, after the second step
+				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+			}},
+		{file: "confirm-promotion-approved.json", canary: podinfo(fast, named("podinfo-approval"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+		}), script: func(f *fakes) {
+			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			// Steps at 0, 10, 20, 30, 40 s; the gate closes at 50 s and the approval comes 5 s later.
+			time.Sleep(55 * time.Second)
+			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
+		}},
+		{file: "ten-steps.json", canary: podinfo(fast, named("podinfo-ten-steps"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+	}
+}
+
+func named(name string) func(*v1beta1.Canary) { return func(c *v1beta1.Canary) { c.Name = name } }
+
+// TestRecordHistories records the replay fixtures on a real Temporal dev server, with the fakes in place of the
+// activities (so the histories are deterministic but go through a real server: real event IDs, real timers,
+// real signals). It takes about two minutes of wall clock (10 s intervals). Re-record after a change of the
+// workflow that is meant to change histories (and guard it with workflow.GetVersion when open rollouts exist):
+//
+//	CANARYFLOW_RECORD=1 go test ./workflows -run TestRecordHistories -v
+//
+// It uses the lab's Temporal CLI ($CANARYFLOW_CACHE/lab/bin/temporal, built by `make lab-build`) or the binary
+// named by CANARYFLOW_TEMPORAL.
+func TestRecordHistories(t *testing.T) {
+	if os.Getenv("CANARYFLOW_RECORD") != "1" {
+		t.Skip("set CANARYFLOW_RECORD=1 to record the replay histories on a dev server")
+	}
+	bin := os.Getenv("CANARYFLOW_TEMPORAL")
+	if bin == "" {
+		bin = labtest.TemporalBinary()
+	}
+	_, err := os.Stat(bin)
+	require.NoError(t, err, "temporal CLI (make lab-build, or CANARYFLOW_TEMPORAL)")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	sas := []temporal.SearchAttributeUpdate{
+		searchattr.CanaryName.ValueSet(""), searchattr.CanaryNamespace.ValueSet(""), searchattr.CanaryPhase.ValueSet(""),
+		searchattr.CanaryRevision.ValueSet(""), searchattr.CanaryProvider.ValueSet(""), searchattr.CanaryWeight.ValueSet(0),
+	}
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:     bin,
+		LogLevel:         "error",
+		SearchAttributes: temporal.NewSearchAttributes(sas...),
+		ClientOptions:    &client.Options{Namespace: "default"},
+	})
+	require.NoError(t, err)
+	defer func() { _ = srv.Stop() }()
+	c := srv.Client()
+	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(recordings()))
+	for i, rec := range recordings() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = record(ctx, c, rec, i)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, recordings()[i].file)
+	}
+}
+
+// record runs one recording on its own task queue (each with its own fakes) and writes its history as JSON.
+func record(ctx context.Context, c client.Client, rec recording, i int) error {
+	queue := fmt.Sprintf("record-%d", i)
+	f := newFakes(time.Now)
+	if rec.script != nil {
+		rec.script(f)
+	}
+	w := worker.New(c, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(CanaryRollout, workflow.RegisterOptions{Name: WorkflowName})
+	w.RegisterActivity(f)
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Stop()
+
+	id := v1beta1.WorkflowID(rec.canary.Namespace, rec.canary.Name)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, WorkflowName, RolloutInput{Canary: rec.canary})
+	if err != nil {
+		return err
+	}
+	if rec.signals != nil {
+		if err := rec.signals(ctx, c, id); err != nil {
+			return err
+		}
+	}
+	var res RolloutResult
+	if err := run.Get(ctx, &res); err != nil {
+		return err
+	}
+	hist := &historypb.History{}
+	it := c.GetWorkflowHistory(ctx, id, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return err
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	data, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("recorded %s: %s, %d events\n", rec.file, res.Phase, len(hist.Events))
+	return os.WriteFile(filepath.Join(historiesDir, rec.file), append(data, '\n'), 0o644)
+}
