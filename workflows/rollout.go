@@ -845,7 +845,7 @@ func (r *rollout) gate(g Gate) (bool, error) {
 	if r.st.PendingGate != g {
 		r.st.PendingGate = g
 		r.decide(activities.EventWaitingApproval, v1beta1.SeverityInfo, true,
-			fmt.Sprintf("Canary %s is waiting for approval: %s %s", r.name(), g, failed), string(g)+" closed")
+			fmt.Sprintf("Canary %s is waiting for approval: %s", r.name(), failed), string(g)+" closed")
 	}
 	return false, nil
 }

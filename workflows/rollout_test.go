@@ -636,3 +636,50 @@ func shiftFrom(rs []route, i int, d time.Duration) []route {
 	}
 	return out
 }
+
+func TestApprovalWhilePausedWaitsForResume(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, _ int) bool { return hk.Type != v1beta1.ConfirmPromotionHook }
+	h.signal(5*m+30*time.Second, SignalPause, ActionSignal{By: "dave", Reason: "freeze"})
+	h.signal(6*m, SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "carol", Reason: "looks good"})
+	h.signal(8*m, SignalResume, ActionSignal{By: "dave", Reason: "freeze over"})
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+	}))
+
+	h.requirePhases(PhaseProgressing, PhaseWaitingPromotion, PhasePromoting, PhaseFinalising, PhaseSucceeded)
+	// The approval (6m) is used on resume (8m), not while paused.
+	h.requireRoutes(append(podinfoRoutes[:5:5], r(100, 0, 8*m))...)
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+}
+
+func TestAbortAtTheConfirmRolloutGateRollsBack(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, _ int) bool { return hk.Type != v1beta1.ConfirmRolloutHook }
+	h.signal(30*time.Second, SignalAbort, ActionSignal{By: "bob", Reason: "wrong image"})
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmRolloutHook, "gate"))
+	}))
+
+	h.requirePhases(PhaseWaiting, PhaseFailed)
+	h.requireRoutes(r(100, 0, 30*time.Second))
+	require.Equal(t, failed("rev2", 0), summarize(res.Status))
+	require.Zero(t, h.count("ScaleCanary up"))
+}
+
+func TestRevisionSignalledDuringPromotionStartsANewRun(t *testing.T) {
+	h := newHarness(t, newRevision("rev2"), newRevision("rev3"))
+	h.f.primaryReady = func(n int) (bool, string) { return n >= 3, "rolling out" }
+	h.signal(5*m+time.Second, SignalRevision, ActionSignal{By: "starter", Reason: "image podinfo:6.0.3"})
+	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+
+	// The promotion of rev2 finishes (at 5m6s, after three primary checks), then a new run starts for rev3.
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	var next RolloutInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Nil(t, next.Status, "a new release starts from scratch")
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(append(podinfoRoutes[:5:5], r(100, 0, 5*m+6*time.Second))...)
+	require.Equal(t, 2, h.count("DetectRevision"))
+}
