@@ -1,0 +1,20 @@
+package labtest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// With CANARYFLOW_LAB=off nothing is started and the reason is clear.
+func TestOffRefusesToStart(t *testing.T) {
+	t.Setenv("CANARYFLOW_LAB", "off")
+	_, err := ensure()
+	require.ErrorContains(t, err, "CANARYFLOW_LAB=off")
+}
+
+func TestBinaryPaths(t *testing.T) {
+	t.Setenv("CANARYFLOW_CACHE", "/x")
+	require.Equal(t, "/x/lab/bin/temporal", TemporalBinary())
+	require.Equal(t, "/x/lab/bin/kubectl", KubectlBinary())
+}
