@@ -90,7 +90,7 @@ func (a *Analysis) log() *zap.Logger {
 
 func (a *Analysis) readSecret(ctx context.Context, namespace, name string) (map[string][]byte, error) {
 	if a.Secrets == nil {
-		return nil, fmt.Errorf("Secret %s/%s: this worker has no Kubernetes access to read Secrets", namespace, name)
+		return nil, fmt.Errorf("reading Secret %s/%s: this worker has no Kubernetes access", namespace, name)
 	}
 	return a.Secrets.ReadSecret(ctx, namespace, name)
 }

@@ -35,9 +35,8 @@ func TestSeverityFilteringAsFlagger(t *testing.T) {
 // chatSink is a Slack-compatible webhook that records what each path received.
 type chatSink struct {
 	*httptest.Server
-	mu   sync.Mutex
-	got  map[string][]map[string]any
-	fail bool
+	mu  sync.Mutex
+	got map[string][]map[string]any
 }
 
 func newChatSink(t *testing.T) *chatSink {

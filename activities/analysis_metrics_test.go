@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,12 +34,6 @@ func (s fakeSecrets) ReadSecret(_ context.Context, namespace, name string) (map[
 	}
 	return d, nil
 }
-
-var (
-	sharedPromOnce sync.Once
-	sharedPromURL  string
-	sharedPromStop func()
-)
 
 // builtinChecks are the two builtin metrics with the thresholds users write most.
 func builtinChecks(interval string) []v1beta1.CanaryMetric {
