@@ -204,6 +204,51 @@ func TestPrometheusTraefikSuccessRate(t *testing.T) {
 	require.InDelta(t, truth, got, 1, "Prometheus' canary success rate")
 }
 
+// The lab Gateway (Traefik's kubernetesgateway provider) serves HTTPRoutes
+// with weighted backendRefs on its own listener.
+func TestGatewayAPIWeightedHTTPRoute(t *testing.T) {
+	_, cs := labtest.Kube(t)
+	dc := labtest.Dynamic(t)
+	ns := labtest.Namespace(t, "gateway")
+	ctx := context.Background()
+	for name, image := range map[string]string{"podinfo-primary": podinfo600, "podinfo-canary": podinfo601} {
+		deploy(t, cs, ns, name, image, 1)
+		service(t, cs, ns, name)
+	}
+	for _, name := range []string{"podinfo-primary", "podinfo-canary"} {
+		waitAvailable(t, cs, ns, name, 60*time.Second)
+	}
+	gwNS, gwName, listener := labtest.Gateway(t)
+	host := ns + ".gateway.lab"
+	route := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gateway.networking.k8s.io/v1",
+		"kind":       "HTTPRoute",
+		"metadata":   map[string]any{"name": "podinfo", "namespace": ns},
+		"spec": map[string]any{
+			"parentRefs": []any{map[string]any{"name": gwName, "namespace": gwNS, "sectionName": listener}},
+			"hostnames":  []any{host},
+			"rules": []any{map[string]any{"backendRefs": []any{
+				map[string]any{"name": "podinfo-primary", "port": int64(80), "weight": int64(80)},
+				map[string]any{"name": "podinfo-canary", "port": int64(80), "weight": int64(20)},
+			}}},
+		},
+	}}
+	httpRoutes := schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+	_, err := dc.Resource(httpRoutes).Namespace(ns).Create(ctx, route, metav1.CreateOptions{})
+	require.NoError(t, err)
+	base := labtest.GatewayURL(t)
+	waitFor(t, 30*time.Second, 100*time.Millisecond, "Gateway routes "+host, func() error {
+		if c := versionsThrough(t, base, host, 10); c["error"] > 0 {
+			return fmt.Errorf("answers %v", c)
+		}
+		return nil
+	})
+	counts := versionsThrough(t, base, host, 500)
+	t.Logf("HTTPRoute 80/20: %v", counts)
+	require.Equal(t, 500, counts["6.0.0"]+counts["6.0.1"], "answers %v", counts)
+	require.InDelta(t, 20, 100*float64(counts["6.0.1"])/500, 3, "canary share through the Gateway")
+}
+
 func greet(_ workflow.Context, name string) (string, error) { return "hello " + name, nil }
 
 func TestTemporalDevServerRunsWorkflowAndServesUI(t *testing.T) {
