@@ -93,6 +93,8 @@ type rollout struct {
 	log log.Logger
 
 	approveCh, abortCh, pauseCh, resumeCh, promoteCh, revisionCh workflow.ReceiveChannel
+	// wake is written by update handlers so that a wait selecting on the signal channels notices them.
+	wake workflow.Channel
 
 	// Requests received and not yet acted on.
 	abort, promote, revision *ActionSignal
@@ -136,8 +138,12 @@ func (r *rollout) setup() error {
 	r.resumeCh = workflow.GetSignalChannel(r.ctx, SignalResume)
 	r.promoteCh = workflow.GetSignalChannel(r.ctx, SignalPromote)
 	r.revisionCh = workflow.GetSignalChannel(r.ctx, SignalRevision)
+	r.wake = workflow.NewBufferedChannel(r.ctx, 1)
 	if err := workflow.SetQueryHandler(r.ctx, QueryStatus, func() (Status, error) { return r.st, nil }); err != nil {
 		return fmt.Errorf("register status query of %s: %w", r.name(), err)
+	}
+	if err := r.registerUpdates(); err != nil {
+		return err
 	}
 	if err := workflow.UpsertMemo(r.ctx, map[string]any{
 		"target":   r.c.Spec.TargetRef.Kind + "/" + r.c.Spec.TargetRef.Name,
@@ -1040,6 +1046,7 @@ func (r *rollout) signalSelector() workflow.Selector {
 	sel.AddReceive(r.resumeCh, func(c workflow.ReceiveChannel, _ bool) { r.receiveResume(c) })
 	sel.AddReceive(r.promoteCh, func(c workflow.ReceiveChannel, _ bool) { r.receivePromote(c) })
 	sel.AddReceive(r.revisionCh, func(c workflow.ReceiveChannel, _ bool) { r.receiveRevision(c) })
+	sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, nil) })
 	return sel
 }
 
@@ -1053,6 +1060,7 @@ func (r *rollout) drain() {
 		}{
 			{r.approveCh, r.receiveApprove}, {r.abortCh, r.receiveAbort}, {r.pauseCh, r.receivePause},
 			{r.resumeCh, r.receiveResume}, {r.promoteCh, r.receivePromote}, {r.revisionCh, r.receiveRevision},
+			{r.wake, func(c workflow.ReceiveChannel) { c.Receive(r.ctx, nil) }},
 		} {
 			if c.ch.Len() > 0 {
 				c.fn(c.ch)
@@ -1065,6 +1073,10 @@ func (r *rollout) drain() {
 func (r *rollout) receiveApprove(c workflow.ReceiveChannel) {
 	var s ApproveSignal
 	c.Receive(r.ctx, &s)
+	r.applyApprove(s)
+}
+
+func (r *rollout) applyApprove(s ApproveSignal) {
 	if !s.Gate.Valid() {
 		r.warn(fmt.Sprintf("Ignoring approval of %s by %s: %q is not a gate (confirm-rollout, confirm-traffic-increase, confirm-promotion)", r.name(), s.By, s.Gate), "invalid gate")
 		return
@@ -1079,6 +1091,10 @@ func (r *rollout) receiveApprove(c workflow.ReceiveChannel) {
 func (r *rollout) receiveAbort(c workflow.ReceiveChannel) {
 	var s ActionSignal
 	c.Receive(r.ctx, &s)
+	r.applyAbort(s)
+}
+
+func (r *rollout) applyAbort(s ActionSignal) {
 	if r.abort == nil {
 		r.abort = &s
 		r.st.AbortedBy, r.st.AbortReason = s.By, s.Reason
@@ -1089,6 +1105,10 @@ func (r *rollout) receiveAbort(c workflow.ReceiveChannel) {
 func (r *rollout) receivePause(c workflow.ReceiveChannel) {
 	var s ActionSignal
 	c.Receive(r.ctx, &s)
+	r.applyPause(s)
+}
+
+func (r *rollout) applyPause(s ActionSignal) {
 	r.st.Paused, r.st.PausedBy, r.st.PauseReason = true, s.By, s.Reason
 	r.info(fmt.Sprintf("Pause %s at canary weight %d by %s: %s", r.name(), r.st.CanaryWeight, s.By, s.Reason), "pause signal")
 }
@@ -1096,6 +1116,10 @@ func (r *rollout) receivePause(c workflow.ReceiveChannel) {
 func (r *rollout) receiveResume(c workflow.ReceiveChannel) {
 	var s ActionSignal
 	c.Receive(r.ctx, &s)
+	r.applyResume(s)
+}
+
+func (r *rollout) applyResume(s ActionSignal) {
 	if !r.st.Paused {
 		return
 	}
@@ -1106,6 +1130,10 @@ func (r *rollout) receiveResume(c workflow.ReceiveChannel) {
 func (r *rollout) receivePromote(c workflow.ReceiveChannel) {
 	var s ActionSignal
 	c.Receive(r.ctx, &s)
+	r.applyPromote(s)
+}
+
+func (r *rollout) applyPromote(s ActionSignal) {
 	r.promote = &s
 	r.info(fmt.Sprintf("Promotion of %s requested by %s: %s", r.name(), s.By, s.Reason), "promote signal")
 }
