@@ -5,6 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$LAB_PIDS"
+cancel_labtest_watcher
 rm -f "$LAB_RUN/lab.env"
 for ((i = ${#LAB_COMPONENTS[@]} - 1; i >= 0; i--)); do
 	stop_component "${LAB_COMPONENTS[i]}"

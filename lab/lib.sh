@@ -59,3 +59,16 @@ stop_component() {
 	rm -f "$LAB_PIDS/$name.pid"
 	echo "[lab] $name: stopped (pid $pid, $((SECONDS - t))s)"
 }
+
+# cancel_labtest_watcher: a lab started by lab/labtest is stopped by a watcher
+# once the last test process exits; when a person runs up.sh or down.sh, the lab
+# becomes theirs and that watcher goes (not when the watcher itself runs down.sh).
+cancel_labtest_watcher() {
+	local f="$LAB_RUN/labtest-watcher.pid" pid start
+	[[ -f $f ]] || return 0
+	read -r pid start <"$f" || true
+	if [[ -n ${pid:-} && "$(proc_start "$pid" 2>/dev/null)" == "${start:-}" && $pid != "$PPID" ]]; then
+		kill "$pid" 2>/dev/null && echo "[lab] the test run that started the lab will no longer stop it"
+	fi
+	rm -f "$f"
+}

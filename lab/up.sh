@@ -33,6 +33,7 @@ summary() {
 	EOF
 }
 
+[[ ${CANARYFLOW_LAB_CALLER:-} == labtest ]] || cancel_labtest_watcher
 if lab_running; then
 	echo "[lab] already up; not starting a second copy"
 	summary
@@ -252,7 +253,7 @@ for p in kubernetescrd kubernetesgateway; do
 done
 start traefik "$LAB_BIN/traefik" \
 	--global.checkNewVersion=false --global.sendAnonymousUsage=false \
-	--api.dashboard=false --log.level=INFO \
+	--api.dashboard=false --log.level=INFO --log.noColor=true \
 	"--entryPoints.web.address=$LAB_HOST:$TRAEFIK_WEB_PORT" --entryPoints.web.asDefault=true \
 	"--entryPoints.gateway.address=$LAB_HOST:$TRAEFIK_GATEWAY_PORT" \
 	"--entryPoints.metrics.address=$LAB_HOST:$TRAEFIK_METRICS_PORT" \

@@ -271,6 +271,14 @@ func findOrStart() (*Env, error) {
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("starting the lab's stop watcher: %w", err)
 	}
+	// up.sh and down.sh run by a person cancel this watcher (the lab is then theirs).
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.Process.Pid)); err == nil {
+		if i := bytes.LastIndexByte(st, ')'); i > 0 {
+			if f := strings.Fields(string(st[i+1:])); len(f) > 19 {
+				_ = os.WriteFile(filepath.Join(run, "labtest-watcher.pid"), []byte(fmt.Sprintf("%d %s\n", w.Process.Pid, f[19])), 0o644)
+			}
+		}
+	}
 	go func() { _ = w.Wait() }()
 	env, err := readEnv(filepath.Join(run, "lab.env"))
 	if err != nil {
@@ -297,7 +305,7 @@ func runScript(root, script, logPath string) (string, error) {
 	var buf bytes.Buffer
 	cmd := exec.Command(filepath.Join(root, script))
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CANARYFLOW_CACHE="+cacheDir())
+	cmd.Env = append(os.Environ(), "CANARYFLOW_CACHE="+cacheDir(), "CANARYFLOW_LAB_CALLER=labtest")
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := cmd.Run()
 	if lf, lerr := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); lerr == nil {
