@@ -22,6 +22,8 @@ type fakes struct {
 	revisions []activities.RevisionResult
 	// canaryReady / primaryReady answer the n-th (1-based) readiness check of each workload; nil = ready.
 	canaryReady, primaryReady func(n int) (bool, string)
+	// readyErr, when set, makes a readiness check fail (an API server outage) when it returns an error.
+	readyErr func(now time.Duration) error
 	// value gives the n-th (1-based) metric run's value of a metric; nil = a passing value.
 	value func(n int, metric string) *float64
 	// hookPasses answers the n-th (1-based) call of a webhook; nil = Flagger's happy path (every hook passes,
@@ -98,6 +100,12 @@ func (f *fakes) ScaleCanary(_ context.Context, in activities.ScaleInput) (activi
 }
 
 func (f *fakes) CheckReady(_ context.Context, in activities.ReadyInput) (activities.ReadyResult, error) {
+	if f.readyErr != nil {
+		if err := f.readyErr(f.now().Sub(f.start)); err != nil {
+			f.record("CheckReady error")
+			return activities.ReadyResult{}, err
+		}
+	}
 	n := f.record("CheckReady " + string(in.Workload))
 	fn := f.canaryReady
 	if in.Workload == activities.WorkloadPrimary {

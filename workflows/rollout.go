@@ -766,8 +766,12 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 		if isDeadline(err) {
 			return false, deadlineReason(w, r.c, err.Error()), nil
 		}
-		if err != nil {
+		if errors.Is(err, errCanceled) {
 			return false, "", err
+		}
+		if err != nil {
+			// A read that failed even after retries (API server away) is "not ready yet": the deadline decides.
+			res.Reason = "readiness unknown: " + err.Error()
 		}
 		if res.Ready {
 			return true, "", nil
@@ -809,8 +813,12 @@ func (r *rollout) checkCanaryReady() (bool, string, error) {
 		r.st.NotReadySince = workflow.Now(r.ctx).Add(-r.c.ProgressDeadline())
 		return false, err.Error(), nil
 	}
-	if err != nil {
+	if errors.Is(err, errCanceled) {
 		return false, "", err
+	}
+	if err != nil {
+		// Halt rather than roll back on an API outage; the progress deadline bounds how long.
+		res = activities.ReadyResult{Reason: "readiness unknown: " + err.Error()}
 	}
 	if res.Ready {
 		r.st.NotReadySince = time.Time{}
@@ -926,8 +934,12 @@ func (r *rollout) runHooks(t v1beta1.HookType) (string, error) {
 
 // callHook calls one webhook; an activity that failed for good counts as the hook failing.
 func (r *rollout) callHook(h v1beta1.CanaryWebhook) (activities.WebhookResult, error) {
+	phase := r.st.Phase
+	if phase == "" {
+		phase = PhaseWaiting // the first confirm-rollout call, before the run has a phase
+	}
 	in := activities.WebhookInput{Hook: h, Payload: activities.WebhookPayload{
-		Name: r.c.Name, Namespace: r.c.Namespace, Phase: string(r.st.Phase), Checksum: r.st.Revision, Metadata: h.MetadataMap(),
+		Name: r.c.Name, Namespace: r.c.Namespace, Phase: string(phase), Checksum: r.st.Revision, Metadata: h.MetadataMap(),
 	}}
 	var res activities.WebhookResult
 	if err := r.exec(webhookOptions(h), activities.ActivityCallWebhook, in, &res); err != nil {

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -682,4 +683,30 @@ func TestRevisionSignalledDuringPromotionStartsANewRun(t *testing.T) {
 	h.requirePhases(promotedPhases...)
 	h.requireRoutes(append(podinfoRoutes[:5:5], r(100, 0, 5*m+6*time.Second))...)
 	require.Equal(t, 2, h.count("DetectRevision"))
+}
+
+func TestReadinessUnknownDuringAnAPIOutageHaltsInsteadOfRollingBack(t *testing.T) {
+	h := newHarness(t)
+	h.f.readyErr = func(now time.Duration) error {
+		if now >= 50*time.Second && now < 2*m+30*time.Second {
+			return errors.New("connect: connection refused")
+		}
+		return nil
+	}
+	res := h.run(podinfo())
+
+	h.requirePhases(promotedPhases...)
+	var weights []string
+	for _, rt := range h.f.snapshotRoutes() {
+		weights = append(weights, rt.String())
+	}
+	require.Equal(t, []string{"90/10", "80/20", "70/30", "60/40", "50/50", "100/0"}, weights)
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Positive(t, h.count("CheckReady error"))
+	halted := false
+	for _, e := range h.logs.AllUntimed() {
+		halted = halted || strings.HasPrefix(e.Message, "Halt advancement podinfo.test readiness unknown: ") &&
+			strings.Contains(e.Message, "connection refused")
+	}
+	require.True(t, halted, "the outage halts the step with a reason that says so")
 }
