@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,6 +39,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 	var images []string
 	var wf waitFlags
 	var w who
+	var printInput bool
 	cmd := &cobra.Command{
 		Use:   "rollout -f FILE [--set-image CONTAINER=IMAGE]... [--wait [--timeout D]]",
 		Short: "Start the rollout of a Canary, or tell its open rollout that the target changed",
@@ -57,6 +59,15 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			sets, err := parseImageSets(images)
 			if err != nil {
 				return err
+			}
+			input := workflows.RolloutInput{Canary: *c, Templates: set.MetricTemplates(), AlertProviders: set.AlertProviders()}
+			if printInput {
+				if len(sets) > 0 || wf.wait {
+					return &exitError{code: exitBadInput, err: errors.New("--print-input changes nothing: drop --set-image and --wait")}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(input)
 			}
 			ctx := cmd.Context()
 			tc, err := g.dial(ctx)
@@ -86,7 +97,6 @@ func newRolloutCmd(g *globals) *cobra.Command {
 				d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				openRun = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 			}
-			input := workflows.RolloutInput{Canary: *c, Templates: set.MetricTemplates(), AlertProviders: set.AlertProviders()}
 			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
 				client.StartWorkflowOptions{
 					ID:        id,
@@ -112,6 +122,8 @@ func newRolloutCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file with one Canary (and its MetricTemplates and AlertProviders)")
 	cmd.Flags().StringArrayVar(&images, "set-image", nil, "set the image of a container of the target first: CONTAINER=IMAGE (repeatable)")
+	cmd.Flags().BoolVar(&printInput, "print-input", false,
+		"print the workflow input (JSON for temporal workflow start --input-file or the Web UI) and change nothing")
 	wf.bind(cmd)
 	w.bind(cmd)
 	return cmd
