@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+	"go.uber.org/zap"
+
+	"github.com/canaryflow/canaryflow/workflows"
+	"github.com/canaryflow/canaryflow/workflows/searchattr"
+)
+
+// canaryMetrics exports Flagger's canary metrics (under the canaryflow_ prefix, same labels and meaning), derived
+// from Temporal visibility: what the rollouts themselves recorded in their search attributes and memos. No worker
+// counts anything in its own memory, so every replica reports the same numbers, and a restarted worker loses
+// nothing.
+//
+//	canaryflow_canary_total{namespace}                      canaries known (one per workflow ID)
+//	canaryflow_canary_status{name,namespace}                0 running, 1 done (initialised or promoted), 2 failed
+//	canaryflow_canary_weight{workload,namespace}            traffic weight of <target>-primary and of <target>
+//	canaryflow_canary_duration_seconds{name,namespace}      duration of the last finished rollout
+//	canaryflow_canary_successes_total{name,namespace,deployment_strategy}  promoted rollouts
+//	canaryflow_canary_failures_total{name,namespace,deployment_strategy}   failed rollouts
+type canaryMetrics struct {
+	list    func(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
+	ns      string
+	refresh time.Duration
+	log     *zap.Logger
+
+	mu   sync.Mutex
+	snap snapshot
+}
+
+type snapshot struct {
+	at       time.Time
+	total    map[string]float64    // namespace
+	status   map[[2]string]float64 // name, namespace
+	weight   map[[2]string]float64 // workload, namespace
+	duration map[[2]string]float64
+	success  map[[3]string]float64 // name, namespace, strategy
+	failure  map[[3]string]float64
+	err      error
+}
+
+var (
+	descTotal    = prometheus.NewDesc("canaryflow_canary_total", "Canaries known to canaryflow, by namespace.", []string{"namespace"}, nil)
+	descStatus   = prometheus.NewDesc("canaryflow_canary_status", "Last rollout of a canary: 0 running, 1 done, 2 failed.", []string{"name", "namespace"}, nil)
+	descWeight   = prometheus.NewDesc("canaryflow_canary_weight", "Traffic weight of the primary (<target>-primary) and of the canary (<target>).", []string{"workload", "namespace"}, nil)
+	descDuration = prometheus.NewDesc("canaryflow_canary_duration_seconds", "Duration of a canary's last finished rollout.", []string{"name", "namespace"}, nil)
+	descSuccess  = prometheus.NewDesc("canaryflow_canary_successes_total", "Rollouts promoted, by strategy.", []string{"name", "namespace", "deployment_strategy"}, nil)
+	descFailure  = prometheus.NewDesc("canaryflow_canary_failures_total", "Rollouts that failed or were rolled back, by strategy.", []string{"name", "namespace", "deployment_strategy"}, nil)
+	descUp       = prometheus.NewDesc("canaryflow_visibility_up", "1 when the last read of Temporal visibility succeeded.", nil, nil)
+)
+
+// Describe lists the metrics.
+func (m *canaryMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTotal, descStatus, descWeight, descDuration, descSuccess, descFailure, descUp} {
+		ch <- d
+	}
+}
+
+// Collect serves the last snapshot, re-reading visibility when it is older than the refresh period.
+func (m *canaryMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	if time.Since(m.snap.at) > m.refresh {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		m.snap = m.read(ctx)
+		cancel()
+		if m.snap.err != nil && m.log != nil {
+			m.log.Warn("reading canary metrics from Temporal visibility failed", zap.Error(m.snap.err))
+		}
+	}
+	s := m.snap
+	m.mu.Unlock()
+	up := 1.0
+	if s.err != nil {
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+	for ns, v := range s.total {
+		ch <- prometheus.MustNewConstMetric(descTotal, prometheus.GaugeValue, v, ns)
+	}
+	for k, v := range s.status {
+		ch <- prometheus.MustNewConstMetric(descStatus, prometheus.GaugeValue, v, k[0], k[1])
+	}
+	for k, v := range s.weight {
+		ch <- prometheus.MustNewConstMetric(descWeight, prometheus.GaugeValue, v, k[0], k[1])
+	}
+	for k, v := range s.duration {
+		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, v, k[0], k[1])
+	}
+	for k, v := range s.success {
+		ch <- prometheus.MustNewConstMetric(descSuccess, prometheus.CounterValue, v, k[0], k[1], k[2])
+	}
+	for k, v := range s.failure {
+		ch <- prometheus.MustNewConstMetric(descFailure, prometheus.CounterValue, v, k[0], k[1], k[2])
+	}
+}
+
+// read lists every CanaryRollout execution, newest first, and folds them into a snapshot.
+func (m *canaryMetrics) read(ctx context.Context) snapshot {
+	s := snapshot{at: time.Now(), total: map[string]float64{}, status: map[[2]string]float64{},
+		weight: map[[2]string]float64{}, duration: map[[2]string]float64{},
+		success: map[[3]string]float64{}, failure: map[[3]string]float64{}}
+	seen := map[string]bool{}
+	var token []byte
+	for {
+		resp, err := m.list(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace:     m.ns,
+			PageSize:      1000,
+			NextPageToken: token,
+			Query:         fmt.Sprintf("WorkflowType = '%s' ORDER BY StartTime DESC", workflows.WorkflowName),
+		})
+		if err != nil {
+			s.err = err
+			return s
+		}
+		for _, e := range resp.Executions {
+			s.add(e, seen)
+		}
+		token = resp.NextPageToken
+		if len(token) == 0 {
+			return s
+		}
+	}
+}
+
+func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool) {
+	name := keyword(e.GetSearchAttributes(), searchattr.CanaryName.GetName())
+	ns := keyword(e.GetSearchAttributes(), searchattr.CanaryNamespace.GetName())
+	if name == "" {
+		return // started but not yet past its first task: nothing recorded
+	}
+	phase := workflows.Phase(keyword(e.GetSearchAttributes(), searchattr.CanaryPhase.GetName()))
+	strategy, target := memoString(e, "strategy"), memoString(e, "target")
+	if _, after, ok := strings.Cut(target, "/"); ok { // "Deployment/podinfo"
+		target = after
+	}
+	if target == "" {
+		target = name
+	}
+	running := e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	failed := !running && (phase == workflows.PhaseFailed || e.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED &&
+		e.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW)
+	if !running {
+		k := [3]string{name, ns, strategy}
+		switch {
+		case failed:
+			s.failure[k]++
+		case phase == workflows.PhaseSucceeded:
+			s.success[k]++
+		}
+	}
+	id := e.GetExecution().GetWorkflowId()
+	if seen[id] {
+		return // an older rollout of a canary already counted by its newest
+	}
+	seen[id] = true
+	s.total[ns]++
+	nk := [2]string{name, ns}
+	switch {
+	case running:
+		s.status[nk] = 0
+	case failed:
+		s.status[nk] = 2
+	default:
+		s.status[nk] = 1
+	}
+	if !running && e.GetCloseTime() != nil && e.GetStartTime() != nil {
+		s.duration[nk] = e.GetCloseTime().AsTime().Sub(e.GetStartTime().AsTime()).Seconds()
+	}
+	weight := float64(int64Attr(e.GetSearchAttributes(), searchattr.CanaryWeight.GetName()))
+	s.weight[[2]string{target, ns}] = weight
+	s.weight[[2]string{target + "-primary", ns}] = 100 - weight
+}
+
+func memoString(e *workflowpb.WorkflowExecutionInfo, key string) string {
+	var v string
+	if p := e.GetMemo().GetFields()[key]; p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	}
+	return v
+}
+
+func keyword(sa *commonpb.SearchAttributes, name string) string {
+	p := sa.GetIndexedFields()[name]
+	if p == nil {
+		return ""
+	}
+	var v string
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &v); err != nil {
+		var list []string
+		if converter.GetDefaultDataConverter().FromPayload(p, &list) == nil && len(list) > 0 {
+			return list[0]
+		}
+	}
+	return v
+}
+
+func int64Attr(sa *commonpb.SearchAttributes, name string) int64 {
+	p := sa.GetIndexedFields()[name]
+	if p == nil {
+		return 0
+	}
+	var v int64
+	_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	return v
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/canaryflow/canaryflow/internal/temporalconn"
+)
+
+// config is everything the worker is told, from flags or from CANARYFLOW_* environment variables (a flag wins).
+type config struct {
+	temporal       temporalconn.Options
+	taskQueue      string
+	kubeconfig     string
+	prometheus     string
+	cluster        string
+	listen         string
+	logLevel       string
+	logFormat      string
+	stopTimeout    time.Duration
+	metricsRefresh time.Duration
+}
+
+func parseConfig(args []string) (*config, error) {
+	c := &config{temporal: temporalconn.FromEnv()}
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	env := func(name, def string) string {
+		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
+			return v
+		}
+		return def
+	}
+	envDur := func(name string, def time.Duration) time.Duration {
+		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				return d
+			}
+		}
+		return def
+	}
+	t := &c.temporal
+	fs.StringVar(&t.Address, "temporal-address", t.Address, "Temporal frontend host:port ("+temporalconn.EnvAddress+")")
+	fs.StringVar(&t.Namespace, "temporal-namespace", t.Namespace, "Temporal namespace ("+temporalconn.EnvNamespace+")")
+	fs.StringVar(&t.TLSCA, "tls-ca", t.TLSCA, "PEM file of the CA that signed the Temporal server's certificate ("+temporalconn.EnvTLSCA+")")
+	fs.StringVar(&t.TLSCert, "tls-cert", t.TLSCert, "PEM client certificate for mTLS ("+temporalconn.EnvTLSCert+")")
+	fs.StringVar(&t.TLSKey, "tls-key", t.TLSKey, "PEM client key for mTLS ("+temporalconn.EnvTLSKey+")")
+	fs.StringVar(&t.TLSServerName, "tls-server-name", t.TLSServerName, "server name to verify, when it differs from the address ("+temporalconn.EnvTLSServerName+")")
+	fs.StringVar(&t.APIKeyFile, "api-key-file", t.APIKeyFile, "file holding a Temporal Cloud API key; implies TLS ("+temporalconn.EnvAPIKeyFile+")")
+	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", "canaryflow"), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
+	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", "http://prometheus:9090"), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
+	fs.StringVar(&c.cluster, "cluster", env("CLUSTER", ""), "cluster name shown in alerts (CANARYFLOW_CLUSTER)")
+	fs.StringVar(&c.listen, "listen", env("LISTEN", ":8080"), "address of /healthz, /readyz and /metrics (CANARYFLOW_LISTEN)")
+	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (CANARYFLOW_LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or console (CANARYFLOW_LOG_FORMAT)")
+	fs.DurationVar(&c.stopTimeout, "stop-timeout", envDur("STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running activities may finish before they are handed to another worker (CANARYFLOW_STOP_TIMEOUT)")
+	fs.DurationVar(&c.metricsRefresh, "metrics-refresh", envDur("METRICS_REFRESH", 10*time.Second), "how often canary metrics are re-read from Temporal visibility (CANARYFLOW_METRICS_REFRESH)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q: the worker takes flags only", fs.Args())
+	}
+	return c, c.check()
+}
+
+func (c *config) check() error {
+	var problems []string
+	if err := c.temporal.Check(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	switch c.logFormat {
+	case "json", "console":
+	default:
+		problems = append(problems, fmt.Sprintf("--log-format %q: use json or console", c.logFormat))
+	}
+	switch c.logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		problems = append(problems, fmt.Sprintf("--log-level %q: use debug, info, warn or error", c.logLevel))
+	}
+	if c.taskQueue == "" {
+		problems = append(problems, "--task-queue must not be empty")
+	}
+	if c.stopTimeout < 0 {
+		problems = append(problems, "--stop-timeout must not be negative")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}

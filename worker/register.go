@@ -1,0 +1,48 @@
+package main
+
+import (
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+	"k8s.io/client-go/rest"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/providers/router"
+	"github.com/canaryflow/canaryflow/providers/workload"
+	"github.com/canaryflow/canaryflow/workflows"
+)
+
+// dependencies are the real implementations behind the activities.
+type dependencies struct {
+	workloads *activities.Workloads
+	routing   *activities.Routing
+	analysis  *activities.Analysis
+}
+
+func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependencies, error) {
+	k, err := clients(kube)
+	if err != nil {
+		return nil, err
+	}
+	wl, err := workload.New(kube)
+	if err != nil {
+		return nil, err
+	}
+	routers, err := router.NewRegistry(kube)
+	if err != nil {
+		return nil, err
+	}
+	return &dependencies{
+		workloads: &activities.Workloads{Kube: wl},
+		routing:   &activities.Routing{Routers: activities.KubeRouters{Registry: routers}},
+		analysis:  activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log),
+	}, nil
+}
+
+// register puts the workflow and every activity on the worker.
+func register(w worker.Registry, d *dependencies) {
+	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterActivity(d.workloads)
+	w.RegisterActivity(d.routing)
+	w.RegisterActivity(d.analysis)
+}
