@@ -30,12 +30,13 @@ type fakes struct {
 	// except rollback hooks, whose passing means "roll back").
 	hookPasses func(h v1beta1.CanaryWebhook, n int) bool
 
-	calls      []string
-	routes     []route
-	routeInput []activities.RoutesInput
-	metricsIn  []activities.MetricChecksInput
-	alerts     []activities.Event
-	events     []string
+	calls         []string
+	routes        []route
+	routeInput    []activities.RoutesInput
+	metricsIn     []activities.MetricChecksInput
+	alerts        []activities.Event
+	events        []string
+	eventPayloads []activities.WebhookPayload
 
 	counts map[string]int
 }
@@ -191,6 +192,7 @@ func (f *fakes) CallWebhook(_ context.Context, in activities.WebhookInput) (acti
 	if h.Type == v1beta1.EventHook {
 		f.mu.Lock()
 		f.events = append(f.events, in.Payload.Metadata["eventMessage"])
+		f.eventPayloads = append(f.eventPayloads, in.Payload)
 		f.mu.Unlock()
 		return activities.WebhookResult{Name: h.Name, Type: h.Type, Passed: true, StatusCode: 200, Attempts: 1}, nil
 	}

@@ -1244,13 +1244,14 @@ func (r *rollout) event(t activities.EventType, sev v1beta1.AlertSeverity, msg s
 // no alerts and no event webhooks no activity runs, to keep history small.
 func (r *rollout) emit(ev activities.Event, alert bool) {
 	for _, h := range r.hooks(v1beta1.EventHook) {
+		// Flagger's event payload (eventType Normal or Warning), over the hook's own metadata.
+		payload := activities.EventWebhookPayload(ev)
 		md := h.MetadataMap()
-		md["eventMessage"] = ev.Message
-		md["eventType"] = string(ev.Type)
-		md["timestamp"] = strconv.FormatInt(ev.Timestamp.UnixMilli(), 10)
-		in := activities.WebhookInput{Hook: h, Payload: activities.WebhookPayload{
-			Name: r.c.Name, Namespace: r.c.Namespace, Phase: ev.Phase, Checksum: ev.Revision, Metadata: md,
-		}}
+		for k, v := range payload.Metadata {
+			md[k] = v
+		}
+		payload.Metadata = md
+		in := activities.WebhookInput{Hook: h, Payload: payload}
 		var res activities.WebhookResult
 		if err := r.exec(webhookOptions(h), activities.ActivityCallWebhook, in, &res); err != nil {
 			r.log.Warn("Event webhook "+h.Name+" failed: "+err.Error(), r.keyvals("event webhook")...)

@@ -612,7 +612,7 @@ func TestAlertsAndEventWebhooksReceiveTheDecisions(t *testing.T) {
 	res := h.run(podinfo(func(c *v1beta1.Canary) {
 		a := c.Spec.Analysis
 		a.Alerts = []v1beta1.CanaryAlert{{Name: "on-call", Severity: v1beta1.SeverityInfo, ProviderRef: v1beta1.CrossNamespaceObjectReference{Name: "slack"}}}
-		a.Webhooks = append(a.Webhooks, hook(v1beta1.EventHook, "audit"))
+		a.Webhooks = append(a.Webhooks, auditHook())
 	}))
 	require.True(t, res.Promoted)
 	var types []activities.EventType
@@ -624,6 +624,33 @@ func TestAlertsAndEventWebhooksReceiveTheDecisions(t *testing.T) {
 	require.Equal(t, "New revision detected! Scaling up podinfo.test", h.f.events[0])
 	require.Contains(t, h.f.events, "Advance podinfo.test canary weight 30")
 	require.Equal(t, "Promotion completed! Scaling down podinfo.test", h.f.events[len(h.f.events)-1])
+	// Flagger's event payload: eventType Normal (Warning for warn and error events), a millisecond timestamp, and
+	// the hook's own metadata kept.
+	for _, p := range h.f.eventPayloads {
+		require.Equal(t, "Normal", p.Metadata["eventType"], p.Metadata["eventMessage"])
+		require.Regexp(t, `^\d{13}$`, p.Metadata["timestamp"])
+		require.Equal(t, "audit-value", p.Metadata["audit-key"])
+	}
+}
+
+func auditHook() v1beta1.CanaryWebhook {
+	h := hook(v1beta1.EventHook, "audit")
+	h.Metadata = &map[string]string{"audit-key": "audit-value"}
+	return h
+}
+
+func TestRollbackEventsAreWarnings(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, n int) bool {
+		return hk.Type == v1beta1.EventHook || hk.Type != v1beta1.RollbackHook || n >= 3
+	}
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.RollbackHook, "rollback-gate"), auditHook())
+	}))
+	require.False(t, res.Promoted)
+	last := h.f.eventPayloads[len(h.f.eventPayloads)-1]
+	require.Equal(t, "Warning", last.Metadata["eventType"], last.Metadata["eventMessage"])
+	require.Contains(t, last.Metadata["eventMessage"], "Rolling back podinfo.test")
 }
 
 // shift delays every route by d.
