@@ -68,6 +68,10 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
 		texts = []string{r.signal(a.GetSignalName(), a.GetInput())}
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+		// The updates of the same names as the signals (validated first): history records the accepted ones.
+		in := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput()
+		texts = []string{r.signal(in.GetName(), in.GetArgs()) + " (update)"}
 	case enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
 		fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
 		if p, ok := fields[searchattr.CanaryPhase.GetName()]; ok {

@@ -52,6 +52,7 @@ func TestOperatingDocTemporalCommandsRunAsWritten(t *testing.T) {
 		"temporal workflow query --workflow-id canary/test/podinfo --name status",
 		`temporal workflow list --query "CanaryNamespace='test' AND CanaryPhase='Progressing'"`,
 		"temporal workflow show --workflow-id canary/test/podinfo",
+		"temporal workflow update execute --workflow-id canary/test/podinfo --name approve",
 	} {
 		require.Contains(t, all, want, "docs/operating.md lost a command")
 	}
@@ -61,7 +62,9 @@ func TestOperatingDocTemporalCommandsRunAsWritten(t *testing.T) {
 		id := "canary/docs/" + name
 		dir := t.TempDir()
 		// The documented way to write the input file, for a canary of this command's own.
-		f := canaryFile(t, "docs", name, "stepWeight: 10\n    maxWeight: 50", "")
+		// A confirm-promotion webhook (passing) makes that gate one an approve update may name.
+		f := canaryFile(t, "docs", name, "stepWeight: 10\n    maxWeight: 50",
+			"    webhooks:\n    - name: ask-a-human\n      type: confirm-promotion\n      url: http://gate.test/approve\n")
 		code, input, errOut := e.starter("rollout", "-f", f, "--print-input")
 		require.Equal(t, 0, code, errOut)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "rollout-input.json"), []byte(input), 0o600))
@@ -88,6 +91,10 @@ func TestOperatingDocTemporalCommandsRunAsWritten(t *testing.T) {
 			d, err := e.client.DescribeWorkflowExecution(t.Context(), id, "")
 			require.NoError(t, err, run)
 			assert.Equal(t, testTaskQueue, d.GetExecutionConfig().GetTaskQueue().GetName(), run)
+		case strings.HasPrefix(cmd, "temporal workflow update execute "):
+			code, hist, errOut := e.starter("history", name, "-n", "docs")
+			require.Equal(t, 0, code, errOut)
+			assert.Regexp(t, `(?m) (approve|pause) by alice .*\(update\)$`, hist, "history shows who sent the update")
 		case strings.HasPrefix(cmd, "temporal workflow query "):
 			var res struct {
 				QueryResult []struct {

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/workflows"
@@ -287,4 +289,29 @@ func TestListShowsEveryCanaryOfTheNamespaceWithItsPhase(t *testing.T) {
 	assert.Equal(t, []string{"listed", "good", "Succeeded", "0", "0"}, gf[:5])
 	_, err := time.Parse(time.RFC3339, gf[5])
 	assert.NoError(t, err)
+}
+
+func TestStatusWithoutAWorkerShowsTheResultTheClosedRunRecordedAndSaysSo(t *testing.T) {
+	t.Parallel()
+	e := startTemporal(t)
+	// A worker of its own, stopped once the rollout is over: then no worker can answer the status query.
+	const queue = "canaryflow-starter-test-noworker"
+	w := worker.New(e.client, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterActivity(e.cluster)
+	require.NoError(t, w.Start())
+	f := canaryFile(t, "test", "orphan", "stepWeight: 50\n    maxWeight: 50", "")
+	code, out, errOut := e.starter("rollout", "-f", f, "--wait", "--task-queue", queue)
+	require.Equal(t, 0, code, out+errOut)
+	w.Stop()
+
+	code, table, errOut := e.starter("status", "orphan", "-n", "test")
+
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "no worker answered the status query; this is the result the closed run recorded")
+	lines := strings.Split(table, "\n")
+	assert.Equal(t, []string{"NAME", "PHASE", "WEIGHT", "FAILED", "CHECKS", "ITERATIONS", "REVISION", "PENDING", "GATE", "LAST", "TRANSITION", "MESSAGE"},
+		strings.Fields(lines[0]))
+	assert.Equal(t, []string{"orphan", "Succeeded", "0/100", "0", "0", "rev2", "—"}, strings.Fields(lines[1])[:7])
+	assert.Regexp(t, `(?m)^request-success-rate\s+99.5\s+\[99, —\]\s+pass$`, table)
 }
