@@ -46,6 +46,9 @@ func follow(ctx context.Context, c client.Client, id, runID string, timeout time
 				return &exitError{code: exitTimeout, err: fmt.Errorf(
 					"timed out after %s waiting for %s; the rollout keeps going (starter status and starter history show where it is)", timeout, id)}
 			}
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return &exitError{code: exitTimeout, err: fmt.Errorf("stopped waiting for %s (interrupted); the rollout keeps going", id)}
+			}
 			return &exitError{code: exitFailed, err: err}
 		}
 		switch {

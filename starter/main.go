@@ -2,9 +2,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 )
 
 // Exit codes shared by every subcommand.
@@ -28,9 +30,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Ctrl-C stops waiting, never the rollout: commands see a cancelled context and say so.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
 	root := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
+	if err := root.ExecuteContext(ctx); err != nil {
 		if ee, ok := err.(*exitError); ok {
 			if ee.err != nil {
 				fmt.Fprintln(stderr, ee.err)

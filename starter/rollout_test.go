@@ -315,3 +315,22 @@ func TestStatusWithoutAWorkerShowsTheResultTheClosedRunRecordedAndSaysSo(t *test
 	assert.Equal(t, []string{"orphan", "Succeeded", "0/100", "0", "0", "rev2", "—"}, strings.Fields(lines[1])[:7])
 	assert.Regexp(t, `(?m)^request-success-rate\s+99.5\s+\[99, —\]\s+pass$`, table)
 }
+
+func TestPromoteOfACanaryNamedByItsFilePromotesAtOnce(t *testing.T) {
+	t.Parallel()
+	e := startTemporal(t)
+	f := canaryFile(t, "test", "hotfix", "stepWeight: 10\n    maxWeight: 50", "")
+	wait, _ := e.background("rollout", "-f", f, "--wait")
+	e.eventuallyStatus(t, "test", "hotfix", func(s workflows.Status) bool { return s.CanaryWeight == 10 }, "weight 10")
+
+	code, out, errOut := e.starter("promote", "-f", f, "--by", "frank", "--reason", "hotfix")
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "promotion requested for test/hotfix by frank\n", out)
+
+	code, out, errOut = wait()
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, out, `promote by frank reason "hotfix"`)
+	assert.Equal(t, []string{"weight primary 90 canary 10", "weight primary 100 canary 0"}, linesWith(out, "weight primary"),
+		"promoted from 10%: the steps to 50% were skipped")
+	assert.Equal(t, "frank", e.status(t, "test", "hotfix").Status.PromotedBy)
+}
