@@ -26,33 +26,37 @@ PODINFO_MODULE_VERSION=v1.8.1-0.20250910200901-e86405a8674e   # podinfo 6.9.2 (i
 TRAEFIK_VERSION=v3.6.12
 APT_PACKAGES="prometheus hey"
 
+# Everything below can be overridden from the environment (LAB_<NAME>, e.g.
+# LAB_TEMPORAL_PORT, LAB_NETNS) with CANARYFLOW_LAB_RUN, to run a second, separate
+# lab beside the usual one.
+
 # Network namespace for pods: pods of the fake node get IPs in LAB_POD_CIDR and
 # run inside LAB_NETNS; the host reaches them through a veth pair.
-LAB_NETNS=canaryflow-lab
-LAB_VETH_HOST=cflab0
-LAB_VETH_NS=cflab1
-LAB_LINK_HOST_IP=10.244.255.1      # /30 link between host and namespace
-LAB_LINK_NS_IP=10.244.255.2
-LAB_POD_CIDR=10.244.0.0/24         # the kwok node's spec.podCIDR, routed into the namespace
-LAB_SERVICE_CIDR=10.0.0.0/24
-LAB_NODE=lab-node-0
+LAB_NETNS=${LAB_NETNS:-canaryflow-lab}
+LAB_VETH_HOST=${LAB_VETH_HOST:-cflab0}
+LAB_VETH_NS=${LAB_VETH_NS:-cflab1}
+LAB_LINK_HOST_IP=${LAB_LINK_HOST_IP:-10.244.255.1}      # /30 link between host and namespace
+LAB_LINK_NS_IP=${LAB_LINK_NS_IP:-10.244.255.2}
+LAB_POD_CIDR=${LAB_POD_CIDR:-10.244.0.0/24}         # the kwok node's spec.podCIDR, routed into the namespace
+LAB_SERVICE_CIDR=${LAB_SERVICE_CIDR:-10.0.0.0/24}
+LAB_NODE=${LAB_NODE:-lab-node-0}
 
 # Loopback ports.
 LAB_HOST=127.0.0.1
-TEMPORAL_PORT=7233
-TEMPORAL_UI_PORT=8233
-TEMPORAL_HTTP_PORT=7243
-TEMPORAL_METRICS_PORT=7244
-ETCD_PORT=22379
-ETCD_PEER_PORT=22380
-APISERVER_PORT=16443
-KCM_PORT=20257
-SCHEDULER_PORT=20259
-KWOK_PORT=20247
-TRAEFIK_WEB_PORT=18080            # entrypoint "web": IngressRoutes (default entrypoint)
-TRAEFIK_GATEWAY_PORT=18081        # entrypoint "gateway": the lab Gateway's HTTP listener
-TRAEFIK_METRICS_PORT=18082        # entrypoint "metrics": /metrics and /ping
-PROMETHEUS_PORT=19090
-LAB_GATEWAY_CLASS=traefik
-LAB_GATEWAY_NAME=lab-gateway
-LAB_GATEWAY_NAMESPACE=default
+TEMPORAL_PORT=${LAB_TEMPORAL_PORT:-7233}
+TEMPORAL_UI_PORT=${LAB_TEMPORAL_UI_PORT:-8233}
+TEMPORAL_HTTP_PORT=${LAB_TEMPORAL_HTTP_PORT:-7243}
+TEMPORAL_METRICS_PORT=${LAB_TEMPORAL_METRICS_PORT:-7244}
+ETCD_PORT=${LAB_ETCD_PORT:-22379}
+ETCD_PEER_PORT=${LAB_ETCD_PEER_PORT:-22380}
+APISERVER_PORT=${LAB_APISERVER_PORT:-16443}
+KCM_PORT=${LAB_KCM_PORT:-20257}
+SCHEDULER_PORT=${LAB_SCHEDULER_PORT:-20259}
+KWOK_PORT=${LAB_KWOK_PORT:-20247}
+TRAEFIK_WEB_PORT=${LAB_TRAEFIK_WEB_PORT:-18080}            # entrypoint "web": IngressRoutes (default entrypoint)
+TRAEFIK_GATEWAY_PORT=${LAB_TRAEFIK_GATEWAY_PORT:-18081}        # entrypoint "gateway": the lab Gateway's HTTP listener
+TRAEFIK_METRICS_PORT=${LAB_TRAEFIK_METRICS_PORT:-18082}        # entrypoint "metrics": /metrics and /ping
+PROMETHEUS_PORT=${LAB_PROMETHEUS_PORT:-19090}
+LAB_GATEWAY_CLASS=${LAB_GATEWAY_CLASS:-traefik}
+LAB_GATEWAY_NAME=${LAB_GATEWAY_NAME:-lab-gateway}
+LAB_GATEWAY_NAMESPACE=${LAB_GATEWAY_NAMESPACE:-default}
