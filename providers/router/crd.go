@@ -86,6 +86,22 @@ func (r *crd) get(ctx context.Context, namespace, name string) (*unstructured.Un
 	return u, nil
 }
 
+// remove deletes an object if it exists and is ours.
+func (r *crd) remove(ctx context.Context, namespace, name string) error {
+	u, err := r.get(ctx, namespace, name)
+	if err != nil || u == nil {
+		return err
+	}
+	ri, _, err := r.client(namespace)
+	if err != nil {
+		return err
+	}
+	if err := ri.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete %s %s/%s: %w", r.kind, namespace, name, err)
+	}
+	return nil
+}
+
 // apply writes obj (apiVersion is filled in). Without force a field another manager owns is a conflict: then the
 // object is read, refused if it is not ours, and applied again with force. A plain write thus costs one request.
 func (r *crd) apply(ctx context.Context, obj *unstructured.Unstructured, force bool) error {

@@ -145,10 +145,15 @@ func requireSplit(t *testing.T, url, host string, header http.Header, canaryWeig
 		return got["6.0.0"]+got["6.0.1"] == n && math.Abs(pct-float64(canaryWeight)) <= tolerance
 	}
 	var last map[string]int
-	require.Eventually(t, func() bool {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
 		last = split(t, url, host, header, 100)
-		return near(last, 100, 5)
-	}, 60*time.Second, 250*time.Millisecond, "the split never reached %d%% canary; last batch %v", canaryWeight, last)
+		if near(last, 100, 5) {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the split never reached %d%% canary; last batch %v", canaryWeight, last)
+		time.Sleep(250 * time.Millisecond)
+	}
 	got := split(t, url, host, header, 2000)
 	t.Logf("canary weight %d: %v", canaryWeight, got)
 	require.True(t, near(got, 2000, 3), "2,000 requests at canary weight %d split %v", canaryWeight, got)
@@ -201,6 +206,46 @@ func TestTraefikSplitsLiveTraffic(t *testing.T) {
 	t.Logf("one analysis step with traefik: %d API requests: %v", len(reqs), reqs)
 	require.LessOrEqual(t, len(reqs), 4)
 	requireSplit(t, labtest.TraefikURL(t), host, nil, 20)
+}
+
+func TestTraefikABSendsMatchingRequestsToTheCanaryOnly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "rt-traefik-ab")
+	c := canary(e.ns, "traefik", func(c *v1beta1.Canary) {
+		c.Spec.Analysis.StepWeight, c.Spec.Analysis.Iterations = 0, 5
+		c.Spec.Analysis.Match = []v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}}}}
+	})
+	e.rollout(t, c)
+	rt, err := e.routers.Get("traefik")
+	require.NoError(t, err)
+	err = rt.Reconcile(ctx, c)
+	require.ErrorContains(t, err, "no IngressRoute in namespace "+e.ns+" routes to TraefikService podinfo", "A/B needs the user's route")
+
+	host := e.ns + ".traefik.lab"
+	_, err = labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+		"metadata": map[string]any{"name": "podinfo"},
+		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
+			"match": "Host(`" + host + "`)", "kind": "Rule",
+			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}},
+		}}},
+	}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, rt.Reconcile(ctx, c))
+	require.NoError(t, rt.Reconcile(ctx, c))
+	require.NoError(t, rt.SetRoutes(ctx, c, 0, 100, false))
+	pw, cw, _, err := rt.GetRoutes(ctx, c)
+	require.NoError(t, err)
+	require.Equal(t, []int{0, 100}, []int{pw, cw})
+	requireSplit(t, labtest.TraefikURL(t), host, http.Header{"X-Canary": {"insider"}}, 100)
+	requireSplit(t, labtest.TraefikURL(t), host, nil, 0)
+	requireSplit(t, labtest.TraefikURL(t), host, http.Header{"X-Canary": {"outsider"}}, 0)
+
+	require.NoError(t, rt.Finalize(ctx, c))
+	_, err = labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Get(ctx, "podinfo-canary", metav1.GetOptions{})
+	require.Error(t, err, "the clone is removed")
+	_, err = labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	require.NoError(t, err, "the user's route stays")
 }
 
 func TestGatewayAPISplitsLiveTrafficAndMatchesHeaders(t *testing.T) {

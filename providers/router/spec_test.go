@@ -109,7 +109,7 @@ func TestRoutersDeclareWhatTheyImplement(t *testing.T) {
 		want     capability.Set
 	}{
 		{"kubernetes", capability.Set{BuiltinMetrics: true, Implemented: true}},
-		{"traefik", capability.Set{Weights: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true, Implemented: true}},
+		{"traefik", capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true, Implemented: true}},
 		{"gatewayapi:v1", capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true, Implemented: true}},
 	} {
 		got, ok := capability.Of(tc.provider)
@@ -119,4 +119,30 @@ func TestRoutersDeclareWhatTheyImplement(t *testing.T) {
 	require.Equal(t, []string{"gatewayapi", "kubernetes", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("nginx")
 	require.ErrorContains(t, err, `no router for provider "nginx"`)
+}
+
+func TestTraefikMatchRules(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		match []v1beta1.HTTPMatchRequest
+		want  string
+	}{
+		{"one header", []v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}}}},
+			"Header(`x-canary`, `insider`)"},
+		{"cookie regex and prefix", []v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{
+			"cookie": {Regex: "^(.*?;)?(canary=always)(;.*)?$"}, "user-agent": {Prefix: "Mozilla/5."},
+		}}}, "HeaderRegexp(`cookie`, `^(.*?;)?(canary=always)(;.*)?$`) && HeaderRegexp(`user-agent`, `^Mozilla/5\\.`)"},
+		{"two matches", []v1beta1.HTTPMatchRequest{
+			{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}}},
+			{URI: &v1beta1.StringMatch{Prefix: "/beta"}, Method: &v1beta1.StringMatch{Exact: "GET"}, QueryParams: map[string]v1beta1.StringMatch{"v": {Exact: "2"}}},
+		}, "(Header(`x-canary`, `insider`)) || (Query(`v`, `2`) && PathPrefix(`/beta`) && Method(`GET`))"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := traefikMatch(tc.match)
+			require.NoError(t, err)
+			require.Equal(t, tc.want, got)
+		})
+	}
+	_, err := traefikMatch([]v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x": {Exact: "a`b"}}}})
+	require.ErrorContains(t, err, "backtick")
 }
