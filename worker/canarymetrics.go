@@ -28,6 +28,7 @@ import (
 //	canaryflow_canary_status{name,namespace}                0 running, 1 done (initialised or promoted), 2 failed
 //	canaryflow_canary_weight{workload,namespace}            traffic weight of <target>-primary and of <target>
 //	canaryflow_canary_duration_seconds{name,namespace}      duration of the last finished rollout
+//	canaryflow_canary_metric_analysis{metric,name,namespace} last value of each metric check
 //	canaryflow_canary_successes_total{name,namespace,deployment_strategy}  promoted rollouts
 //	canaryflow_canary_failures_total{name,namespace,deployment_strategy}   failed rollouts
 type canaryMetrics struct {
@@ -46,6 +47,7 @@ type snapshot struct {
 	status   map[[2]string]float64 // name, namespace
 	weight   map[[2]string]float64 // workload, namespace
 	duration map[[2]string]float64
+	analysis map[[3]string]float64 // metric, name, namespace
 	success  map[[3]string]float64 // name, namespace, strategy
 	failure  map[[3]string]float64
 	err      error
@@ -58,12 +60,13 @@ var (
 	descDuration = prometheus.NewDesc("canaryflow_canary_duration_seconds", "Duration of a canary's last finished rollout.", []string{"name", "namespace"}, nil)
 	descSuccess  = prometheus.NewDesc("canaryflow_canary_successes_total", "Rollouts promoted, by strategy.", []string{"name", "namespace", "deployment_strategy"}, nil)
 	descFailure  = prometheus.NewDesc("canaryflow_canary_failures_total", "Rollouts that failed or were rolled back, by strategy.", []string{"name", "namespace", "deployment_strategy"}, nil)
+	descAnalysis = prometheus.NewDesc("canaryflow_canary_metric_analysis", "Last value of each metric check of a canary.", []string{"metric", "name", "namespace"}, nil)
 	descUp       = prometheus.NewDesc("canaryflow_visibility_up", "1 when the last read of Temporal visibility succeeded.", nil, nil)
 )
 
 // Describe lists the metrics.
 func (m *canaryMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTotal, descStatus, descWeight, descDuration, descSuccess, descFailure, descUp} {
+	for _, d := range []*prometheus.Desc{descTotal, descStatus, descWeight, descDuration, descAnalysis, descSuccess, descFailure, descUp} {
 		ch <- d
 	}
 }
@@ -98,6 +101,9 @@ func (m *canaryMetrics) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range s.duration {
 		ch <- prometheus.MustNewConstMetric(descDuration, prometheus.GaugeValue, v, k[0], k[1])
 	}
+	for k, v := range s.analysis {
+		ch <- prometheus.MustNewConstMetric(descAnalysis, prometheus.GaugeValue, v, k[0], k[1], k[2])
+	}
 	for k, v := range s.success {
 		ch <- prometheus.MustNewConstMetric(descSuccess, prometheus.CounterValue, v, k[0], k[1], k[2])
 	}
@@ -109,7 +115,7 @@ func (m *canaryMetrics) Collect(ch chan<- prometheus.Metric) {
 // read lists every CanaryRollout execution, newest first, and folds them into a snapshot.
 func (m *canaryMetrics) read(ctx context.Context) snapshot {
 	s := snapshot{at: time.Now(), total: map[string]float64{}, status: map[[2]string]float64{},
-		weight: map[[2]string]float64{}, duration: map[[2]string]float64{},
+		weight: map[[2]string]float64{}, duration: map[[2]string]float64{}, analysis: map[[3]string]float64{},
 		success: map[[3]string]float64{}, failure: map[[3]string]float64{}}
 	seen := map[string]bool{}
 	var token []byte
@@ -177,6 +183,14 @@ func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool
 	}
 	if !running && e.GetCloseTime() != nil && e.GetStartTime() != nil {
 		s.duration[nk] = e.GetCloseTime().AsTime().Sub(e.GetStartTime().AsTime()).Seconds()
+	}
+	if p := e.GetMemo().GetFields()["lastChecks"]; p != nil {
+		var values map[string]float64
+		if converter.GetDefaultDataConverter().FromPayload(p, &values) == nil {
+			for metric, v := range values {
+				s.analysis[[3]string{metric, name, ns}] = v
+			}
+		}
 	}
 	weight := float64(int64Attr(e.GetSearchAttributes(), searchattr.CanaryWeight.GetName()))
 	s.weight[[2]string{target, ns}] = weight

@@ -93,6 +93,7 @@ func execution(t *testing.T, id, name, phase string, weight int64, status enumsp
 		}},
 		Memo: &commonpb.Memo{Fields: map[string]*commonpb.Payload{
 			"strategy": payload(t, "canary"), "target": payload(t, "Deployment/"+name+"-app"),
+			"lastChecks": payload(t, map[string]float64{"request-success-rate": 99.5 - float64(weight)/10}),
 		}},
 	}
 	if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
@@ -141,6 +142,10 @@ canaryflow_canary_weight{namespace="test",workload="a-app"} 30
 canaryflow_canary_weight{namespace="test",workload="a-app-primary"} 70
 canaryflow_canary_weight{namespace="test",workload="b-app"} 0
 canaryflow_canary_weight{namespace="test",workload="b-app-primary"} 100
+# HELP canaryflow_canary_metric_analysis Last value of each metric check of a canary.
+# TYPE canaryflow_canary_metric_analysis gauge
+canaryflow_canary_metric_analysis{metric="request-success-rate",name="a",namespace="test"} 96.5
+canaryflow_canary_metric_analysis{metric="request-success-rate",name="b",namespace="test"} 99.5
 # HELP canaryflow_canary_successes_total Rollouts promoted, by strategy.
 # TYPE canaryflow_canary_successes_total counter
 canaryflow_canary_successes_total{deployment_strategy="canary",name="a",namespace="test"} 1
@@ -149,7 +154,7 @@ canaryflow_canary_successes_total{deployment_strategy="canary",name="b",namespac
 # TYPE canaryflow_canary_failures_total counter
 canaryflow_canary_failures_total{deployment_strategy="canary",name="b",namespace="test"} 1
 `), "canaryflow_canary_status", "canaryflow_canary_total", "canaryflow_canary_weight",
-			"canaryflow_canary_successes_total", "canaryflow_canary_failures_total"))
+			"canaryflow_canary_successes_total", "canaryflow_canary_failures_total", "canaryflow_canary_metric_analysis"))
 	}
 	assert.Equal(t, outputs[0], outputs[1])
 }

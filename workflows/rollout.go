@@ -970,6 +970,7 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 		return "metric checks could not run: " + err.Error(), "", nil
 	}
 	r.st.LastChecks = res.Results
+	r.memoChecks(res.Results)
 	for _, c := range res.Results {
 		switch c.Verdict {
 		case activities.VerdictFail:
@@ -981,6 +982,27 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 		}
 	}
 	return "", hold, nil
+}
+
+// versionMemoChecks marks runs that record their last metric values in the memo (runs recorded before it do not,
+// and replay without it).
+const versionMemoChecks = "memo-last-checks"
+
+// memoChecks records the step's metric values in the memo ("lastChecks": metric → value), where the workers'
+// canaryflow_canary_metric_analysis metric reads them from visibility: every worker replica sees the same values.
+func (r *rollout) memoChecks(results []activities.CheckResult) {
+	if workflow.GetVersion(r.ctx, versionMemoChecks, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	values := make(map[string]float64, len(results))
+	for _, c := range results {
+		if c.Value != nil {
+			values[c.Metric] = *c.Value
+		}
+	}
+	if err := workflow.UpsertMemo(r.ctx, map[string]any{"lastChecks": values}); err != nil {
+		r.log.Warn("recording the metric values in the memo failed: "+err.Error(), r.keyvals("memo")...)
+	}
 }
 
 // checkMessage words a metric result as Flagger does ("success rate 53.42% < 99%").

@@ -57,6 +57,8 @@ func hook(t v1beta1.HookType, name string) v1beta1.CanaryWebhook {
 // harness runs CanaryRollout in the time-skipping test environment with fakes and records the phases (from
 // the search attribute upserts) and the decision log lines.
 type harness struct {
+	// memos are the memo upserts, in order.
+	memos  []map[string]any
 	t      *testing.T
 	env    *testsuite.TestWorkflowEnvironment
 	f      *fakes
@@ -79,6 +81,9 @@ func newHarness(t *testing.T, revisions ...activities.RevisionResult) *harness {
 		if p, ok := sa.GetKeyword(searchattr.CanaryPhase); ok {
 			h.phases = append(h.phases, Phase(p))
 		}
+	}).Return(nil)
+	env.OnUpsertMemo(mock.Anything).Run(func(args mock.Arguments) {
+		h.memos = append(h.memos, args.Get(0).(map[string]any))
 	}).Return(nil)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -736,4 +741,22 @@ func TestReadinessUnknownDuringAnAPIOutageHaltsInsteadOfRollingBack(t *testing.T
 			strings.Contains(e.Message, "connection refused")
 	}
 	require.True(t, halted, "the outage halts the step with a reason that says so")
+}
+
+// Each analysis step records its metric values in the memo, where every worker's canary metrics read them.
+func TestMetricValuesAreRecordedInTheMemo(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo())
+	require.True(t, res.Promoted)
+	var last map[string]float64
+	steps := 0
+	for _, m := range h.memos {
+		if v, ok := m["lastChecks"]; ok {
+			steps++
+			last = v.(map[string]float64)
+		}
+	}
+	require.Positive(t, steps)
+	require.Equal(t, len(h.f.metricsIn), steps, "one memo upsert per metric step")
+	require.Contains(t, last, v1beta1.MetricRequestSuccessRate)
 }
