@@ -1,0 +1,99 @@
+package router_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/lab/labtest"
+)
+
+// servedVersion counts the GET /version requests a pod has served, from podinfo's own metrics (pods answer at
+// their IPs from the host).
+func servedVersion(t *testing.T, podIP string) int {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := hc.Get("http://" + podIP + ":9898/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	n := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "http_request_duration_seconds_count{") && strings.Contains(line, `path="version"`) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			require.NoError(t, err)
+			n += int(v)
+		}
+	}
+	return n
+}
+
+// With mirroring every answer comes from the primary while the canary receives a copy of each request.
+//
+// Only through Traefik's own TraefikService: Traefik v3.6's Gateway API provider does not implement the
+// RequestMirror filter (it logs "unsupported filter RequestMirror" and answers 500 while the route reports
+// Accepted), so the gatewayapi router's mirror filter is proven on the object only
+// (TestRouterObjectsAreOursIdempotentAndFinalized).
+func TestTraefikMirroringIsLive(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "rt-mirror")
+	host := e.ns + ".mirror.lab"
+	base := canary(e.ns, "traefik", func(c *v1beta1.Canary) {
+		c.Spec.Analysis.StepWeight, c.Spec.Analysis.Iterations, c.Spec.Analysis.Mirror = 0, 5, true
+	})
+	e.rollout(t, base)
+	_, err := labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+		"metadata": map[string]any{"name": "podinfo"},
+		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
+			"match": "Host(`" + host + "`)", "kind": "Rule",
+			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}},
+		}}},
+	}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	pods, err := e.admin.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=podinfo"})
+	require.NoError(t, err)
+	var canaryIP string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && strings.HasSuffix(p.Spec.Containers[0].Image, ":6.0.1") && p.Status.PodIP != "" {
+			canaryIP = p.Status.PodIP
+		}
+	}
+	require.NotEmpty(t, canaryIP)
+
+	for _, tc := range []struct{ provider, url string }{
+		{"traefik", labtest.TraefikURL(t)},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			c := clone(t, base)
+			c.Spec.Provider = tc.provider
+			rt, err := e.routers.Get(tc.provider)
+			require.NoError(t, err)
+			require.NoError(t, rt.Reconcile(ctx, c))
+			require.NoError(t, rt.SetRoutes(ctx, c, 100, 0, true))
+			// Wait until copies reach the canary, then count 500 requests.
+			require.Eventually(t, func() bool {
+				before := servedVersion(t, canaryIP)
+				split(t, tc.url, host, nil, 20)
+				return servedVersion(t, canaryIP) > before
+			}, 2*time.Minute, 250*time.Millisecond, "no request was mirrored to the canary")
+			before := servedVersion(t, canaryIP)
+			got := split(t, tc.url, host, nil, 500)
+			require.Equal(t, map[string]int{"6.0.0": 500}, got, "every answer comes from the primary")
+			require.Eventually(t, func() bool { return servedVersion(t, canaryIP)-before >= 500 }, 10*time.Second, 100*time.Millisecond,
+				"the canary got %d of 500 mirrored requests", servedVersion(t, canaryIP)-before)
+			require.NoError(t, rt.SetRoutes(ctx, c, 100, 0, false))
+		})
+	}
+}
