@@ -58,7 +58,7 @@ func newEnv(t *testing.T, prefix string) *env {
 	t.Helper()
 	_, admin := labtest.Kube(t)
 	e := &env{ns: labtest.Namespace(t, prefix), admin: admin, count: &workloadtest.Counter{}}
-	cfg := e.count.Count(workloadtest.WorkerConfig(t))
+	cfg := e.count.Count(workloadtest.WorkerConfig(t, labtest.RestConfig(t), labtest.Namespace(t, "cf-worker")))
 	var err error
 	e.kube, err = workload.New(cfg)
 	require.NoError(t, err)

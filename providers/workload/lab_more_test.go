@@ -31,7 +31,7 @@ func requirePermanent(t *testing.T, err error, mentions ...string) {
 func TestBadInputIsRefusedWithoutWritingAnything(t *testing.T) {
 	ctx := context.Background()
 	_, admin := labtest.Kube(t)
-	k, err := workload.New(workloadtest.WorkerConfig(t))
+	k, err := workload.New(workloadtest.WorkerConfig(t, labtest.RestConfig(t), labtest.Namespace(t, "cf-worker")))
 	require.NoError(t, err)
 
 	for _, tc := range []struct {
@@ -87,7 +87,7 @@ func TestBadInputIsRefusedWithoutWritingAnything(t *testing.T) {
 func TestDaemonSetIsParkedOnNoNodeAndReleased(t *testing.T) {
 	ctx := context.Background()
 	_, admin := labtest.Kube(t)
-	k, err := workload.New(workloadtest.WorkerConfig(t))
+	k, err := workload.New(workloadtest.WorkerConfig(t, labtest.RestConfig(t), labtest.Namespace(t, "cf-worker")))
 	require.NoError(t, err)
 	ns := labtest.Namespace(t, "wl-ds")
 	d := workloadtest.Podinfo(ns, "agent", "6.0.0", 1)

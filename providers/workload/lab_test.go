@@ -109,7 +109,7 @@ func requireManaged(t *testing.T, m metav1.Object, c *v1beta1.Canary) {
 func TestDeploymentLifecycleUnderTheWorkerRole(t *testing.T) {
 	ctx := context.Background()
 	_, admin := labtest.Kube(t)
-	k, err := workload.New(workloadtest.WorkerConfig(t))
+	k, err := workload.New(workloadtest.WorkerConfig(t, labtest.RestConfig(t), labtest.Namespace(t, "cf-worker")))
 	require.NoError(t, err)
 	ns := labtest.Namespace(t, "wl")
 	workloadtest.CreatePodinfo(t, admin, ns, "podinfo", "6.0.0", 2, 2)

@@ -24,8 +24,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
-
-	"github.com/canaryflow/canaryflow/lab/labtest"
 )
 
 // ClusterRolePath is the worker's ClusterRole in the repository.
@@ -35,13 +33,13 @@ func ClusterRolePath(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "deploy", "rbac", "clusterrole.yaml")
 }
 
-// WorkerConfig returns a client config for the lab's API server authenticated as a fresh ServiceAccount bound
-// only to a copy of the worker's ClusterRole (same rules, a name of its own); everything is removed at the end.
-func WorkerConfig(t testing.TB) *rest.Config {
+// WorkerConfig returns a client config for the API server of admin (an administrator's config) authenticated as a
+// fresh ServiceAccount of namespace ns bound only to a copy of the worker's ClusterRole (same rules, a name of its
+// own); the role and binding are removed at the end.
+func WorkerConfig(t testing.TB, admin *rest.Config, ns string) *rest.Config {
 	t.Helper()
-	env := labtest.Lab(t)
-	_, admin := labtest.Kube(t)
-	ns := labtest.Namespace(t, "cf-worker")
+	adminCS, err := kubernetes.NewForConfig(admin)
+	require.NoError(t, err)
 	ctx := context.Background()
 
 	raw, err := os.ReadFile(ClusterRolePath(t))
@@ -50,29 +48,27 @@ func WorkerConfig(t testing.TB) *rest.Config {
 	require.NoError(t, yaml.UnmarshalStrict(raw, &role))
 	name := role.Name + "-" + ns
 	role.ObjectMeta = metav1.ObjectMeta{Name: name}
-	_, err = admin.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{})
+	_, err = adminCS.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	_, err = admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "canaryflow"}}, metav1.CreateOptions{})
+	t.Cleanup(func() { _ = adminCS.RbacV1().ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	_, err = adminCS.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "canaryflow"}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+	_, err = adminCS.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "canaryflow", Namespace: ns}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		_ = admin.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = adminCS.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 
 	expiry := int64(3600)
-	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "canaryflow",
+	tok, err := adminCS.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "canaryflow",
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	cfg := &rest.Config{
-		Host: env.KubeServer, BearerToken: tok.Status.Token,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: env.KubeCAFile}, QPS: 200, Burst: 400, Timeout: 30 * time.Second,
-	}
+	cfg := rest.AnonymousClientConfig(admin)
+	cfg.BearerToken = tok.Status.Token
 	// The RBAC authorizer learns of new bindings through a watch: wait until the role is in force.
 	cs, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
