@@ -84,7 +84,7 @@ wait_for() {
 		((SECONDS - t < timeout)) || fail "$name" "not ready after ${timeout}s (check: $*)"
 		sleep 0.2
 	done
-	step "$name" "ready (pid $(lab_pid "$name"))"
+	step "$name" "${WAIT_WHAT:-ready} (pid $(lab_pid "$name"))"
 }
 
 kubectl_lab() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
@@ -147,7 +147,7 @@ start temporal "$LAB_BIN/temporal" server start-dev --ip "$LAB_HOST" --port "$TE
 	--metrics-port "$TEMPORAL_METRICS_PORT" --db-filename "$LAB_RUN/temporal.sqlite" \
 	--namespace default --log-level warn
 wait_for temporal 60 "$LAB_BIN/temporal" operator cluster health --address "$LAB_HOST:$TEMPORAL_PORT"
-wait_for temporal 30 curl_lab -o /dev/null "http://$LAB_HOST:$TEMPORAL_UI_PORT/"
+WAIT_WHAT="Web UI answers" wait_for temporal 30 curl_lab -o /dev/null "http://$LAB_HOST:$TEMPORAL_UI_PORT/"
 "$LAB_BIN/labctl" search-attributes --address "$LAB_HOST:$TEMPORAL_PORT" --namespace default >>"$LAB_LOGS/temporal.log" 2>&1 ||
 	fail temporal "registering search attributes"
 step temporal "$(tail -n 1 "$LAB_LOGS/temporal.log")"
@@ -266,7 +266,7 @@ start traefik "$LAB_BIN/traefik" \
 	--providers.kubernetescrd.allowEmptyServices=true \
 	"${k8s_flags[@]}"
 wait_for traefik 60 curl_lab "http://$LAB_HOST:$TRAEFIK_METRICS_PORT/ping"
-wait_for traefik 60 kubectl_lab wait --for=condition=Programmed -n "$LAB_GATEWAY_NAMESPACE" \
+WAIT_WHAT="Gateway $LAB_GATEWAY_NAMESPACE/$LAB_GATEWAY_NAME programmed" wait_for traefik 60 kubectl_lab wait --for=condition=Programmed -n "$LAB_GATEWAY_NAMESPACE" \
 	"gateway/$LAB_GATEWAY_NAME" --timeout=1s
 
 # ---------------------------------------------------------------- Prometheus
