@@ -32,8 +32,8 @@ type WorkloadClient interface {
 	// leaves its pod template alone (only Promote changes it). It does not scale the target.
 	Initialize(ctx context.Context, c *v1beta1.Canary) error
 
-	// ScaleFromZero scales the target up to serve as the canary: to its autoscaler's minReplicas when it has one,
-	// else to the replicas the target declares (at least 1). Already scaled up is success.
+	// ScaleFromZero scales the target up to serve as the canary, with Flagger's replica rule: the replicas the
+	// target declares, else the primary's, else its autoscaler's minReplicas, else 1. Already scaled up is success.
 	ScaleFromZero(ctx context.Context, c *v1beta1.Canary) error
 
 	// ScaleToZero scales the target (the canary) to zero replicas and, when it has an autoscaler, sets the
