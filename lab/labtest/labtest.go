@@ -220,8 +220,8 @@ func runDir() string {
 
 func ensure() (*Env, error) {
 	if os.Getenv("CANARYFLOW_LAB") == "off" {
-		return nil, errors.New("CANARYFLOW_LAB=off (make test-unit) forbids starting the lab; " +
-			"run it with `make test`, or `lab/with-lab.sh go test ./...`, or after `make lab-up`")
+		return nil, errors.New("CANARYFLOW_LAB=off (make test-unit) forbids using the lab; " +
+			"run this test with `make test`, `lab/with-lab.sh go test ./...` or plain `go test` (which starts the lab)")
 	}
 	once.Do(func() { theEnv, theErr = findOrStart() })
 	return theEnv, theErr
