@@ -8,24 +8,36 @@ export CANARYFLOW_CACHE := $(CACHE)
 GO ?= go
 TOOLS := $(CACHE)/tools
 STATICCHECK_VERSION ?= v0.8.2
+HELM_VERSION ?= v3.22.0
 FUZZTIME ?= 20s
+HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: all build test test-unit test-lab lint fmt vet staticcheck fuzz bench lab-build lab-up lab-down demo clean
+.PHONY: all build tools test test-unit lint fmt vet staticcheck fuzz bench lab-build lab-up lab-down demo clean
 
 all: build
 
 build:
+	$(GO) build -o bin/worker ./worker
 	$(GO) build -o bin/starter ./starter
+	$(GO) build -o bin/loadtester ./loadtester/cmd/loadtester
+
+## tools: helm and staticcheck from the Go module proxy, into the cache, once per version.
+tools: $(HELM) $(STATICCHECK)
+
+$(HELM):
+	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 ## test: every test the project has; builds and starts what the tests need.
-test: lab-build
+test: lab-build tools
 	$(GO) vet ./...
 	$(MAKE) fuzz
 	./lab/with-lab.sh $(GO) test -count=1 -timeout 60m ./...
 
-## test-unit: the fast tests that need no lab (no Temporal server, no Kubernetes).
+## test-unit: the fast tests that need no lab: the packages whose tests do not import lab/labtest.
 test-unit:
-	CANARYFLOW_LAB=off $(GO) test -count=1 ./...
+	CANARYFLOW_LAB=off $(GO) test -count=1 $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... \
+		| grep -v 'canaryflow/lab/labtest' | cut -d' ' -f1)
 
 ## fuzz: bounded fuzzing of the spec loader; it must find no panic.
 fuzz:
@@ -39,8 +51,6 @@ fmt:
 
 vet:
 	$(GO) vet ./...
-
-STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) ./...
@@ -62,8 +72,9 @@ lab-up: lab-build
 lab-down:
 	./lab/down.sh
 
-demo: build lab-up
-	./lab/demo.sh
+## demo: the seed scenario on the lab, narrated: a podinfo canary initialised, promoted, rolled back, approved, aborted.
+demo: lab-up
+	$(GO) run ./e2e/demo
 
 clean:
 	rm -rf bin

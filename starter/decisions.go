@@ -37,6 +37,10 @@ type runEnd struct {
 type decisionReader struct {
 	dc        converter.DataConverter
 	scheduled map[int64]string
+	// canary is "<name>.<namespace>", as Flagger names a canary in its messages; lastCanary the last canary
+	// weight set, to tell an advance from a step back.
+	canary     string
+	lastCanary int
 }
 
 func newDecisionReader() *decisionReader {
@@ -143,7 +147,9 @@ func (r *decisionReader) started(a *historypb.WorkflowExecutionStartedEventAttri
 		return []string{"rollout started"}
 	}
 	c := in.Canary
+	r.canary = c.Name + "." + c.Namespace
 	if in.Status != nil {
+		r.lastCanary = in.Status.CanaryWeight
 		return []string{fmt.Sprintf("rollout of %s/%s continues (run %d) at phase %s, weight %d",
 			c.Namespace, c.Name, in.Status.Runs+1, in.Status.Phase, in.Status.CanaryWeight)}
 	}
@@ -162,7 +168,12 @@ func (r *decisionReader) scheduledActivity(name string, input *commonpb.Payloads
 		if in.Mirrored {
 			t += " (canary gets mirrored traffic)"
 		}
-		return []string{t}
+		var out []string
+		if in.CanaryWeight > r.lastCanary {
+			out = append(out, fmt.Sprintf("Advance %s canary weight %d", r.canary, in.CanaryWeight))
+		}
+		r.lastCanary = in.CanaryWeight
+		return append(out, t)
 	case "InitializeWorkloads":
 		return []string{"initialising: creating the primary, its Services and the router"}
 	case "Promote":
@@ -178,9 +189,15 @@ func (r *decisionReader) completedActivity(name string, result *commonpb.Payload
 		if r.first(result, &res) != nil {
 			return nil
 		}
-		out := make([]string, 0, len(res.Results))
+		out := make([]string, 0, len(res.Results)+1)
 		for _, c := range res.Results {
 			out = append(out, "check "+checkLine(c))
+		}
+		for _, c := range res.Results {
+			if c.Verdict == activities.VerdictFail {
+				out = append(out, "Halt "+r.canary+" advancement "+haltReason(c))
+				break // the first failure halts the step, as in the workflow
+			}
 		}
 		return out
 	case activities.ActivityCallWebhook:
@@ -216,6 +233,25 @@ func checkLine(c activities.CheckResult) string {
 		rel = "not in"
 	}
 	return fmt.Sprintf("%s %s %s %s %s", c.Metric, num(*c.Value), rel, rng, c.Verdict)
+}
+
+// haltReason words a failed check as Flagger does: "success rate 41.37% < 99%", "request duration 812ms > 500ms".
+func haltReason(c activities.CheckResult) string {
+	if c.Value == nil {
+		return "no values found for metric " + c.Metric
+	}
+	v := *c.Value
+	switch {
+	case c.Metric == v1beta1.MetricRequestSuccessRate && c.Min != nil && v < *c.Min:
+		return fmt.Sprintf("success rate %.2f%% < %s%%", v, num(*c.Min))
+	case c.Metric == v1beta1.MetricRequestDuration && c.Max != nil && v > *c.Max:
+		return fmt.Sprintf("request duration %.0fms > %sms", v, num(*c.Max))
+	case c.Min != nil && v < *c.Min:
+		return fmt.Sprintf("%s %.2f < %s", c.Metric, v, num(*c.Min))
+	case c.Max != nil && v > *c.Max:
+		return fmt.Sprintf("%s %.2f > %s", c.Metric, v, num(*c.Max))
+	}
+	return c.Metric + ": " + c.Message
 }
 
 func bound(f *float64) string {

@@ -44,6 +44,8 @@ func TestRolloutWaitStreamsEachWeightInOrderAndExits0WhenPromoted(t *testing.T) 
 	assert.Regexp(t, `web UI: http://127.0.0.1:8233/namespaces/default/workflows/canary%2Ftest%2Fpromotes/[0-9a-f-]+/history`, out)
 	assert.Equal(t, []string{"weight primary 80 canary 20", "weight primary 50 canary 50", "weight primary 100 canary 0"},
 		linesWith(out, "weight primary"))
+	assert.Equal(t, []string{"Advance promotes.test canary weight 20", "Advance promotes.test canary weight 50"},
+		linesWith(out, "Advance "), "each advance is said in Flagger's words")
 	assert.Equal(t, []string{"check request-success-rate 99.5 in [99, —] pass", "check request-success-rate 99.5 in [99, —] pass"},
 		linesWith(out, "check "), "one check per step after the first")
 	assert.Contains(t, out, "revision by ci")
@@ -62,6 +64,8 @@ func TestRolloutWaitExits1AndShowsTheFailingCheckWhenRolledBack(t *testing.T) {
 
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Equal(t, []string{"check request-success-rate 42 not in [99, —] fail"}, linesWith(out, "check "))
+	assert.Equal(t, []string{"Halt fails.test advancement success rate 42.00% < 99%"}, linesWith(out, "Halt "),
+		"a failed check is also said in Flagger's words")
 	assert.Contains(t, out, "phase Failed")
 	assert.Contains(t, out, "rolled back: Rolling back fails.test failed checks threshold reached 1")
 	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.get("test", "fails").routes)

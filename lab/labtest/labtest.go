@@ -198,6 +198,7 @@ var (
 	once     sync.Once
 	theEnv   *Env
 	theErr   error
+	//lint:ignore U1000 never read: holding the open file keeps the shared lock for the life of the process
 	usersLck *os.File // shared lock held for the life of the process: "a test uses the lab"
 )
 

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/canaryflow/canaryflow/lab/labtest"
+)
+
+// HelmVersion is the helm the Makefile installs into the cache (make tools).
+const HelmVersion = "v3.22.0"
+
+func helmBinary(t *testing.T) string {
+	cache := os.Getenv("CANARYFLOW_CACHE")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "canaryflow")
+	}
+	bin := filepath.Join(cache, "tools", "helm-"+HelmVersion, "helm")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("helm %s is not installed at %s: run make tools (make test does)", HelmVersion, bin)
+	}
+	return bin
+}
+
+func run(t *testing.T, dir, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	require.NoError(t, cmd.Run(), "%s %s: %s", filepath.Base(bin), strings.Join(args, " "), errb.String())
+	return out.String()
+}
+
+func helmTemplate(t *testing.T, root string, sets ...string) string {
+	args := []string{"template", "canaryflow", "deploy/helm/canaryflow", "-n", "canaryflow-system"}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	return run(t, root, helmBinary(t), args...)
+}
+
+// The kustomize bases and the Helm chart apply to a real API server (server-side, dry run), so a user's apply
+// will not be refused.
+func TestDeployManifestsApplyServerSide(t *testing.T) {
+	env := labtest.Lab(t)
+	_, kube := labtest.Kube(t)
+	root, err := repoRoot()
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, ns := range []string{"canaryflow-system", "loadtest"} {
+		_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			require.NoError(t, err)
+		}
+	}
+	kubectl := filepath.Join(env.Bin, "kubectl")
+	apply := func(name, manifests string, extra ...string) {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"--kubeconfig", env.Kubeconfig, "apply", "--server-side", "--dry-run=server",
+				"--field-manager", "canaryflow-deploy-test", "-f", "-"}, extra...)
+			cmd := exec.Command(kubectl, args...)
+			cmd.Stdin = strings.NewReader(manifests)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			assert.Contains(t, string(out), "serverside-applied (server dry run)")
+		})
+	}
+	apply("kustomize deploy", run(t, root, kubectl, "kustomize", "deploy"))
+	apply("kustomize deploy/loadtester", run(t, root, kubectl, "kustomize", "deploy/loadtester"), "-n", "loadtest")
+	apply("helm chart", helmTemplate(t, root))
+	apply("helm chart with TLS and API key", helmTemplate(t, root, "temporal.tls.secretName=temporal-tls",
+		"temporal.tls.mtls=true", "temporal.apiKeySecretName=temporal-cloud"))
+}
+
+// The chart grants the worker exactly what deploy/rbac grants: one least-privilege role, written twice.
+func TestHelmClusterRoleEqualsDeployRBAC(t *testing.T) {
+	root, err := repoRoot()
+	require.NoError(t, err)
+	var want rbacv1.ClusterRole
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "rbac", "clusterrole.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &want))
+	var got *rbacv1.ClusterRole
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(helmTemplate(t, root)), 4096)
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			break
+		}
+		if obj["kind"] == "ClusterRole" {
+			js, _ := yaml.Marshal(obj)
+			got = &rbacv1.ClusterRole{}
+			require.NoError(t, yaml.Unmarshal(js, got))
+		}
+	}
+	require.NotNil(t, got, "the chart renders no ClusterRole")
+	assert.Equal(t, want.Rules, got.Rules)
+}
+
+// TLS and API key values mount the Secrets and point the worker at their files.
+func TestHelmTLSValuesWireTheWorker(t *testing.T) {
+	root, err := repoRoot()
+	require.NoError(t, err)
+	out := helmTemplate(t, root, "temporal.tls.secretName=temporal-tls", "temporal.tls.mtls=true",
+		"temporal.apiKeySecretName=temporal-cloud", "temporal.address=acct.tmprl.cloud:7233")
+	for _, want := range []string{
+		"CANARYFLOW_TLS_CA, value: /etc/canaryflow/tls/ca.crt",
+		"CANARYFLOW_TLS_CERT, value: /etc/canaryflow/tls/tls.crt",
+		"CANARYFLOW_API_KEY_FILE, value: /etc/canaryflow/api-key/api-key",
+		"secretName: temporal-tls", "secretName: temporal-cloud",
+		`CANARYFLOW_TEMPORAL_ADDRESS, value: "acct.tmprl.cloud:7233"`,
+	} {
+		assert.Contains(t, out, want)
+	}
+	plain := helmTemplate(t, root)
+	assert.NotContains(t, plain, "CANARYFLOW_TLS_CA")
+	assert.NotContains(t, plain, "volumeMounts:\n            - ")
+}

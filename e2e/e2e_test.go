@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/canaryflow/canaryflow/lab/labtest"
+)
+
+// TestSeedScenario runs the demo's scenario on the lab: initialise, promote 6.0.1, roll back 6.0.2 under errors,
+// approve a gated 6.0.3, abort 6.0.4 — with the real worker (under its ServiceAccount), starter and load tester —
+// and records the figures for BENCHMARKS.md.
+func TestSeedScenario(t *testing.T) {
+	env := labtest.Lab(t)
+	ns := labtest.Namespace(t, "e2e")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, env, t.Logf)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker log:\n%s", s.LogTail("worker", 60))
+			t.Logf("loadtester log:\n%s", s.LogTail("loadtester", 20))
+		}
+		s.Close()
+	})
+	sc, err := NewScenarios(s, ns)
+	require.NoError(t, err)
+	defer sc.Temporal.Close()
+
+	require.NoError(t, sc.Initialise(ctx), "initialisation")
+	require.NoError(t, sc.Promote(ctx), "promotion of 6.0.1")
+	require.NoError(t, sc.RollBack(ctx), "rollback of 6.0.2")
+	require.NoError(t, sc.ApproveGate(ctx), "approved promotion of 6.0.3")
+	require.NoError(t, sc.Abort(ctx), "aborted 6.0.4")
+	require.NoError(t, sc.Summary(ctx))
+
+	f := sc.Figures
+	require.Less(t, f.AbortToPrimaryObject, time.Second, "an abort must move all traffic back to the primary within a second")
+	t.Logf("abort → TraefikService 100/0: %s; → all answers from the primary: %s", f.AbortToPrimaryObject, f.AbortToPrimaryTraffic)
+	for _, name := range []string{"initialise", "promote", "rollback", "approve", "abort"} {
+		t.Logf("%-10s rollout took %6s, %4d history events", name, f.RolloutTime[name].Round(time.Second), f.Events[name])
+	}
+	if out := os.Getenv("CANARYFLOW_E2E_FIGURES"); out != "" {
+		var b []byte
+		b = fmt.Appendf(b, "abort_to_primary_object_ms %d\nabort_to_primary_traffic_ms %d\n",
+			f.AbortToPrimaryObject.Milliseconds(), f.AbortToPrimaryTraffic.Milliseconds())
+		for name, n := range f.Events {
+			b = fmt.Appendf(b, "events_%s %d\nseconds_%s %.1f\n", name, n, name, f.RolloutTime[name].Seconds())
+		}
+		require.NoError(t, os.WriteFile(filepath.Clean(out), b, 0o644))
+	}
+}

@@ -1,0 +1,357 @@
+// Package e2e runs canaryflow end to end on the local lab: the real worker binary (under the ServiceAccount of
+// deploy/, with nothing but that token), the real starter CLI, the load tester, podinfo pods behind Traefik and
+// Prometheus. The same scenarios serve `make demo` (narrated) and the e2e tests (asserted).
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	authv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/lab/labtest"
+)
+
+// Stack is the lab plus canaryflow's own processes.
+type Stack struct {
+	Lab  *labtest.Env
+	Root string // repository root
+	Bin  string // built binaries: worker, starter, loadtester
+	Dir  string // files of this run: kubeconfig, logs, canary files
+
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Rest    *rest.Config
+
+	// LoadTesterURL is the load tester's address, for webhooks.
+	LoadTesterURL string
+	// WorkerKubeconfig holds only the worker ServiceAccount's token.
+	WorkerKubeconfig string
+	// Say narrates (the demo prints; tests log).
+	Say func(format string, args ...any)
+
+	mu    sync.Mutex
+	procs []*exec.Cmd
+}
+
+// Start builds the binaries, gives the worker its ServiceAccount from deploy/, and starts the worker and the load
+// tester. Close stops them.
+func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*Stack, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "canaryflow-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Lab: env, Root: root, Bin: filepath.Join(dir, "bin"), Dir: dir, Say: say}
+	if s.Rest, err = restConfig(env); err != nil {
+		return nil, err
+	}
+	if s.Kube, err = kubernetes.NewForConfig(s.Rest); err != nil {
+		return nil, err
+	}
+	if s.Dynamic, err = dynamic.NewForConfig(s.Rest); err != nil {
+		return nil, err
+	}
+	s.Say("building worker, starter and loadtester")
+	for _, b := range []string{"worker", "starter", "loadtester/cmd/loadtester"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.Bin, filepath.Base(b)), "./"+b)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build ./%s: %v\n%s", b, err, out)
+		}
+	}
+	if err := s.installWorkerIdentity(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startLoadTester(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.startWorker(ctx, "worker"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func restConfig(env *labtest.Env) (*rest.Config, error) {
+	return &rest.Config{Host: env.KubeServer, BearerToken: env.KubeToken,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: env.KubeCAFile}, QPS: 50, Burst: 100}, nil
+}
+
+// installWorkerIdentity applies deploy/rbac and the worker's namespace and ServiceAccount server-side, checks the
+// rest of deploy/worker with a server-side dry run (the lab cannot run the worker's image), and writes a
+// kubeconfig holding only a token of that ServiceAccount.
+func (s *Stack) installWorkerIdentity(ctx context.Context) error {
+	kubectl := func(args ...string) error {
+		full := append([]string{"--kubeconfig", s.Lab.Kubeconfig}, args...)
+		cmd := exec.CommandContext(ctx, filepath.Join(s.Lab.Bin, "kubectl"), full...)
+		cmd.Dir = s.Root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	// The namespace, ServiceAccount and RBAC for real; the worker Deployment and Service with a server-side dry
+	// run, since the lab's node cannot run the worker's image (the e2e worker runs as a process with that token).
+	if err := kubectl("apply", "--server-side", "--field-manager", "canaryflow-e2e",
+		"-f", "deploy/worker/namespace.yaml", "-f", "deploy/rbac/"); err != nil {
+		return err
+	}
+	if err := kubectl("apply", "--server-side", "--dry-run=server", "--field-manager", "canaryflow-e2e", "-k", "deploy"); err != nil {
+		return err
+	}
+	seconds := int64(4 * 3600)
+	tok, err := s.Kube.CoreV1().ServiceAccounts("canaryflow-system").CreateToken(ctx, "canaryflow",
+		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: &seconds}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token for ServiceAccount canaryflow-system/canaryflow: %w", err)
+	}
+	s.WorkerKubeconfig = filepath.Join(s.Dir, "worker.kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster: {server: %q, certificate-authority: %q}
+users:
+- name: canaryflow
+  user: {token: %q}
+contexts:
+- name: worker
+  context: {cluster: lab, user: canaryflow}
+current-context: worker
+`, s.Lab.KubeServer, s.Lab.KubeCAFile, tok.Status.Token)
+	return os.WriteFile(s.WorkerKubeconfig, []byte(kc), 0o600)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Stack) startLoadTester(ctx context.Context) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.LoadTesterURL = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if err := s.spawn("loadtester", filepath.Join(s.Bin, "loadtester"), nil, fmt.Sprintf("-port=%d", port)); err != nil {
+		return err
+	}
+	return waitHTTP(ctx, s.LoadTesterURL+"healthz", 30*time.Second)
+}
+
+// startWorker starts a worker process named name (its log is <Dir>/<name>.log) with the ServiceAccount's
+// kubeconfig, and waits until it is ready.
+func (s *Stack) startWorker(ctx context.Context, name string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	env := []string{
+		"CANARYFLOW_TEMPORAL_ADDRESS=" + s.Lab.TemporalAddress,
+		"CANARYFLOW_TEMPORAL_NAMESPACE=" + s.Lab.TemporalNamespace,
+		"CANARYFLOW_KUBECONFIG=" + s.WorkerKubeconfig,
+		"CANARYFLOW_PROMETHEUS=" + s.Lab.PrometheusURL,
+		"CANARYFLOW_LISTEN=" + fmt.Sprintf("127.0.0.1:%d", port),
+		"CANARYFLOW_LOG_FORMAT=json",
+		"CANARYFLOW_METRICS_REFRESH=1s",
+		"CANARYFLOW_CLUSTER=lab",
+	}
+	if err := s.spawn(name, filepath.Join(s.Bin, "worker"), env); err != nil {
+		return err
+	}
+	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), 60*time.Second); err != nil {
+		return fmt.Errorf("%s not ready: %w\n%s", name, err, s.LogTail(name, 30))
+	}
+	s.Say("worker ready (metrics on http://127.0.0.1:%d/metrics), running under ServiceAccount canaryflow-system/canaryflow", port)
+	return nil
+}
+
+func (s *Stack) spawn(name, bin string, env []string, args ...string) error {
+	logf, err := os.Create(filepath.Join(s.Dir, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, cmd)
+	s.mu.Unlock()
+	return nil
+}
+
+// LogTail returns the last lines of a process's log.
+func (s *Stack) LogTail(name string, lines int) string {
+	data, _ := os.ReadFile(filepath.Join(s.Dir, name+".log"))
+	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// Close stops the processes (SIGTERM, then SIGKILL after 10 s).
+func (s *Stack) Close() {
+	s.mu.Lock()
+	procs := s.procs
+	s.procs = nil
+	s.mu.Unlock()
+	for _, p := range procs {
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}
+}
+
+func waitHTTP(ctx context.Context, url string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var last error
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("%s answered %d", url, resp.StatusCode)
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not up within %s: %v", url, within, last)
+}
+
+// Result is what one starter invocation did.
+type Result struct {
+	Code   int
+	Output string
+	Took   time.Duration
+}
+
+// Starter runs the starter CLI against the lab, streaming its output lines to Say as they come.
+func (s *Stack) Starter(ctx context.Context, args ...string) Result {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.Bin, "starter"), args...)
+	cmd.Env = append(os.Environ(),
+		"CANARYFLOW_TEMPORAL_ADDRESS="+s.Lab.TemporalAddress,
+		"CANARYFLOW_TEMPORAL_NAMESPACE="+s.Lab.TemporalNamespace,
+		"CANARYFLOW_UI_URL="+s.Lab.TemporalUIURL,
+		"KUBECONFIG="+s.Lab.Kubeconfig,
+	)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	var buf bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			buf.WriteString(sc.Text() + "\n")
+			s.Say("  │ %s", sc.Text())
+		}
+		close(done)
+	}()
+	start := time.Now()
+	err := cmd.Run()
+	pw.Close()
+	<-done
+	r := Result{Output: buf.String(), Took: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	default:
+		r.Code = -1
+		r.Output += err.Error()
+	}
+	return r
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Reset deletes namespace ns (and waits until it is gone) and ends any rollout of its podinfo canary, so a demo
+// can run again from the start.
+func Reset(ctx context.Context, s *Stack, ns string) error {
+	c, err := client.Dial(client.Options{HostPort: s.Lab.TemporalAddress, Namespace: s.Lab.TemporalNamespace})
+	if err == nil {
+		_ = c.TerminateWorkflow(ctx, v1beta1.WorkflowID(ns, "podinfo"), "", "demo restarted")
+		c.Close()
+	}
+	if err := s.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if _, err := s.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("namespace %s still terminating after 2 minutes", ns)
+}
