@@ -3,6 +3,7 @@ package v1beta1
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,33 +166,44 @@ func TestRoundTripYAMLToJSONGivesTheSameSpec(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "flagger", "*.yaml"))
 	require.NoError(t, err)
 	for _, f := range files {
+		if filepath.Base(f) == "apisix-session-affinity.yaml" {
+			continue // invalid on purpose: TestApisixSessionAffinityIsRefusedBecauseTheRouterCannotDoIt
+		}
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			first, err := LoadFile(f, ValidateOptions{})
-			if err != nil {
-				t.Skipf("invalid on purpose: %v", err) // apisix-session-affinity: covered above
-			}
+			require.NoError(t, err)
 			for _, d := range first.Documents {
-				var obj any = d.Canary
-				switch {
-				case d.MetricTemplate != nil:
-					obj = d.MetricTemplate
-				case d.AlertProvider != nil:
-					obj = d.AlertProvider
-				}
-				js, err := json.Marshal(obj)
+				again, err := reloadFromJSON(d)
 				require.NoError(t, err)
-				second, err := Load(bytes.NewReader(js), "json", ValidateOptions{})
-				require.NoError(t, err)
-				require.Len(t, second.Documents, 1)
-				assert.Equal(t, d, withSource(second.Documents[0], d.Source))
+				assert.Equal(t, d, again)
 			}
 		})
 	}
 }
 
-func withSource(d Document, source string) Document {
-	d.Source = source
-	return d
+// reloadFromJSON marshals a loaded document to JSON (the form a workflow receives it in) and loads it again.
+func reloadFromJSON(d Document) (Document, error) {
+	var obj any = d.Canary
+	switch {
+	case d.MetricTemplate != nil:
+		obj = d.MetricTemplate
+	case d.AlertProvider != nil:
+		obj = d.AlertProvider
+	}
+	js, err := json.Marshal(obj)
+	if err != nil {
+		return Document{}, fmt.Errorf("accepted document does not marshal: %w", err)
+	}
+	set, err := Load(bytes.NewReader(js), "json", ValidateOptions{})
+	if err != nil {
+		return Document{}, fmt.Errorf("accepted document does not reload from JSON: %w\n%s", err, js)
+	}
+	if len(set.Documents) != 1 {
+		return Document{}, fmt.Errorf("one document became %d", len(set.Documents))
+	}
+	got := set.Documents[0]
+	got.Source = d.Source
+	return got, nil
 }
 
 func canaryWith(specLine, analysisLines string) string {

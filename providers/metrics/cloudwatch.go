@@ -40,16 +40,12 @@ func NewCloudWatch(cfg Config) (*CloudWatch, error) {
 	if cfg.Region == "" {
 		return nil, fmt.Errorf("%w: cloudwatch needs provider.region", ErrInvalidConfig)
 	}
-	endpoint := strings.TrimSuffix(cfg.Address, "/")
-	if endpoint == "" {
-		endpoint = "https://monitoring." + cfg.Region + ".amazonaws.com"
-	}
-	if u, err := url.Parse(endpoint); err != nil || u.Host == "" {
-		return nil, fmt.Errorf("%w: cloudwatch address %s is not a URL", ErrInvalidConfig, RedactURL(endpoint))
+	endpoint, err := backendAddress(cfg, "cloudwatch", "https://monitoring."+cfg.Region+".amazonaws.com")
+	if err != nil {
+		return nil, err
 	}
 	c := &CloudWatch{cfg: cfg, endpoint: endpoint, region: cfg.Region}
 	if cfg.HasSecret {
-		var err error
 		if c.creds.AccessKeyID, err = requireKey(cfg, "cloudwatch", CloudWatchAccessKeyIDKey); err != nil {
 			return nil, err
 		}

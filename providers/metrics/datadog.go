@@ -31,12 +31,9 @@ type Datadog struct {
 
 // NewDatadog builds a Datadog provider; the Secret must hold datadog_api_key and datadog_application_key.
 func NewDatadog(cfg Config) (*Datadog, error) {
-	addr := strings.TrimSuffix(cfg.Address, "/")
-	if addr == "" {
-		addr = DatadogDefaultAddress
-	}
-	if _, err := url.ParseRequestURI(addr); err != nil {
-		return nil, fmt.Errorf("%w: datadog address %s is not a URL", ErrInvalidConfig, RedactURL(addr))
+	addr, err := backendAddress(cfg, "datadog", DatadogDefaultAddress)
+	if err != nil {
+		return nil, err
 	}
 	api, err := requireKey(cfg, "datadog", DatadogAPIKeyKey)
 	if err != nil {

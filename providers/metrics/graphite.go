@@ -27,13 +27,12 @@ type Graphite struct {
 
 // NewGraphite builds a Graphite provider for cfg.Address.
 func NewGraphite(cfg Config) (*Graphite, error) {
-	addr := strings.TrimSuffix(cfg.Address, "/")
-	if u, err := url.Parse(addr); addr == "" || err != nil || u.Host == "" {
-		return nil, fmt.Errorf("%w: graphite address %s is not a URL", ErrInvalidConfig, RedactURL(addr))
+	addr, err := backendAddress(cfg, "graphite", "")
+	if err != nil {
+		return nil, err
 	}
 	g := &Graphite{cfg: cfg, address: addr}
 	if cfg.HasSecret {
-		var err error
 		if g.username, err = requireKey(cfg, "graphite", GraphiteUsernameKey); err != nil {
 			return nil, err
 		}

@@ -97,6 +97,19 @@ func RedactURL(raw string) string {
 	return u.Scheme + "://" + u.Host
 }
 
+// backendAddress is the backend's base URL: cfg.Address without a trailing slash, or def when it is empty; it
+// must be an absolute URL with a host.
+func backendAddress(cfg Config, provider, def string) (string, error) {
+	addr := strings.TrimSuffix(cfg.Address, "/")
+	if addr == "" {
+		addr = def
+	}
+	if u, err := url.Parse(addr); addr == "" || err != nil || u.Scheme == "" || u.Host == "" {
+		return "", fmt.Errorf("%w: %s address %s is not a URL", ErrInvalidConfig, provider, RedactURL(addr))
+	}
+	return addr, nil
+}
+
 func requireKey(cfg Config, provider, key string) (string, error) {
 	v, ok := cfg.Credentials[key]
 	if !ok || len(v) == 0 {

@@ -28,12 +28,9 @@ type NewRelic struct {
 
 // NewNewRelic builds a New Relic provider; the Secret must hold newrelic_account_id and newrelic_query_key.
 func NewNewRelic(cfg Config) (*NewRelic, error) {
-	addr := strings.TrimSuffix(cfg.Address, "/")
-	if addr == "" {
-		addr = NewRelicDefaultAddress
-	}
-	if _, err := url.ParseRequestURI(addr); err != nil {
-		return nil, fmt.Errorf("%w: newrelic address %s is not a URL", ErrInvalidConfig, RedactURL(addr))
+	addr, err := backendAddress(cfg, "newrelic", NewRelicDefaultAddress)
+	if err != nil {
+		return nil, err
 	}
 	id, err := requireKey(cfg, "newrelic", NewRelicAccountIDKey)
 	if err != nil {
