@@ -46,6 +46,17 @@ func (g *globals) bind(cmd *cobra.Command) {
 }
 
 // dial connects to Temporal. Settings that cannot work are bad input; a server that cannot be reached is a failure.
+// connectTo resolves the canary the arguments name and connects to Temporal; the caller closes the client.
+func (g *globals) connectTo(ctx context.Context, ref *canaryRef, args []string) (ns, name string, tc client.Client, err error) {
+	if ns, name, err = ref.resolve(args); err != nil {
+		return "", "", nil, err
+	}
+	if tc, err = g.dial(ctx); err != nil {
+		return "", "", nil, err
+	}
+	return ns, name, tc, nil
+}
+
 func (g *globals) dial(ctx context.Context) (client.Client, error) {
 	if err := g.conn.Check(); err != nil {
 		return nil, &exitError{code: exitBadInput, err: err}

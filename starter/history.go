@@ -18,12 +18,8 @@ func newHistoryCmd(g *globals) *cobra.Command {
 			"(approvals, aborts, pauses…), phase changes and the outcome, of the latest run or of --run-id.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, name, err := ref.resolve(args)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			tc, err := g.dial(ctx)
+			ns, name, tc, err := g.connectTo(ctx, &ref, args)
 			if err != nil {
 				return err
 			}

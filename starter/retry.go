@@ -23,12 +23,8 @@ func newRetryCmd(g *globals) *cobra.Command {
 			"alert providers it was started with). Refused when a rollout is open or the last one did not fail.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, name, err := ref.resolve(args)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			tc, err := g.dial(ctx)
+			ns, name, tc, err := g.connectTo(ctx, &ref, args)
 			if err != nil {
 				return err
 			}

@@ -107,12 +107,8 @@ func newActionCmd(g *globals, signal, short, done string) *cobra.Command {
 		Short: short,
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, name, err := ref.resolve(args)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			tc, err := g.dial(ctx)
+			ns, name, tc, err := g.connectTo(ctx, &ref, args)
 			if err != nil {
 				return err
 			}

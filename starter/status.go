@@ -44,12 +44,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if output != "table" && output != "json" && output != "yaml" {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("-o %q: write table, json or yaml", output)}
 			}
-			ns, name, err := ref.resolve(args)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			tc, err := g.dial(ctx)
+			ns, name, tc, err := g.connectTo(ctx, &ref, args)
 			if err != nil {
 				return err
 			}
