@@ -57,6 +57,7 @@ func newRetryCmd(g *globals) *cobra.Command {
 			}
 			// A continued run carries the state it resumed from; a retry is a fresh release of the same spec.
 			in.Status = nil
+			in.FailedRevision = "" // a retry analyses the rolled-back revision again, on purpose
 			if w.reason == "" {
 				w.reason = "retry of run " + last
 			}

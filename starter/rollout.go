@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -93,9 +94,12 @@ func newRolloutCmd(g *globals) *cobra.Command {
 
 			id := c.WorkflowID()
 			openRun := ""
-			if d, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
-				d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-				openRun = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+			if d, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+				if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+					openRun = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+				} else {
+					input.FailedRevision = lastFailedRevision(ctx, tc, id)
+				}
 			}
 			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
 				client.StartWorkflowOptions{
@@ -138,4 +142,17 @@ func printRun(out interface{ Write([]byte) (int, error) }, g *globals, id, runID
 func isNotFound(err error) bool {
 	var nf *serviceerror.NotFound
 	return errors.As(err, &nf)
+}
+
+// lastFailedRevision is the revision the canary's last (closed) release run rolled back, "" when it did not: the
+// workflow then refuses to analyse that revision again until the target changes, as Flagger does.
+func lastFailedRevision(ctx context.Context, tc client.Client, id string) string {
+	var res workflows.RolloutResult
+	if err := tc.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
+		return ""
+	}
+	if res.Phase == workflows.PhaseFailed && !res.Promoted && res.Status.PrimaryRevision != "" {
+		return res.Revision
+	}
+	return ""
 }

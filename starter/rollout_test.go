@@ -69,6 +69,13 @@ func TestRolloutWaitExits1AndShowsTheFailingCheckWhenRolledBack(t *testing.T) {
 	assert.Contains(t, out, "phase Failed")
 	assert.Contains(t, out, "rolled back: Rolling back fails.test failed checks threshold reached 1")
 	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.get("test", "fails").routes)
+
+	// The same revision again (nothing changed in the target): refused at once, as Flagger keeps it failed.
+	code, out, errOut = e.starter("rollout", "-f", f, "--wait")
+	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, out, "was rolled back and the target has not changed since")
+	assert.Empty(t, linesWith(out, "check "), "no analysis ran")
+	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.get("test", "fails").routes, "no traffic moved")
 }
 
 func TestRolloutOfAnInvalidFileExits2WithEveryErrorAndStartsNothing(t *testing.T) {

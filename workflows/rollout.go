@@ -187,6 +187,13 @@ func (r *rollout) run() (RolloutResult, error) {
 		r.setCondition(ConditionTrue, "Initialized", msg)
 		r.info(msg, "target equals primary")
 		return r.result("no new run: target equals primary", true), nil
+	case r.in.FailedRevision != "" && rev.TargetRevision == r.in.FailedRevision:
+		msg := fmt.Sprintf("Canary %s: revision %s was rolled back and the target has not changed since: change its "+
+			"image or config, or run it again with starter retry", r.name(), rev.TargetRevision)
+		r.setPhase(PhaseFailed)
+		r.setCondition(ConditionFalse, "Failed", msg)
+		r.warn(msg, "failed revision unchanged")
+		return r.result(msg, false), nil
 	}
 	r.st.Message = ""
 	return r.release()

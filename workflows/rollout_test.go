@@ -106,7 +106,12 @@ func (h *harness) signal(d time.Duration, name string, payload any) {
 // run executes the rollout to its end and returns its result; the status query must agree with it.
 func (h *harness) run(c v1beta1.Canary) RolloutResult {
 	h.t.Helper()
-	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: c})
+	return h.runInput(RolloutInput{Canary: c})
+}
+
+func (h *harness) runInput(in RolloutInput) RolloutResult {
+	h.t.Helper()
+	h.env.ExecuteWorkflow(CanaryRollout, in)
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	require.NoError(h.t, h.env.GetWorkflowError())
 	var res RolloutResult
@@ -542,6 +547,23 @@ func TestNoNewRunWhenTheTargetEqualsThePrimary(t *testing.T) {
 	require.False(t, res.Promoted)
 	require.Equal(t, summary{Phase: PhaseInitialized, Primary: 100, Revision: "rev1", Promoted: ConditionTrue, PromotedReason: "Initialized"},
 		summarize(res.Status))
+}
+
+// A revision that was rolled back stays failed while the target is unchanged (as Flagger), without touching the
+// cluster; a changed target runs again.
+func TestRolledBackRevisionIsNotAnalysedAgainUntilTheTargetChanges(t *testing.T) {
+	h := newHarness(t)
+	res := h.runInput(RolloutInput{Canary: podinfo(), FailedRevision: "rev2"})
+	h.requirePhases(PhaseFailed)
+	h.requireRoutes()
+	require.Equal(t, []string{"DetectRevision"}, h.f.calls)
+	require.False(t, res.Promoted)
+	require.False(t, res.NoNewRun)
+	require.Contains(t, res.Reason, "revision rev2 was rolled back and the target has not changed since")
+
+	h = newHarness(t)
+	res = h.runInput(RolloutInput{Canary: podinfo(), FailedRevision: "rev-older"})
+	require.True(t, res.Promoted, "another revision is analysed as usual")
 }
 
 func TestMetricWithNoValues(t *testing.T) {

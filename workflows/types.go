@@ -71,6 +71,10 @@ type RolloutInput struct {
 	AlertProviders []v1beta1.AlertProvider `json:"alertProviders,omitempty"`
 	// Status is carried over by continue-as-new; nil on a fresh start.
 	Status *Status `json:"status,omitempty"`
+	// FailedRevision is the revision the canary's last run rolled back (the starter fills it in). A run that finds
+	// the target still at that revision ends at once as Failed, as Flagger keeps a failed canary failed until its
+	// target changes; `starter retry` runs it again on purpose.
+	FailedRevision string `json:"failedRevision,omitempty"`
 }
 
 // RolloutResult is what a run ended with.
