@@ -195,9 +195,9 @@ func Namespace(t testing.TB, prefix string) string {
 // ---------------------------------------------------------------- finding or starting the lab
 
 var (
-	once     sync.Once
-	theEnv   *Env
-	theErr   error
+	once   sync.Once
+	theEnv *Env
+	theErr error
 	//lint:ignore U1000 never read: holding the open file keeps the shared lock for the life of the process
 	usersLck *os.File // shared lock held for the life of the process: "a test uses the lab"
 )
