@@ -30,7 +30,7 @@ $(HELM):
 
 ## test: every test the project has; builds and starts what the tests need.
 test: lab-build tools
-	$(GO) vet ./...
+	$(MAKE) lint
 	$(MAKE) fuzz
 	./lab/with-lab.sh $(GO) test -count=1 -timeout 60m ./...
 
