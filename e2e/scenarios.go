@@ -57,6 +57,16 @@ func (sc *Scenarios) record(name string, r Result) {
 	}
 }
 
+// expectLines checks that a starter output holds each of the wanted lines (as substrings).
+func expectLines(what string, out string, want ...string) error {
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			return fmt.Errorf("%s: the output lacks %q; output:\n%s", what, w, out)
+		}
+	}
+	return nil
+}
+
 func expectCode(what string, r Result, want int) error {
 	if r.Code != want {
 		return fmt.Errorf("%s exited %d, want %d; output:\n%s", what, r.Code, want, r.Output)
@@ -114,6 +124,12 @@ func (sc *Scenarios) Promote(ctx context.Context) error {
 	if err := expectCode("starter rollout 6.0.1", r, 0); err != nil {
 		return err
 	}
+	canary := "podinfo." + sc.NS
+	if err := expectLines("starter rollout 6.0.1", r.Output, "phase Progressing",
+		"Advance "+canary+" canary weight 10", "Advance "+canary+" canary weight 50",
+		"check request-success-rate", "promoted revision"); err != nil {
+		return err
+	}
 	return sc.expectPrimary(ctx, "6.0.1")
 }
 
@@ -129,6 +145,10 @@ func (sc *Scenarios) RollBack(ctx context.Context) error {
 	r := s.Starter(ctx, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.2"), "--wait", "--timeout", "10m", "--by", "demo")
 	sc.record("rollback", r)
 	if err := expectCode("starter rollout 6.0.2", r, 1); err != nil {
+		return err
+	}
+	if err := expectLines("starter rollout 6.0.2", r.Output, "Halt podinfo."+sc.NS+" advancement success rate",
+		"phase Failed", "failed checks threshold reached 5"); err != nil {
 		return err
 	}
 	if err := sc.expectPrimary(ctx, "6.0.1"); err != nil {
@@ -200,6 +220,15 @@ func (sc *Scenarios) ApproveGate(ctx context.Context) error {
 	if err := expectCode("starter rollout 6.0.3", r, 0); err != nil {
 		return err
 	}
+	// The approval is in the rollout's history, read back by starter history.
+	h := s.Starter(ctx, "history", "podinfo", "-n", sc.NS)
+	if err := expectCode("starter history", h, 0); err != nil {
+		return err
+	}
+	if err := expectLines("starter history", h.Output, "approve by release-manager gate confirm-promotion",
+		"dashboards look good", "promoted revision"); err != nil {
+		return err
+	}
 	return sc.expectPrimary(ctx, "6.0.3")
 }
 
@@ -257,6 +286,9 @@ func (sc *Scenarios) Abort(ctx context.Context) error {
 	r := <-done
 	sc.record("abort", r)
 	if err := expectCode("starter rollout 6.0.4 (aborted)", r, 1); err != nil {
+		return err
+	}
+	if err := expectLines("starter rollout 6.0.4 (aborted)", r.Output, "abort by oncall", "saw errors in the logs"); err != nil {
 		return err
 	}
 	if sc.Figures.AbortToPrimaryObject < 0 {
