@@ -40,20 +40,27 @@ func TestSeedScenario(t *testing.T) {
 	require.NoError(t, sc.ApproveGate(ctx), "approved promotion of 6.0.3")
 	require.NoError(t, sc.Abort(ctx), "aborted 6.0.4")
 	require.NoError(t, sc.Summary(ctx))
+	require.NoError(t, sc.Idle(ctx, 30*time.Second))
 
 	f := sc.Figures
+	require.Positive(t, f.KubeRequests["promote"], "the worker's request counter must count the promotion's requests")
+	require.Zero(t, f.IdleKubeRequests, "an idle worker must not call the Kubernetes API")
 	require.Less(t, f.AbortToPrimaryObject, time.Second, "an abort must move all traffic back to the primary within a second")
 	t.Logf("abort → TraefikService 100/0: %s; → all answers from the primary: %s", f.AbortToPrimaryObject, f.AbortToPrimaryTraffic)
 	for _, name := range []string{"initialise", "promote", "rollback", "approve", "abort"} {
-		t.Logf("%-10s rollout took %6s, %4d history events", name, f.RolloutTime[name].Round(time.Second), f.Events[name])
+		t.Logf("%-10s rollout took %6s, %4d history events, %4d Kubernetes API requests", name,
+			f.RolloutTime[name].Round(time.Second), f.Events[name], f.KubeRequests[name])
 	}
+	t.Logf("idle: %d Kubernetes API requests in %s", f.IdleKubeRequests, f.IdleWindow)
 	if out := os.Getenv("CANARYFLOW_E2E_FIGURES"); out != "" {
 		var b []byte
 		b = fmt.Appendf(b, "abort_to_primary_object_ms %d\nabort_to_primary_traffic_ms %d\n",
 			f.AbortToPrimaryObject.Milliseconds(), f.AbortToPrimaryTraffic.Milliseconds())
 		for name, n := range f.Events {
-			b = fmt.Appendf(b, "events_%s %d\nseconds_%s %.1f\n", name, n, name, f.RolloutTime[name].Seconds())
+			b = fmt.Appendf(b, "events_%s %d\nseconds_%s %.1f\nkube_requests_%s %d\n", name, n, name,
+				f.RolloutTime[name].Seconds(), name, f.KubeRequests[name])
 		}
+		b = fmt.Appendf(b, "idle_kube_requests %d\nidle_window_s %.0f\n", f.IdleKubeRequests, f.IdleWindow.Seconds())
 		require.NoError(t, os.WriteFile(filepath.Clean(out), b, 0o644))
 	}
 }

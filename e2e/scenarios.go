@@ -28,6 +28,12 @@ type Figures struct {
 	Events map[string]int
 	// RolloutTime is how long each `starter rollout --wait` took, by scenario.
 	RolloutTime map[string]time.Duration
+	// KubeRequests is how many Kubernetes API requests the worker made for each rollout: from the end of the
+	// previous scenario's `starter rollout` to the end of this one's.
+	KubeRequests map[string]int
+	// IdleKubeRequests is how many the worker made during IdleWindow with no rollout running.
+	IdleKubeRequests int
+	IdleWindow       time.Duration
 }
 
 // Scenarios run the seed scenario on one namespace, in order.
@@ -36,6 +42,8 @@ type Scenarios struct {
 	NS       string
 	Temporal client.Client
 	Figures  Figures
+
+	kubeSoFar int // the worker's request counter at the last record
 }
 
 // NewScenarios connects to the lab's Temporal for status queries.
@@ -45,7 +53,7 @@ func NewScenarios(s *Stack, ns string) (*Scenarios, error) {
 		return nil, err
 	}
 	return &Scenarios{S: s, NS: ns, Temporal: c,
-		Figures: Figures{Events: map[string]int{}, RolloutTime: map[string]time.Duration{}}}, nil
+		Figures: Figures{Events: map[string]int{}, RolloutTime: map[string]time.Duration{}, KubeRequests: map[string]int{}}}, nil
 }
 
 func (sc *Scenarios) id() string { return v1beta1.WorkflowID(sc.NS, "podinfo") }
@@ -55,6 +63,51 @@ func (sc *Scenarios) record(name string, r Result) {
 	if d, err := sc.Temporal.DescribeWorkflowExecution(context.Background(), sc.id(), ""); err == nil {
 		sc.Figures.Events[name] = int(d.GetWorkflowExecutionInfo().GetHistoryLength())
 	}
+	if n, err := sc.S.KubeRequests(context.Background(), "worker"); err == nil {
+		sc.Figures.KubeRequests[name] = n - sc.kubeSoFar
+		sc.kubeSoFar = n
+	}
+}
+
+// Idle counts the worker's Kubernetes API requests over window while the canary waits for its next revision.
+// canaryflow holds no watches and polls nothing between rollouts, so the count should be zero.
+func (sc *Scenarios) Idle(ctx context.Context, window time.Duration) error {
+	// The window starts once the rollout has nothing left to do: no activity pending or retrying.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		d, err := sc.Temporal.DescribeWorkflowExecution(ctx, sc.id(), "")
+		if err != nil {
+			return err
+		}
+		if len(d.GetPendingActivities()) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the rollout still has %d pending activities a minute after the last scenario", len(d.GetPendingActivities()))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	before, err := sc.S.KubeRequests(ctx, "worker")
+	if err != nil {
+		return err
+	}
+	sc.S.Say("Measuring the worker's Kubernetes API requests over %s with no rollout running ...", window)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(window):
+	}
+	after, err := sc.S.KubeRequests(ctx, "worker")
+	if err != nil {
+		return err
+	}
+	sc.Figures.IdleKubeRequests, sc.Figures.IdleWindow = after-before, window
+	sc.S.Say("   %d requests", after-before)
+	return nil
 }
 
 // expectLines checks that a starter output holds each of the wanted lines (as substrings).

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,8 +51,9 @@ type Stack struct {
 	// Say narrates (the demo prints; tests log).
 	Say func(format string, args ...any)
 
-	mu    sync.Mutex
-	procs []*exec.Cmd
+	mu      sync.Mutex
+	procs   []*exec.Cmd
+	metrics map[string]string // worker name → its /metrics URL
 }
 
 // Start builds the binaries, gives the worker its ServiceAccount from deploy/, and starts the worker and the load
@@ -193,7 +195,50 @@ func (s *Stack) startWorker(ctx context.Context, name string) error {
 		return fmt.Errorf("%s not ready: %w\n%s", name, err, s.LogTail(name, 30))
 	}
 	s.Say("worker ready (metrics on http://127.0.0.1:%d/metrics), running under ServiceAccount canaryflow-system/canaryflow", port)
+	s.mu.Lock()
+	if s.metrics == nil {
+		s.metrics = map[string]string{}
+	}
+	s.metrics[name] = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+	s.mu.Unlock()
 	return nil
+}
+
+// KubeRequests reads from the named worker's /metrics how many requests it has made to the Kubernetes API.
+func (s *Stack) KubeRequests(ctx context.Context, name string) (int, error) {
+	s.mu.Lock()
+	u, ok := s.metrics[name]
+	s.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("no worker named %s was started", name)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	// No series yet means no request yet: the counter vector exports nothing until its first request.
+	total := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "canaryflow_kube_requests_total{") {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q: %w", u, line, err)
+		}
+		total += v
+	}
+	return int(total), nil
 }
 
 func (s *Stack) spawn(name, bin string, env []string, args ...string) error {

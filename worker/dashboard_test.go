@@ -41,8 +41,10 @@ func TestGrafanaDashboardQueriesMetricsTheWorkerExports(t *testing.T) {
 	}
 	sdk := newSDKMetrics()
 	sdk.Handler().WithTags(map[string]string{"activity_type": "SetRoutes"}).Timer("temporal_activity_execution_latency").Record(time.Millisecond)
+	kubeReqs := newKubeRequests()
+	kubeReqs.total.WithLabelValues("GET", "200").Inc()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(sdk, &canaryMetrics{list: list, ns: "default", refresh: time.Minute})
+	reg.MustRegister(sdk, &canaryMetrics{list: list, ns: "default", refresh: time.Minute}, kubeReqs.total)
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	exported := map[string]bool{}

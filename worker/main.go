@@ -86,6 +86,9 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	kubeReqs := newKubeRequests()
+	reg.MustRegister(kubeReqs.total)
+	kube = kubeReqs.instrument(kube)
 	deps, err := newDependencies(cfg, kube, log)
 	if err != nil {
 		return err
