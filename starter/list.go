@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -15,6 +17,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"sigs.k8s.io/yaml"
 
 	"github.com/canaryflow/canaryflow/workflows"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
@@ -23,24 +26,30 @@ import (
 // listConcurrency bounds the status queries `list` makes at once, one per canary.
 const listConcurrency = 8
 
-// listRow is one canary in `list`.
+// listRow is one canary in `list`. Failed checks and last transition are nil when the run could not be asked
+// (the table shows a dash, JSON and YAML leave the field out).
 type listRow struct {
-	namespace, name, phase string
-	weight                 int64
-	failedChecks           string
-	lastTransition         string
+	Namespace      string     `json:"namespace"`
+	Name           string     `json:"name"`
+	Phase          string     `json:"phase,omitempty"`
+	Weight         int64      `json:"weight"`
+	FailedChecks   *int       `json:"failedChecks,omitempty"`
+	LastTransition *time.Time `json:"lastTransitionTime,omitempty"`
 }
 
 func newListCmd(g *globals) *cobra.Command {
-	var ns string
+	var ns, output string
 	var all bool
 	cmd := &cobra.Command{
-		Use:   "list [-n NAMESPACE | -A]",
+		Use:   "list [-n NAMESPACE | -A] [-o table|json|yaml]",
 		Short: "List canaries with the phase, weight, failed checks and last transition of their latest rollout",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if strings.ContainsAny(ns, `'"\`) {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("-n %q is not a namespace", ns)}
+			}
+			if output != "table" && output != "json" && output != "yaml" {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("-o %q: write table, json or yaml", output)}
 			}
 			ctx := cmd.Context()
 			tc, err := g.dial(ctx)
@@ -56,7 +65,7 @@ func newListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: exitFailed, err: err}
 			}
-			if len(rows) == 0 {
+			if len(rows) == 0 && output == "table" {
 				where := "namespace " + ns
 				if all {
 					where = "any namespace"
@@ -64,10 +73,11 @@ func newListCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(cmd.ErrOrStderr(), "no canaries in %s\n", where)
 				return nil
 			}
-			return printList(cmd.OutOrStdout(), rows)
+			return printList(cmd.OutOrStdout(), output, rows)
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace of the canaries")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml (a list of canaries; empty when there are none)")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "canaries of every namespace")
 	return cmd
 }
@@ -123,52 +133,76 @@ func listCanaries(ctx context.Context, tc client.Client, namespace, query string
 			if err != nil {
 				return // the row keeps its dashes: the table still lists the canary
 			}
-			row.failedChecks = fmt.Sprint(st.FailedChecks)
-			row.lastTransition = timeOrDash(st.LastTransitionTime)
-			if row.phase == "—" && st.Phase != "" {
-				row.phase = string(st.Phase)
+			fc := st.FailedChecks
+			row.FailedChecks = &fc
+			if !st.LastTransitionTime.IsZero() {
+				lt := st.LastTransitionTime.UTC()
+				row.LastTransition = &lt
+			}
+			if row.Phase == "" && st.Phase != "" {
+				row.Phase = string(st.Phase)
 			}
 		}(&rows[i])
 	}
 	wg.Wait()
 	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].namespace != rows[j].namespace {
-			return rows[i].namespace < rows[j].namespace
+		if rows[i].Namespace != rows[j].Namespace {
+			return rows[i].Namespace < rows[j].Namespace
 		}
-		return rows[i].name < rows[j].name
+		return rows[i].Name < rows[j].Name
 	})
 	return rows, nil
 }
 
-func (r listRow) id() string { return "canary/" + r.namespace + "/" + r.name }
+func (r listRow) id() string { return "canary/" + r.Namespace + "/" + r.Name }
 
 // rowOf reads a row's names, phase and weight from the run's search attributes (names from the workflow ID when
 // the run has not set them yet).
 func rowOf(e *workflowpb.WorkflowExecutionInfo) listRow {
-	row := listRow{phase: "—", failedChecks: "—", lastTransition: "—"}
+	var row listRow
 	parts := strings.SplitN(e.GetExecution().GetWorkflowId(), "/", 3)
 	if len(parts) == 3 {
-		row.namespace, row.name = parts[1], parts[2]
+		row.Namespace, row.Name = parts[1], parts[2]
 	}
 	dc := converter.GetDefaultDataConverter()
 	sa := e.GetSearchAttributes().GetIndexedFields()
 	if p, ok := sa[searchattr.CanaryPhase.GetName()]; ok {
 		var phase string
 		if dc.FromPayload(p, &phase) == nil && phase != "" {
-			row.phase = phase
+			row.Phase = phase
 		}
 	}
 	if p, ok := sa[searchattr.CanaryWeight.GetName()]; ok {
-		_ = dc.FromPayload(p, &row.weight)
+		_ = dc.FromPayload(p, &row.Weight)
 	}
 	return row
 }
 
-func printList(w io.Writer, rows []listRow) error {
+func printList(w io.Writer, output string, rows []listRow) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	case "yaml":
+		b, err := yaml.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTATUS\tWEIGHT\tFAILEDCHECKS\tLASTTRANSITIONTIME")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.namespace, r.name, r.phase, r.weight, r.failedChecks, r.lastTransition)
+		fc, lt := "—", "—"
+		if r.FailedChecks != nil {
+			fc = fmt.Sprint(*r.FailedChecks)
+		}
+		if r.LastTransition != nil {
+			lt = timeOrDash(*r.LastTransition)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Namespace, r.Name, orDash(r.Phase), r.Weight, fc, lt)
 	}
 	return tw.Flush()
 }

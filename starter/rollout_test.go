@@ -300,6 +300,37 @@ func TestListShowsEveryCanaryOfTheNamespaceWithItsPhase(t *testing.T) {
 	assert.Equal(t, []string{"listed", "good", "Succeeded", "0", "0"}, gf[:5])
 	_, err := time.Parse(time.RFC3339, gf[5])
 	assert.NoError(t, err)
+
+	// The same rows for scripts: -o json and -o yaml.
+	code, js, errOut := e.starter("list", "-n", "listed", "-o", "json")
+	require.Equal(t, 0, code, js+errOut)
+	var parsed []struct {
+		Namespace      string     `json:"namespace"`
+		Name           string     `json:"name"`
+		Phase          string     `json:"phase"`
+		Weight         int        `json:"weight"`
+		FailedChecks   *int       `json:"failedChecks"`
+		LastTransition *time.Time `json:"lastTransitionTime"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(js), &parsed), js)
+	require.Len(t, parsed, 2, js)
+	assert.Equal(t, []string{"bad", "Failed", "good", "Succeeded"}, []string{parsed[0].Name, parsed[0].Phase, parsed[1].Name, parsed[1].Phase})
+	require.NotNil(t, parsed[0].FailedChecks, js)
+	assert.Equal(t, 1, *parsed[0].FailedChecks)
+	require.NotNil(t, parsed[1].LastTransition, js)
+	assert.Equal(t, gf[5], parsed[1].LastTransition.UTC().Format(time.RFC3339))
+	code, ym, errOut := e.starter("list", "-n", "listed", "-o", "yaml")
+	require.Equal(t, 0, code, ym+errOut)
+	assert.Contains(t, ym, "- failedChecks: 1\n")
+	assert.Contains(t, ym, "phase: Succeeded\n")
+
+	// No canaries: an empty list, not a message, so a script can parse it.
+	code, js, _ = e.starter("list", "-n", "nothing-here", "-o", "json")
+	require.Equal(t, 0, code)
+	assert.Equal(t, "[]\n", js)
+	code, _, errOut = e.starter("list", "-o", "xml")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `-o "xml": write table, json or yaml`)
 }
 
 func TestStatusWithoutAWorkerShowsTheResultTheClosedRunRecordedAndSaysSo(t *testing.T) {
