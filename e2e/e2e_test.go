@@ -64,3 +64,30 @@ func TestSeedScenario(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Clean(out), b, 0o644))
 	}
 }
+
+// TestRolloutSurvivesAWorkerCrash kills the only worker mid-analysis with SIGKILL and starts another after an
+// outage longer than the analysis interval: the rollout must resume where it was and promote, every step taken
+// exactly once, and `starter rollout --wait` must follow it through to exit 0.
+func TestRolloutSurvivesAWorkerCrash(t *testing.T) {
+	env := labtest.Lab(t)
+	ns := labtest.Namespace(t, "crash")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	s, err := Start(ctx, env, t.Logf)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker-2 log:\n%s", s.LogTail("worker-2", 60))
+		}
+		s.Close()
+	})
+	sc, err := NewScenarios(s, ns)
+	require.NoError(t, err)
+	defer sc.Temporal.Close()
+
+	require.NoError(t, sc.Initialise(ctx), "initialisation")
+	f, err := sc.WorkerCrash(ctx, 20*time.Second)
+	require.NoError(t, err)
+	t.Logf("worker killed at canary weight %d; no worker for %s; the new worker moved the rollout on %s after it was ready; the rollout took %s",
+		f.KilledAtWeight, f.Outage.Round(100*time.Millisecond), f.Resumed.Round(100*time.Millisecond), f.Took.Round(time.Second))
+}

@@ -53,7 +53,8 @@ type Stack struct {
 
 	mu      sync.Mutex
 	procs   []*exec.Cmd
-	metrics map[string]string // worker name → its /metrics URL
+	metrics map[string]string    // worker name → its /metrics URL
+	named   map[string]*exec.Cmd // process name → its command
 }
 
 // Start builds the binaries, gives the worker its ServiceAccount from deploy/, and starts the worker and the load
@@ -92,7 +93,7 @@ func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*St
 		s.Close()
 		return nil, err
 	}
-	if err := s.startWorker(ctx, "worker"); err != nil {
+	if err := s.StartWorker(ctx, "worker"); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -171,9 +172,9 @@ func (s *Stack) startLoadTester(ctx context.Context) error {
 	return waitHTTP(ctx, s.LoadTesterURL+"healthz", 30*time.Second)
 }
 
-// startWorker starts a worker process named name (its log is <Dir>/<name>.log) with the ServiceAccount's
+// StartWorker starts a worker process named name (its log is <Dir>/<name>.log) with the ServiceAccount's
 // kubeconfig, and waits until it is ready.
-func (s *Stack) startWorker(ctx context.Context, name string) error {
+func (s *Stack) StartWorker(ctx context.Context, name string) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -255,7 +256,35 @@ func (s *Stack) spawn(name, bin string, env []string, args ...string) error {
 	}
 	s.mu.Lock()
 	s.procs = append(s.procs, cmd)
+	if s.named == nil {
+		s.named = map[string]*exec.Cmd{}
+	}
+	s.named[name] = cmd
 	s.mu.Unlock()
+	return nil
+}
+
+// Kill stops the named process with SIGKILL, as a crash or an evicted pod would: no graceful shutdown, running
+// activities are lost mid-flight.
+func (s *Stack) Kill(name string) error {
+	s.mu.Lock()
+	cmd, ok := s.named[name]
+	delete(s.named, name)
+	delete(s.metrics, name)
+	for i, p := range s.procs {
+		if p == cmd {
+			s.procs = append(s.procs[:i], s.procs[i+1:]...)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no process named %s", name)
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill %s: %w", name, err)
+	}
+	_ = cmd.Wait()
 	return nil
 }
 
