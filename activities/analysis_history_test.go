@@ -9,10 +9,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +19,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -67,21 +64,9 @@ func analysisRoundWorkflow(ctx workflow.Context, in analysisRound) (analysisOutc
 
 func startDevServer(t *testing.T) client.Client {
 	t.Helper()
-	bin := labtest.TemporalBinary()
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("the lab's temporal binary is needed (make lab-build): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	hostPort := l.Addr().String()
-	l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  bin,
-		ClientOptions: &client.Options{HostPort: hostPort, Namespace: "default"},
-		LogLevel:      "error",
-	})
+	srv, err := labtest.DevServer(ctx, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Stop() })
 	return srv.Client()

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,26 +13,23 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/canaryflow/canaryflow/activities"
-	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 	"github.com/canaryflow/canaryflow/workflows"
-	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
 // testTaskQueue keeps the in-test worker apart from any other worker of the dev server.
 const testTaskQueue = "canaryflow-starter-test"
 
 // temporalEnv is one real Temporal dev server (the lab's temporal binary, our search attributes registered) with
-// a worker running the real CanaryRollout against fakeCluster, shared by the tests of this package.
+// a worker running the real CanaryRollout against activitiestest.Cluster, shared by the tests of this package.
 type temporalEnv struct {
 	addr    string
 	client  client.Client
-	cluster *fakeCluster
+	cluster *activitiestest.Cluster
 }
 
 var (
@@ -60,38 +55,19 @@ func startTemporal(t *testing.T) *temporalEnv {
 }
 
 func newTemporalEnv() (*temporalEnv, error) {
-	bin := labtest.TemporalBinary()
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("the lab's temporal binary is needed (make lab-build): %w", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := labtest.DevServer(ctx, quietLogger{})
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
-	var args []string
-	for _, d := range searchattr.Definitions() {
-		args = append(args, "--search-attribute", d.Name+"="+d.Type.String())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  bin,
-		ClientOptions: &client.Options{HostPort: addr, Namespace: "default", Logger: quietLogger{}},
-		LogLevel:      "error",
-		ExtraArgs:     args,
-		Stdout:        io.Discard,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start the dev server: %w", err)
-	}
+	addr := srv.FrontendHostPort()
 	envStop = append(envStop, func() { _ = srv.Stop() })
 	c := srv.Client()
-	cluster := newFakeCluster()
+	cluster := activitiestest.NewCluster()
 	w := worker.New(c, testTaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(cluster)
+	w.RegisterActivity(cluster.Activities())
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start the worker: %w", err)
 	}
@@ -196,121 +172,4 @@ spec:
 	p := filepath.Join(t.TempDir(), name+".yaml")
 	require.NoError(t, os.WriteFile(p, []byte(doc), 0o600))
 	return p
-}
-
-// fakeCluster stands in for Kubernetes, the router and the metrics backend: it records the weights each canary
-// was given and answers metric checks with a success rate a test sets. A canary it does not know has a primary
-// at rev1 and a target at rev2 (a release to analyse) and a success rate of 99.5.
-type fakeCluster struct {
-	mu       sync.Mutex
-	canaries map[string]*fakeCanary
-}
-
-type fakeCanary struct {
-	target, primary string
-	successRate     float64
-	closedGates     map[v1beta1.HookType]bool
-	routes          []string
-}
-
-func newFakeCluster() *fakeCluster { return &fakeCluster{canaries: map[string]*fakeCanary{}} }
-
-// canary returns the state of ns/name, creating the default one; callers hold mu.
-func (f *fakeCluster) canary(ns, name string) *fakeCanary {
-	k := ns + "/" + name
-	c, ok := f.canaries[k]
-	if !ok {
-		c = &fakeCanary{target: "rev2", primary: "rev1", successRate: 99.5, closedGates: map[v1beta1.HookType]bool{}}
-		f.canaries[k] = c
-	}
-	return c
-}
-
-func (f *fakeCluster) set(ns, name string, fn func(c *fakeCanary)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f.canary(ns, name))
-}
-
-func (f *fakeCluster) get(ns, name string) fakeCanary {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := *f.canary(ns, name)
-	c.routes = append([]string(nil), c.routes...)
-	return c
-}
-
-func (f *fakeCluster) DetectRevision(_ context.Context, in activities.WorkloadInput) (activities.RevisionResult, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := f.canary(in.Canary.Namespace, in.Canary.Name)
-	return activities.RevisionResult{TargetRevision: c.target, PrimaryRevision: c.primary,
-		PrimaryExists: c.primary != "", Changed: c.primary != "" && c.primary != c.target}, nil
-}
-
-func (f *fakeCluster) InitializeWorkloads(_ context.Context, in activities.WorkloadInput) (activities.ActionResult, error) {
-	f.set(in.Canary.Namespace, in.Canary.Name, func(c *fakeCanary) { c.primary = c.target })
-	return activities.ActionResult{}, nil
-}
-
-func (f *fakeCluster) ScaleCanary(context.Context, activities.ScaleInput) (activities.ActionResult, error) {
-	return activities.ActionResult{}, nil
-}
-
-func (f *fakeCluster) CheckReady(context.Context, activities.ReadyInput) (activities.ReadyResult, error) {
-	return activities.ReadyResult{Ready: true}, nil
-}
-
-func (f *fakeCluster) Promote(_ context.Context, in activities.WorkloadInput) (activities.ActionResult, error) {
-	f.set(in.Canary.Namespace, in.Canary.Name, func(c *fakeCanary) { c.primary = c.target })
-	return activities.ActionResult{}, nil
-}
-
-func (f *fakeCluster) FinalizeWorkloads(context.Context, activities.WorkloadInput) (activities.ActionResult, error) {
-	return activities.ActionResult{}, nil
-}
-
-func (f *fakeCluster) ReconcileRouter(context.Context, activities.RouterInput) (activities.ActionResult, error) {
-	return activities.ActionResult{}, nil
-}
-
-func (f *fakeCluster) SetRoutes(_ context.Context, in activities.RoutesInput) (activities.ActionResult, error) {
-	f.set(in.Canary.Namespace, in.Canary.Name, func(c *fakeCanary) {
-		c.routes = append(c.routes, fmt.Sprintf("%d/%d", in.PrimaryWeight, in.CanaryWeight))
-	})
-	return activities.ActionResult{}, nil
-}
-
-func (f *fakeCluster) FinalizeRouter(context.Context, activities.RouterInput) (activities.ActionResult, error) {
-	return activities.ActionResult{}, nil
-}
-
-func (f *fakeCluster) RunMetricChecks(_ context.Context, in activities.MetricChecksInput) (activities.MetricChecksResult, error) {
-	rate := f.get(in.Canary.Namespace, in.Canary.Name).successRate
-	var out activities.MetricChecksResult
-	for _, m := range in.Metrics {
-		v := rate
-		r := activities.CheckResult{Metric: m.Name, Value: &v, Verdict: activities.VerdictPass}
-		if m.ThresholdRange != nil {
-			r.Min, r.Max = m.ThresholdRange.Min, m.ThresholdRange.Max
-		}
-		if (r.Min != nil && v < *r.Min) || (r.Max != nil && v > *r.Max) {
-			r.Verdict = activities.VerdictFail
-		}
-		out.Results = append(out.Results, r)
-	}
-	return out, nil
-}
-
-func (f *fakeCluster) CallWebhook(_ context.Context, in activities.WebhookInput) (activities.WebhookResult, error) {
-	c := f.get(in.Payload.Namespace, in.Payload.Name)
-	res := activities.WebhookResult{Name: in.Hook.Name, Type: in.Hook.Type, Passed: true, StatusCode: 200, Attempts: 1}
-	if in.Hook.Type == v1beta1.RollbackHook || c.closedGates[in.Hook.Type] {
-		res.Passed, res.StatusCode, res.Reason = false, 403, "gate closed"
-	}
-	return res, nil
-}
-
-func (f *fakeCluster) SendAlerts(context.Context, activities.AlertInput) (activities.AlertResult, error) {
-	return activities.AlertResult{}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/workflows"
 )
@@ -51,13 +52,13 @@ func TestRolloutWaitStreamsEachWeightInOrderAndExits0WhenPromoted(t *testing.T) 
 	assert.Contains(t, out, "revision by ci")
 	assert.Contains(t, out, "phase Progressing")
 	assert.Regexp(t, `(?m) promoted revision rev2$`, out)
-	assert.Equal(t, []string{"80/20", "50/50", "100/0"}, e.cluster.get("test", "promotes").routes)
+	assert.Equal(t, []string{"80/20", "50/50", "100/0"}, e.cluster.Get("test", "promotes").Routes)
 }
 
 func TestRolloutWaitExits1AndShowsTheFailingCheckWhenRolledBack(t *testing.T) {
 	t.Parallel()
 	e := startTemporal(t)
-	e.cluster.set("test", "fails", func(c *fakeCanary) { c.successRate = 42 })
+	e.cluster.Set("test", "fails", func(c *activitiestest.Canary) { c.SuccessRate = 42 })
 	f := canaryFile(t, "test", "fails", "stepWeight: 50\n    maxWeight: 50", "")
 
 	code, out, errOut := e.starter("rollout", "-f", f, "--wait")
@@ -68,14 +69,14 @@ func TestRolloutWaitExits1AndShowsTheFailingCheckWhenRolledBack(t *testing.T) {
 		"a failed check is also said in Flagger's words")
 	assert.Contains(t, out, "phase Failed")
 	assert.Contains(t, out, "rolled back: Rolling back fails.test failed checks threshold reached 1")
-	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.get("test", "fails").routes)
+	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.Get("test", "fails").Routes)
 
 	// The same revision again (nothing changed in the target): refused at once, as Flagger keeps it failed.
 	code, out, errOut = e.starter("rollout", "-f", f, "--wait")
 	require.Equal(t, 1, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Contains(t, out, "was rolled back and the target has not changed since")
 	assert.Empty(t, linesWith(out, "check "), "no analysis ran")
-	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.get("test", "fails").routes, "no traffic moved")
+	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.Get("test", "fails").Routes, "no traffic moved")
 }
 
 func TestRolloutOfAnInvalidFileExits2WithEveryErrorAndStartsNothing(t *testing.T) {
@@ -146,7 +147,7 @@ func TestSignalsToACanaryWithNoOpenRolloutExit2(t *testing.T) {
 func TestApprovingThePendingPromotionGatePromotesAndRecordsTheApprover(t *testing.T) {
 	t.Parallel()
 	e := startTemporal(t)
-	e.cluster.set("test", "gated", func(c *fakeCanary) { c.closedGates[v1beta1.ConfirmPromotionHook] = true })
+	e.cluster.Set("test", "gated", func(c *activitiestest.Canary) { c.ClosedGates[v1beta1.ConfirmPromotionHook] = true })
 	f := canaryFile(t, "test", "gated", "stepWeight: 50\n    maxWeight: 50",
 		"    webhooks:\n    - name: ask-a-human\n      type: confirm-promotion\n      url: http://gate.test/approve\n")
 	wait, _ := e.background("rollout", "-f", f, "--wait")
@@ -193,7 +194,7 @@ func TestAbortMidAnalysisMakesTheWaitingRolloutExit1AndRecordsWhoAborted(t *test
 	st := e.status(t, "test", "aborted")
 	assert.Equal(t, workflows.PhaseFailed, st.Status.Phase)
 	assert.Equal(t, "bob", st.Status.AbortedBy)
-	assert.Equal(t, []string{"90/10", "100/0"}, e.cluster.get("test", "aborted").routes)
+	assert.Equal(t, []string{"90/10", "100/0"}, e.cluster.Get("test", "aborted").Routes)
 }
 
 func TestPauseHoldsTheRolloutAndResumeContinuesAfterAFreshInterval(t *testing.T) {
@@ -243,13 +244,13 @@ func TestPauseHoldsTheRolloutAndResumeContinuesAfterAFreshInterval(t *testing.T)
 func TestRetryAfterAFailureStartsANewRunWithTheSameInput(t *testing.T) {
 	t.Parallel()
 	e := startTemporal(t)
-	e.cluster.set("test", "retried", func(c *fakeCanary) { c.successRate = 10 })
+	e.cluster.Set("test", "retried", func(c *activitiestest.Canary) { c.SuccessRate = 10 })
 	f := canaryFile(t, "test", "retried", "stepWeight: 50\n    maxWeight: 50", "")
 	code, out, _ := e.starter("rollout", "-f", f, "--wait")
 	require.Equal(t, 1, code, out)
 	first := runIDOf(t, out)
 
-	e.cluster.set("test", "retried", func(c *fakeCanary) { c.successRate = 100 })
+	e.cluster.Set("test", "retried", func(c *activitiestest.Canary) { c.SuccessRate = 100 })
 	code, out, errOut := e.starter("retry", "retried", "-n", "test", "--wait", "--by", "dave")
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	assert.Contains(t, out, "retrying the rollout of test/retried with the input of run "+first)
@@ -278,7 +279,7 @@ func runIDOf(t *testing.T, out string) string {
 func TestListShowsEveryCanaryOfTheNamespaceWithItsPhase(t *testing.T) {
 	t.Parallel()
 	e := startTemporal(t)
-	e.cluster.set("listed", "bad", func(c *fakeCanary) { c.successRate = 1 })
+	e.cluster.Set("listed", "bad", func(c *activitiestest.Canary) { c.SuccessRate = 1 })
 	good := canaryFile(t, "listed", "good", "stepWeight: 50\n    maxWeight: 50", "")
 	bad := canaryFile(t, "listed", "bad", "stepWeight: 50\n    maxWeight: 50", "")
 	waitGood, _ := e.background("rollout", "-f", good, "--wait")
@@ -340,7 +341,7 @@ func TestStatusWithoutAWorkerShowsTheResultTheClosedRunRecordedAndSaysSo(t *test
 	const queue = "canaryflow-starter-test-noworker"
 	w := worker.New(e.client, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(e.cluster)
+	w.RegisterActivity(e.cluster.Activities())
 	require.NoError(t, w.Start())
 	f := canaryFile(t, "test", "orphan", "stepWeight: 50\n    maxWeight: 50", "")
 	code, out, errOut := e.starter("rollout", "-f", f, "--wait", "--task-queue", queue)
