@@ -59,8 +59,10 @@ staticcheck: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: the Go benchmarks, figures in BENCHMARKS.md. BenchmarkConcurrentRollouts starts its own Temporal dev
+## server from the lab's temporal binary and runs CANARYFLOW_BENCH_ROLLOUTS (default 1000) rollouts at once.
+bench: lab-build
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 ## The local lab (see lab/README.md).
 lab-build:

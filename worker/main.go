@@ -93,7 +93,7 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	w := worker.New(tc, cfg.taskQueue, worker.Options{WorkerStopTimeout: cfg.stopTimeout})
+	w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
 	register(w, deps)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", cfg.taskQueue, err)
