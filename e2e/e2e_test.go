@@ -17,22 +17,7 @@ import (
 // approve a gated 6.0.3, abort 6.0.4 — with the real worker (under its ServiceAccount), starter and load tester —
 // and records the figures for BENCHMARKS.md.
 func TestSeedScenario(t *testing.T) {
-	env := labtest.Lab(t)
-	ns := labtest.Namespace(t, "e2e")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	s, err := Start(ctx, env, t.Logf)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("worker log:\n%s", s.LogTail("worker", 60))
-			t.Logf("loadtester log:\n%s", s.LogTail("loadtester", 20))
-		}
-		s.Close()
-	})
-	sc, err := NewScenarios(s, ns)
-	require.NoError(t, err)
-	defer sc.Temporal.Close()
+	ctx, sc := startScenarios(t, "e2e", 30*time.Minute)
 
 	require.NoError(t, sc.Initialise(ctx), "initialisation")
 	require.NoError(t, sc.Promote(ctx), "promotion of 6.0.1")
@@ -69,25 +54,35 @@ func TestSeedScenario(t *testing.T) {
 // outage longer than the analysis interval: the rollout must resume where it was and promote, every step taken
 // exactly once, and `starter rollout --wait` must follow it through to exit 0.
 func TestRolloutSurvivesAWorkerCrash(t *testing.T) {
-	env := labtest.Lab(t)
-	ns := labtest.Namespace(t, "crash")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	s, err := Start(ctx, env, t.Logf)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("worker-2 log:\n%s", s.LogTail("worker-2", 60))
-		}
-		s.Close()
-	})
-	sc, err := NewScenarios(s, ns)
-	require.NoError(t, err)
-	defer sc.Temporal.Close()
+	ctx, sc := startScenarios(t, "crash", 20*time.Minute)
 
 	require.NoError(t, sc.Initialise(ctx), "initialisation")
 	f, err := sc.WorkerCrash(ctx, 20*time.Second)
 	require.NoError(t, err)
 	t.Logf("worker killed at canary weight %d; no worker for %s; the new worker moved the rollout on %s after it was ready; the rollout took %s",
 		f.KilledAtWeight, f.Outage.Round(100*time.Millisecond), f.Resumed.Round(100*time.Millisecond), f.Took.Round(time.Second))
+}
+
+// startScenarios starts the stack (worker, load tester) on the lab and the scenarios on a fresh namespace named
+// after prefix; on failure the processes' logs go into the test log.
+func startScenarios(t *testing.T, prefix string, within time.Duration) (context.Context, *Scenarios) {
+	t.Helper()
+	env := labtest.Lab(t)
+	ns := labtest.Namespace(t, prefix)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
+	s, err := Start(ctx, env, t.Logf)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range []string{"worker", "worker-2", "loadtester"} {
+				t.Logf("%s log:\n%s", name, s.LogTail(name, 60))
+			}
+		}
+		s.Close()
+	})
+	sc, err := NewScenarios(s, ns)
+	require.NoError(t, err)
+	t.Cleanup(func() { sc.Temporal.Close() })
+	return ctx, sc
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -17,7 +16,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	"sigs.k8s.io/yaml"
 
 	"github.com/canaryflow/canaryflow/workflows"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
@@ -179,18 +177,8 @@ func rowOf(e *workflowpb.WorkflowExecutionInfo) listRow {
 }
 
 func printList(w io.Writer, output string, rows []listRow) error {
-	switch output {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	case "yaml":
-		b, err := yaml.Marshal(rows)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
+	if output != "table" {
+		return printAs(w, output, rows)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTATUS\tWEIGHT\tFAILEDCHECKS\tLASTTRANSITIONTIME")

@@ -132,19 +132,24 @@ func closeResult(ctx context.Context, tc client.Client, id, runID string) (workf
 	return res, fmt.Errorf("run %s of %s recorded no result", runID, id)
 }
 
-func printStatus(w io.Writer, output string, cs canaryStatus) error {
-	switch output {
-	case "json":
+// printAs writes v as indented JSON (output "json") or as YAML (any other output).
+func printAs(w io.Writer, output string, v any) error {
+	if output == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(cs)
-	case "yaml":
-		b, err := yaml.Marshal(cs)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
+		return enc.Encode(v)
+	}
+	b, err := yaml.Marshal(v)
+	if err != nil {
 		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func printStatus(w io.Writer, output string, cs canaryStatus) error {
+	if output != "table" {
+		return printAs(w, output, cs)
 	}
 	st := cs.Status
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
