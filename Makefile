@@ -11,6 +11,8 @@ STATICCHECK_VERSION ?= v0.8.2
 HELM_VERSION ?= v3.22.0
 FUZZTIME ?= 20s
 HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
+# The deploy tests run this helm (make tools installs it).
+export CANARYFLOW_HELM := $(HELM)
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 
 .PHONY: all build tools test test-unit lint fmt vet staticcheck fuzz bench lab-build lab-up lab-down demo clean

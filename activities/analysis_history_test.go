@@ -27,7 +27,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 )
 
 // analysisRound is what the test workflow runs: every analysis activity once, plus a failing alert.
@@ -66,7 +66,7 @@ func startDevServer(t *testing.T) client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := labtest.DevServer(ctx, nil)
+	srv, err := labbin.DevServer(ctx, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Stop() })
 	return srv.Client()

@@ -13,13 +13,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -27,64 +20,9 @@ import (
 )
 
 var (
-	labIngressRoutes   = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "ingressroutes"}
-	labTraefikServices = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "traefikservices"}
 	// labHTTP talks to loopback only (Traefik), never through a proxy.
 	labHTTP = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 32}}
 )
-
-// labCanary deploys podinfo as the canary of target "podinfo" in ns (Deployment podinfo, Service podinfo-canary)
-// behind an IngressRoute for host, and waits until Traefik serves it.
-func labCanary(t *testing.T, cs kubernetes.Interface, ns, host string) {
-	t.Helper()
-	ctx := context.Background()
-	lbl := map[string]string{"app": "podinfo"}
-	one := int32(1)
-	_, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Labels: lbl},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
-				Name: "podinfod", Image: "ghcr.io/stefanprodan/podinfo:6.0.1",
-				Command: []string{"./podinfo", "--port=9898", "--level=info"},
-				Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 9898}},
-			}}}},
-		},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo-canary"},
-		Spec: corev1.ServiceSpec{Selector: lbl,
-			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	// As canaryflow's Traefik router does: a weighted TraefikService over the canary Service (Traefik names its
-	// children <namespace>-<service>-<port>@kubernetescrd in metrics, which the builtin queries select).
-	_, err = labtest.Dynamic(t).Resource(labTraefikServices).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "TraefikService",
-		"metadata": map[string]any{"name": "podinfo", "namespace": ns},
-		"spec": map[string]any{"weighted": map[string]any{"services": []any{
-			map[string]any{"name": "podinfo-canary", "port": int64(80), "weight": int64(100)},
-		}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = labtest.Dynamic(t).Resource(labIngressRoutes).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
-		"metadata": map[string]any{"name": "podinfo", "namespace": ns},
-		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
-			"kind": "Rule", "match": "Host(`" + host + "`)",
-			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}},
-		}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	base := labtest.TraefikURL(t)
-	waitFor(t, 90*time.Second, func() error {
-		if code := labGet(base+"/version", host); code != http.StatusOK {
-			return fmt.Errorf("Traefik answers %d for %s", code, host)
-		}
-		return nil
-	})
-}
 
 func labGet(u, host string) int {
 	req, err := http.NewRequest(http.MethodGet, u, nil)
@@ -128,7 +66,6 @@ func labTraffic(base, host string, n int, path func(i int) string) (sent int64) 
 // The traefik builtin checks on live traffic: a healthy podinfo passes both; 10% of canary requests to
 // /status/500 fail the success rate; canary requests to /delay/1 fail request-duration (max 500 ms).
 func TestTraefikBuiltinChecksOnLiveTraffic(t *testing.T) {
-	_, cs := labtest.Kube(t)
 	prom := labtest.PrometheusURL(t)
 	base := labtest.TraefikURL(t)
 	scenarios := []struct {
@@ -148,7 +85,7 @@ func TestTraefikBuiltinChecksOnLiveTraffic(t *testing.T) {
 	ns := map[string]string{}
 	for _, s := range scenarios {
 		ns[s.name] = labtest.Namespace(t, "metrics-"+s.name)
-		labCanary(t, cs, ns[s.name], ns[s.name]+".lab")
+		labtest.ServeCanary(t, ns[s.name], ns[s.name]+".lab")
 	}
 
 	prom8s, err := metrics.NewPrometheus(metrics.Config{Address: prom})

@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/encoding/protojson"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -69,16 +68,7 @@ func TestRolloutHistoryHoldsNoSecretValue(t *testing.T) {
 		_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: data}, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
-	lbl := map[string]string{"app": "podinfo"}
-	one := int32(1)
-	_, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Labels: lbl},
-		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
-				Name: "podinfod", Image: "ghcr.io/stefanprodan/podinfo:6.0.0", Command: []string{"./podinfo", "--port=9898"},
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 9898}},
-			}}}}},
-	}, metav1.CreateOptions{})
+	_, err := cs.AppsV1().Deployments(ns).Create(ctx, labtest.Podinfo(ns, "podinfo", "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.0", 1), metav1.CreateOptions{})
 	require.NoError(t, err)
 
 	// The worker, wired as worker/register.go does, on a queue of its own.

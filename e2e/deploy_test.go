@@ -18,21 +18,23 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 )
 
-// HelmVersion is the helm the Makefile installs into the cache (make tools).
-const HelmVersion = "v3.22.0"
-
+// helmBinary is the helm the Makefile installs into the cache (make tools) and names in CANARYFLOW_HELM; run
+// without make, the one in the cache.
 func helmBinary(t *testing.T) string {
-	cache := os.Getenv("CANARYFLOW_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "canaryflow")
+	bin := os.Getenv("CANARYFLOW_HELM")
+	if bin == "" {
+		found, _ := filepath.Glob(filepath.Join(labbin.CacheDir(), "tools", "helm-*", "helm"))
+		if len(found) == 0 {
+			t.Fatal("no helm in the cache: run make tools (make test does), or set CANARYFLOW_HELM")
+		}
+		bin = found[len(found)-1]
 	}
-	bin := filepath.Join(cache, "tools", "helm-"+HelmVersion, "helm")
 	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("helm %s is not installed at %s: run make tools (make test does)", HelmVersion, bin)
+		t.Fatalf("helm is not installed at %s (CANARYFLOW_HELM): run make tools (make test does)", bin)
 	}
 	return bin
 }
@@ -60,7 +62,7 @@ func helmTemplate(t *testing.T, root string, sets ...string) string {
 func TestDeployManifestsApplyServerSide(t *testing.T) {
 	env := labtest.Lab(t)
 	_, kube := labtest.Kube(t)
-	root, err := repoRoot()
+	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
 	ctx := context.Background()
 	for _, ns := range []string{"canaryflow-system", "loadtest"} {
@@ -69,7 +71,7 @@ func TestDeployManifestsApplyServerSide(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	kubectl := filepath.Join(env.Bin, "kubectl")
+	kubectl := labbin.Kubectl()
 	apply := func(name, manifests string, extra ...string) {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"--kubeconfig", env.Kubeconfig, "apply", "--server-side", "--dry-run=server",
@@ -90,7 +92,7 @@ func TestDeployManifestsApplyServerSide(t *testing.T) {
 
 // The chart grants the worker exactly what deploy/rbac grants: one least-privilege role, written twice.
 func TestHelmClusterRoleEqualsDeployRBAC(t *testing.T) {
-	root, err := repoRoot()
+	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
 	var want rbacv1.ClusterRole
 	data, err := os.ReadFile(filepath.Join(root, "deploy", "rbac", "clusterrole.yaml"))
@@ -115,7 +117,7 @@ func TestHelmClusterRoleEqualsDeployRBAC(t *testing.T) {
 
 // TLS and API key values mount the Secrets and point the worker at their files.
 func TestHelmTLSValuesWireTheWorker(t *testing.T) {
-	root, err := repoRoot()
+	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
 	out := helmTemplate(t, root, "temporal.tls.secretName=temporal-tls", "temporal.tls.mtls=true",
 		"temporal.apiKeySecretName=temporal-cloud", "temporal.address=acct.tmprl.cloud:7233")

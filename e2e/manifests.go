@@ -8,14 +8,14 @@ import (
 	"path/filepath"
 	"text/template"
 
-	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
+
+	"github.com/canaryflow/canaryflow/lab/labtest"
 )
 
 // PodinfoImage is the image of a podinfo version; the lab runs that version's binary for each pod.
@@ -28,22 +28,7 @@ func (s *Stack) ApplyPodinfo(ctx context.Context, ns, version string) error {
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	labels := map[string]string{"app": "podinfo"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name:  "podinfod",
-					Image: PodinfoImage(version),
-					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 9898, Protocol: corev1.ProtocolTCP}},
-				}}},
-			},
-		},
-	}
+	dep := labtest.Podinfo(ns, "podinfo", "podinfo", PodinfoImage(version), 2)
 	if _, err := s.Kube.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Deployment %s/podinfo: %w", ns, err)
 	}
@@ -64,40 +49,19 @@ func (s *Stack) ApplyPodinfo(ctx context.Context, ns, version string) error {
 	return nil
 }
 
-var (
-	ingressRouteGVR   = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "ingressroutes"}
-	traefikServiceGVR = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "traefikservices"}
-)
-
 // ApplyIngressRoutes routes Host podinfo.<ns> to the TraefikService canaryflow generates (named after the apex
 // Service) and Host podinfo-canary.<ns> straight to the canary Service, for acceptance tests.
 func (s *Stack) ApplyIngressRoutes(ctx context.Context, ns string) error {
 	routes := []*unstructured.Unstructured{
-		ingressRoute(ns, "podinfo", "podinfo."+ns, map[string]any{"name": "podinfo", "kind": "TraefikService"}),
-		ingressRoute(ns, "podinfo-canary", "podinfo-canary."+ns, map[string]any{"name": "podinfo-canary", "port": int64(9898)}),
+		labtest.IngressRoute(ns, "podinfo", "podinfo."+ns, map[string]any{"name": "podinfo", "kind": "TraefikService"}),
+		labtest.IngressRoute(ns, "podinfo-canary", "podinfo-canary."+ns, map[string]any{"name": "podinfo-canary", "port": int64(9898)}),
 	}
 	for _, r := range routes {
-		if _, err := s.Dynamic.Resource(ingressRouteGVR).Namespace(ns).Create(ctx, r, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		if _, err := s.Dynamic.Resource(labtest.IngressRoutes).Namespace(ns).Create(ctx, r, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create IngressRoute %s/%s: %w", ns, r.GetName(), err)
 		}
 	}
 	return nil
-}
-
-func ingressRoute(ns, name, host string, service map[string]any) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1",
-		"kind":       "IngressRoute",
-		"metadata":   map[string]any{"name": name, "namespace": ns},
-		"spec": map[string]any{
-			"entryPoints": []any{"web"},
-			"routes": []any{map[string]any{
-				"kind":     "Rule",
-				"match":    fmt.Sprintf("Host(`%s`)", host),
-				"services": []any{service},
-			}},
-		},
-	}}
 }
 
 // CanaryOptions vary the seed Canary between scenarios.
@@ -109,10 +73,6 @@ type CanaryOptions struct {
 	LoadDuration string
 	// ConfirmPromotion adds a confirm-promotion gate that only an approval opens.
 	ConfirmPromotion bool
-	// StepWeight and MaxWeight of the canary (the seed: 10 and 50).
-	StepWeight, MaxWeight int
-	// Threshold of failed checks (the seed: 5).
-	Threshold int
 
 	TraefikURL, LoadTesterURL, PrometheusURL string
 }
@@ -141,9 +101,9 @@ spec:
     targetPort: http
   analysis:
     interval: 10s
-    threshold: {{.Threshold}}
-    maxWeight: {{.MaxWeight}}
-    stepWeight: {{.StepWeight}}
+    threshold: 5
+    maxWeight: 50
+    stepWeight: 10
     metrics:
       - name: request-success-rate
         interval: 1m
@@ -177,15 +137,6 @@ spec:
 
 // WriteCanary writes the Canary file for opts and returns its path.
 func (s *Stack) WriteCanary(name string, opts CanaryOptions) (string, error) {
-	if opts.StepWeight == 0 {
-		opts.StepWeight = 10
-	}
-	if opts.MaxWeight == 0 {
-		opts.MaxWeight = 50
-	}
-	if opts.Threshold == 0 {
-		opts.Threshold = 5
-	}
 	if opts.LoadPath == "" {
 		opts.LoadPath = "/"
 	}
@@ -203,7 +154,7 @@ func (s *Stack) WriteCanary(name string, opts CanaryOptions) (string, error) {
 
 // TraefikWeights reads the weights of the primary and the canary from the generated TraefikService.
 func (s *Stack) TraefikWeights(ctx context.Context, ns, apex string) (primary, canary int64, err error) {
-	ts, err := s.Dynamic.Resource(traefikServiceGVR).Namespace(ns).Get(ctx, apex, metav1.GetOptions{})
+	ts, err := s.Dynamic.Resource(labtest.TraefikServices).Namespace(ns).Get(ctx, apex, metav1.GetOptions{})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -27,9 +27,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 )
 
@@ -42,7 +42,6 @@ type Stack struct {
 
 	Kube    kubernetes.Interface
 	Dynamic dynamic.Interface
-	Rest    *rest.Config
 
 	// LoadTesterURL is the load tester's address, for webhooks.
 	LoadTesterURL string
@@ -52,15 +51,43 @@ type Stack struct {
 	Say func(format string, args ...any)
 
 	mu      sync.Mutex
-	procs   []*exec.Cmd
 	metrics map[string]string    // worker name → its /metrics URL
-	named   map[string]*exec.Cmd // process name → its command
+	procs   map[string]*exec.Cmd // running processes by name
+}
+
+// The binaries are built once per process, for every Stack, into one directory of the cache that each run
+// overwrites (go build is incremental), so runs leave no copies behind.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// build compiles worker, starter and loadtester from the repository at root.
+func build(ctx context.Context, root string) (string, error) {
+	buildOnce.Do(func() {
+		binDir = filepath.Join(labbin.CacheDir(), "e2e", "bin")
+		for _, b := range []string{"worker", "starter", "loadtester/cmd/loadtester"} {
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(binDir, filepath.Base(b)), "./"+b)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build ./%s: %v\n%s", b, err, out)
+				return
+			}
+		}
+	})
+	return binDir, buildErr
 }
 
 // Start builds the binaries, gives the worker its ServiceAccount from deploy/, and starts the worker and the load
 // tester. Close stops them.
 func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*Stack, error) {
-	root, err := repoRoot()
+	root, err := labtest.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	say("building worker, starter and loadtester")
+	bin, err := build(ctx, root)
 	if err != nil {
 		return nil, err
 	}
@@ -68,23 +95,13 @@ func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*St
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Lab: env, Root: root, Bin: filepath.Join(dir, "bin"), Dir: dir, Say: say}
-	if s.Rest, err = restConfig(env); err != nil {
+	s := &Stack{Lab: env, Root: root, Bin: bin, Dir: dir, Say: say}
+	cfg := env.RestConfig()
+	if s.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
-	if s.Kube, err = kubernetes.NewForConfig(s.Rest); err != nil {
+	if s.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
 		return nil, err
-	}
-	if s.Dynamic, err = dynamic.NewForConfig(s.Rest); err != nil {
-		return nil, err
-	}
-	s.Say("building worker, starter and loadtester")
-	for _, b := range []string{"worker", "starter", "loadtester/cmd/loadtester"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(s.Bin, filepath.Base(b)), "./"+b)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build ./%s: %v\n%s", b, err, out)
-		}
 	}
 	if err := s.installWorkerIdentity(ctx); err != nil {
 		return nil, err
@@ -100,18 +117,13 @@ func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*St
 	return s, nil
 }
 
-func restConfig(env *labtest.Env) (*rest.Config, error) {
-	return &rest.Config{Host: env.KubeServer, BearerToken: env.KubeToken,
-		TLSClientConfig: rest.TLSClientConfig{CAFile: env.KubeCAFile}, QPS: 50, Burst: 100}, nil
-}
-
-// installWorkerIdentity applies deploy/rbac and the worker's namespace and ServiceAccount server-side, checks the
-// rest of deploy/worker with a server-side dry run (the lab cannot run the worker's image), and writes a
-// kubeconfig holding only a token of that ServiceAccount.
+// installWorkerIdentity applies deploy/rbac and the worker's namespace and ServiceAccount server-side and writes a
+// kubeconfig holding only a token of that ServiceAccount. (TestDeployManifestsApplyServerSide checks the rest of
+// deploy/ with a server-side dry run; the lab cannot run the worker's image.)
 func (s *Stack) installWorkerIdentity(ctx context.Context) error {
 	kubectl := func(args ...string) error {
 		full := append([]string{"--kubeconfig", s.Lab.Kubeconfig}, args...)
-		cmd := exec.CommandContext(ctx, filepath.Join(s.Lab.Bin, "kubectl"), full...)
+		cmd := exec.CommandContext(ctx, labbin.Kubectl(), full...)
 		cmd.Dir = s.Root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -119,13 +131,9 @@ func (s *Stack) installWorkerIdentity(ctx context.Context) error {
 		}
 		return nil
 	}
-	// The namespace, ServiceAccount and RBAC for real; the worker Deployment and Service with a server-side dry
-	// run, since the lab's node cannot run the worker's image (the e2e worker runs as a process with that token).
+	// The e2e worker runs as a process with that token.
 	if err := kubectl("apply", "--server-side", "--field-manager", "canaryflow-e2e",
 		"-f", "deploy/worker/namespace.yaml", "-f", "deploy/rbac/"); err != nil {
-		return err
-	}
-	if err := kubectl("apply", "--server-side", "--dry-run=server", "--field-manager", "canaryflow-e2e", "-k", "deploy"); err != nil {
 		return err
 	}
 	seconds := int64(4 * 3600)
@@ -255,11 +263,10 @@ func (s *Stack) spawn(name, bin string, env []string, args ...string) error {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
 	s.mu.Lock()
-	s.procs = append(s.procs, cmd)
-	if s.named == nil {
-		s.named = map[string]*exec.Cmd{}
+	if s.procs == nil {
+		s.procs = map[string]*exec.Cmd{}
 	}
-	s.named[name] = cmd
+	s.procs[name] = cmd
 	s.mu.Unlock()
 	return nil
 }
@@ -268,15 +275,9 @@ func (s *Stack) spawn(name, bin string, env []string, args ...string) error {
 // activities are lost mid-flight.
 func (s *Stack) Kill(name string) error {
 	s.mu.Lock()
-	cmd, ok := s.named[name]
-	delete(s.named, name)
+	cmd, ok := s.procs[name]
+	delete(s.procs, name)
 	delete(s.metrics, name)
-	for i, p := range s.procs {
-		if p == cmd {
-			s.procs = append(s.procs[:i], s.procs[i+1:]...)
-			break
-		}
-	}
 	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no process named %s", name)
@@ -298,8 +299,9 @@ func (s *Stack) LogTail(name string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
-// Close stops the processes (SIGTERM, then SIGKILL after 10 s).
+// Close stops the processes (SIGTERM, then SIGKILL after 10 s) and removes the run's files.
 func (s *Stack) Close() {
+	defer os.RemoveAll(s.Dir)
 	s.mu.Lock()
 	procs := s.procs
 	s.procs = nil
@@ -387,23 +389,6 @@ func (s *Stack) Starter(ctx context.Context, args ...string) Result {
 		r.Output += err.Error()
 	}
 	return r
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // Reset deletes namespace ns (and waits until it is gone) and ends any rollout of its podinfo canary, so a demo

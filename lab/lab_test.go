@@ -25,13 +25,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -44,8 +41,6 @@ const (
 )
 
 var (
-	traefikServices = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "traefikservices"}
-	ingressRoutes   = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "ingressroutes"}
 	// httpc talks to loopback and to pod IPs in the lab's namespace; never through a proxy.
 	httpc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}
 )
@@ -74,19 +69,14 @@ func TestTraefikWeightedSplit(t *testing.T) {
 	ns := labtest.Namespace(t, "split")
 	ctx := context.Background()
 
-	for name, image := range map[string]string{"podinfo-primary": podinfo600, "podinfo-canary": podinfo601} {
-		deploy(t, cs, ns, name, image, 1)
-		service(t, cs, ns, name)
-	}
-	for _, name := range []string{"podinfo-primary", "podinfo-canary"} {
-		waitAvailable(t, cs, ns, name, 60*time.Second)
-		requireVersions(t, cs, ns, name, map[string]string{"podinfo-primary": "6.0.0", "podinfo-canary": "6.0.1"}[name], 1)
-	}
+	primaryAndCanary(t, cs, ns)
+	requireVersions(t, cs, ns, "podinfo-primary", "6.0.0", 1)
+	requireVersions(t, cs, ns, "podinfo-canary", "6.0.1", 1)
 	host := ns + ".split.lab"
 	ts := traefikService(ns, "podinfo", 90, 10)
-	_, err := dc.Resource(traefikServices).Namespace(ns).Create(ctx, ts, metav1.CreateOptions{})
+	_, err := dc.Resource(labtest.TraefikServices).Namespace(ns).Create(ctx, ts, metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = dc.Resource(ingressRoutes).Namespace(ns).Create(ctx, ingressRoute(ns, "podinfo", host, "podinfo", "TraefikService"), metav1.CreateOptions{})
+	_, err = dc.Resource(labtest.IngressRoutes).Namespace(ns).Create(ctx, labtest.IngressRoute(ns, "podinfo", host, map[string]any{"name": "podinfo", "kind": "TraefikService", "port": int64(80)}), metav1.CreateOptions{})
 	require.NoError(t, err)
 
 	base := labtest.TraefikURL(t)
@@ -99,10 +89,10 @@ func TestTraefikWeightedSplit(t *testing.T) {
 	require.InDelta(t, 10, share, 3, "canary share at weights 90/10")
 
 	// Change the weights to 50/50: effective within 5 s.
-	cur, err := dc.Resource(traefikServices).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	cur, err := dc.Resource(labtest.TraefikServices).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.NoError(t, unstructured.SetNestedSlice(cur.Object, traefikService(ns, "podinfo", 50, 50).Object["spec"].(map[string]any)["weighted"].(map[string]any)["services"].([]any), "spec", "weighted", "services"))
-	_, err = dc.Resource(traefikServices).Namespace(ns).Update(ctx, cur, metav1.UpdateOptions{})
+	_, err = dc.Resource(labtest.TraefikServices).Namespace(ns).Update(ctx, cur, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	changed := time.Now()
 	for {
@@ -134,9 +124,9 @@ func TestPrometheusTraefikSuccessRate(t *testing.T) {
 	// leaf service has Traefik's "<ns>-<service>-<port>" name (a Service named
 	// directly by an IngressRoute gets a hashed router name instead).
 	ts := traefikService(ns, "podinfo", 0, 100)
-	_, err := dc.Resource(traefikServices).Namespace(ns).Create(ctx, ts, metav1.CreateOptions{})
+	_, err := dc.Resource(labtest.TraefikServices).Namespace(ns).Create(ctx, ts, metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = dc.Resource(ingressRoutes).Namespace(ns).Create(ctx, ingressRoute(ns, "podinfo", host, "podinfo", "TraefikService"), metav1.CreateOptions{})
+	_, err = dc.Resource(labtest.IngressRoutes).Namespace(ns).Create(ctx, labtest.IngressRoute(ns, "podinfo", host, map[string]any{"name": "podinfo", "kind": "TraefikService", "port": int64(80)}), metav1.CreateOptions{})
 	require.NoError(t, err)
 	base := labtest.TraefikURL(t)
 	// Count every request through the route, the probes included: Prometheus
@@ -211,13 +201,7 @@ func TestGatewayAPIWeightedHTTPRoute(t *testing.T) {
 	dc := labtest.Dynamic(t)
 	ns := labtest.Namespace(t, "gateway")
 	ctx := context.Background()
-	for name, image := range map[string]string{"podinfo-primary": podinfo600, "podinfo-canary": podinfo601} {
-		deploy(t, cs, ns, name, image, 1)
-		service(t, cs, ns, name)
-	}
-	for _, name := range []string{"podinfo-primary", "podinfo-canary"} {
-		waitAvailable(t, cs, ns, name, 60*time.Second)
-	}
+	primaryAndCanary(t, cs, ns)
 	gwNS, gwName, listener := labtest.Gateway(t)
 	host := ns + ".gateway.lab"
 	route := &unstructured.Unstructured{Object: map[string]any{
@@ -233,7 +217,7 @@ func TestGatewayAPIWeightedHTTPRoute(t *testing.T) {
 			}}},
 		},
 	}}
-	httpRoutes := schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+	httpRoutes := labtest.HTTPRoutes
 	_, err := dc.Resource(httpRoutes).Namespace(ns).Create(ctx, route, metav1.CreateOptions{})
 	require.NoError(t, err)
 	base := labtest.GatewayURL(t)
@@ -286,35 +270,26 @@ func TestTemporalDevServerRunsWorkflowAndServesUI(t *testing.T) {
 
 func deploy(t *testing.T, cs kubernetes.Interface, ns, name, image string, replicas int32) {
 	t.Helper()
-	lbl := map[string]string{"app": name}
-	_, err := cs.AppsV1().Deployments(ns).Create(context.Background(), &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbl},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name:    "podinfod",
-					Image:   image,
-					Command: []string{"./podinfo", "--port=9898", "--level=info"},
-					Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 9898}},
-				}}},
-			},
-		},
-	}, metav1.CreateOptions{})
+	_, err := cs.AppsV1().Deployments(ns).Create(context.Background(), labtest.Podinfo(ns, name, name, image, replicas), metav1.CreateOptions{})
 	require.NoError(t, err)
+}
+
+// primaryAndCanary deploys podinfo-primary (6.0.0) and podinfo-canary (6.0.1), one replica each with its Service,
+// and waits until both are available.
+func primaryAndCanary(t *testing.T, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	for name, image := range map[string]string{"podinfo-primary": podinfo600, "podinfo-canary": podinfo601} {
+		deploy(t, cs, ns, name, image, 1)
+		service(t, cs, ns, name)
+	}
+	for _, name := range []string{"podinfo-primary", "podinfo-canary"} {
+		waitAvailable(t, cs, ns, name, 60*time.Second)
+	}
 }
 
 func service(t *testing.T, cs kubernetes.Interface, ns, name string) {
 	t.Helper()
-	_, err := cs.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": name},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
-		},
-	}, metav1.CreateOptions{})
+	_, err := cs.CoreV1().Services(ns).Create(context.Background(), labtest.Service(ns, name, name), metav1.CreateOptions{})
 	require.NoError(t, err)
 }
 
@@ -404,37 +379,13 @@ func podVersion(ip string) (string, error) {
 // traefikService is a TraefikService weighted over <name>-primary and
 // <name>-canary (a backend with weight 0 is left out).
 func traefikService(ns, name string, primary, canary int64) *unstructured.Unstructured {
-	var services []any
-	for _, b := range []struct {
-		svc    string
-		weight int64
-	}{{name + "-primary", primary}, {name + "-canary", canary}} {
-		if b.weight > 0 {
-			services = append(services, map[string]any{"name": b.svc, "port": int64(80), "weight": b.weight})
+	var backends []labtest.Backend
+	for _, b := range []labtest.Backend{{Service: name + "-primary", Weight: primary}, {Service: name + "-canary", Weight: canary}} {
+		if b.Weight > 0 {
+			backends = append(backends, b)
 		}
 	}
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1",
-		"kind":       "TraefikService",
-		"metadata":   map[string]any{"name": name, "namespace": ns},
-		"spec":       map[string]any{"weighted": map[string]any{"services": services}},
-	}}
-}
-
-func ingressRoute(ns, name, host, service, kind string) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1",
-		"kind":       "IngressRoute",
-		"metadata":   map[string]any{"name": name, "namespace": ns},
-		"spec": map[string]any{
-			"entryPoints": []any{"web"},
-			"routes": []any{map[string]any{
-				"kind":     "Rule",
-				"match":    "Host(`" + host + "`)",
-				"services": []any{map[string]any{"name": service, "kind": kind, "port": int64(80)}},
-			}},
-		},
-	}}
+	return labtest.TraefikService(ns, name, backends...)
 }
 
 // get sends one GET with a Host header and returns the status code (0 on error).

@@ -15,12 +15,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/canaryflow/canaryflow/lab/labtest"
 	"github.com/canaryflow/canaryflow/loadtester"
@@ -43,57 +37,11 @@ func until(t *testing.T, limit time.Duration, f func() error) {
 }
 
 func TestCmdTaskSendsTheRequestedRateToPodinfoInTheLab(t *testing.T) {
-	_, cs := labtest.Kube(t)
 	ns := labtest.Namespace(t, "loadtest")
 	host := ns + ".lab"
 	ctx := context.Background()
-	lbl := map[string]string{"app": "podinfo"}
-	one := int32(1)
-	_, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Labels: lbl},
-		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: lbl},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: lbl}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
-				Name: "podinfod", Image: "ghcr.io/stefanprodan/podinfo:6.0.1", Command: []string{"./podinfo", "--port=9898"},
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 9898}},
-			}}}}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "podinfo-canary"},
-		Spec: corev1.ServiceSpec{Selector: lbl, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}}},
-		metav1.CreateOptions{})
-	require.NoError(t, err)
-	// A weighted TraefikService, as canaryflow's router writes: Traefik's metrics name the canary Service
-	// <namespace>-podinfo-canary-80@kubernetescrd.
-	_, err = labtest.Dynamic(t).Resource(schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "traefikservices"}).
-		Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "TraefikService", "metadata": map[string]any{"name": "podinfo", "namespace": ns},
-		"spec": map[string]any{"weighted": map[string]any{"services": []any{
-			map[string]any{"name": "podinfo-canary", "port": int64(80), "weight": int64(100)}}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = labtest.Dynamic(t).Resource(schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "ingressroutes"}).
-		Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute", "metadata": map[string]any{"name": "podinfo", "namespace": ns},
-		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
-			"kind": "Rule", "match": "Host(`" + host + "`)",
-			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}}}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	labtest.ServeCanary(t, ns, host)
 	traefik := labtest.TraefikURL(t)
-	direct := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	until(t, 90*time.Second, func() error {
-		req, _ := http.NewRequest(http.MethodGet, traefik+"/version", nil)
-		req.Host = host
-		resp, err := direct.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
-	})
 
 	prom, err := metrics.NewPrometheus(metrics.Config{Address: labtest.PrometheusURL(t)})
 	require.NoError(t, err)

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
@@ -81,7 +81,7 @@ func TestOperatingDocTemporalCommandsRunAsWritten(t *testing.T) {
 		c := exec.CommandContext(ctx, "bash", "-c", run)
 		c.Dir = dir
 		c.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+e.addr, "TEMPORAL_NAMESPACE=default",
-			"PATH="+filepath.Dir(labtest.TemporalBinary())+":"+os.Getenv("PATH"))
+			"PATH="+filepath.Dir(labbin.Temporal())+":"+os.Getenv("PATH"))
 		out, err := c.CombinedOutput()
 		cancel()
 		require.NoError(t, err, "%s\n%s", run, out)

@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
-	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
@@ -57,7 +57,7 @@ func startTemporal(t *testing.T) *temporalEnv {
 func newTemporalEnv() (*temporalEnv, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := labtest.DevServer(ctx, quietLogger{})
+	srv, err := labbin.DevServer(ctx, quietLogger{})
 	if err != nil {
 		return nil, err
 	}

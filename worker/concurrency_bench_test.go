@@ -18,7 +18,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
@@ -66,7 +66,7 @@ func BenchmarkConcurrentRollouts(b *testing.B) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	srv, err := labtest.DevServer(ctx, quietSDKLogger{})
+	srv, err := labbin.DevServer(ctx, quietSDKLogger{})
 	if err != nil {
 		b.Fatal(err)
 	}

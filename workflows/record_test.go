@@ -20,7 +20,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
@@ -87,7 +87,7 @@ func TestRecordHistories(t *testing.T) {
 	}
 	bin := os.Getenv("CANARYFLOW_TEMPORAL")
 	if bin == "" {
-		bin = labtest.TemporalBinary()
+		bin = labbin.Temporal()
 	}
 	_, err := os.Stat(bin)
 	require.NoError(t, err, "temporal CLI (make lab-build, or CANARYFLOW_TEMPORAL)")

@@ -22,6 +22,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"net"
 	"net/http"
 	"os"
@@ -90,7 +91,11 @@ func Kube(t testing.TB) (*rest.Config, kubernetes.Interface) {
 // RestConfig returns a fresh client config for the lab's API server (admin token).
 func RestConfig(t testing.TB) *rest.Config {
 	t.Helper()
-	env := Lab(t)
+	return Lab(t).RestConfig()
+}
+
+// RestConfig returns a fresh client config for the lab's API server (admin token).
+func (env *Env) RestConfig() *rest.Config {
 	return &rest.Config{
 		Host:            env.KubeServer,
 		BearerToken:     env.KubeToken,
@@ -130,9 +135,6 @@ func Temporal(t testing.TB) client.Client {
 	return c
 }
 
-// TemporalAddress returns the dev server's frontend address (host:port).
-func TemporalAddress(t testing.TB) string { t.Helper(); return Lab(t).TemporalAddress }
-
 // TemporalUIURL returns the Web UI's base URL.
 func TemporalUIURL(t testing.TB) string { t.Helper(); return Lab(t).TemporalUIURL }
 
@@ -154,14 +156,6 @@ func Gateway(t testing.TB) (namespace, name, listener string) {
 	env := Lab(t)
 	return env.GatewayNamespace, env.GatewayName, env.GatewayListener
 }
-
-// TemporalBinary returns the path of the lab's `temporal` CLI (for tests that
-// start their own dev server with testsuite.StartDevServer and
-// DevServerOptions.ExistingPath). It neither checks nor starts anything.
-func TemporalBinary() string { return filepath.Join(binDir(), "temporal") }
-
-// KubectlBinary returns the path of the lab's kubectl (never the machine's).
-func KubectlBinary() string { return filepath.Join(binDir(), "kubectl") }
 
 // Namespace creates a Kubernetes namespace named after prefix with a random
 // suffix, waits until its default ServiceAccount exists (pods need it), and
@@ -202,21 +196,11 @@ var (
 	usersLck *os.File // shared lock held for the life of the process: "a test uses the lab"
 )
 
-func cacheDir() string {
-	if d := os.Getenv("CANARYFLOW_CACHE"); d != "" {
-		return d
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "canaryflow")
-}
-
-func binDir() string { return filepath.Join(cacheDir(), "lab", "bin") }
-
 func runDir() string {
 	if d := os.Getenv("CANARYFLOW_LAB_RUN"); d != "" {
 		return d
 	}
-	return filepath.Join(cacheDir(), "lab", "run")
+	return filepath.Join(labbin.CacheDir(), "lab", "run")
 }
 
 func ensure() (*Env, error) {
@@ -251,7 +235,7 @@ func findOrStart() (*Env, error) {
 			return env, nil
 		}
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +290,7 @@ func runScript(root, script, logPath string) (string, error) {
 	var buf bytes.Buffer
 	cmd := exec.Command(filepath.Join(root, script))
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CANARYFLOW_CACHE="+cacheDir(), "CANARYFLOW_LAB_CALLER=labtest")
+	cmd.Env = append(os.Environ(), "CANARYFLOW_CACHE="+labbin.CacheDir(), "CANARYFLOW_LAB_CALLER=labtest")
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := cmd.Run()
 	if lf, lerr := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); lerr == nil {
@@ -323,9 +307,9 @@ func runScript(root, script, logPath string) (string, error) {
 	return "", nil
 }
 
-// repoRoot finds the repository (the directory holding lab/up.sh) from the
+// RepoRoot finds the repository (the directory holding lab/up.sh) from the
 // working directory, or else from this source file's location.
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	if d, err := os.Getwd(); err == nil {
 		for ; ; d = filepath.Dir(d) {
 			if _, err := os.Stat(filepath.Join(d, "lab", "up.sh")); err == nil {

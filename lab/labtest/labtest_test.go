@@ -12,9 +12,3 @@ func TestOffRefusesToStart(t *testing.T) {
 	_, err := ensure()
 	require.ErrorContains(t, err, "CANARYFLOW_LAB=off")
 }
-
-func TestBinaryPaths(t *testing.T) {
-	t.Setenv("CANARYFLOW_CACHE", "/x")
-	require.Equal(t, "/x/lab/bin/temporal", TemporalBinary())
-	require.Equal(t, "/x/lab/bin/kubectl", KubectlBinary())
-}

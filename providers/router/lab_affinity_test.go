@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -55,23 +54,13 @@ func stickyCookie(t *testing.T, url, host, name string) string {
 func TestSessionAffinityIsLive(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, "rt-sticky")
-	gwNS, gwName, listener := labtest.Gateway(t)
 	host := e.ns + ".sticky.lab"
 	base := canary(e.ns, "traefik", func(c *v1beta1.Canary) {
-		c.Spec.Service.GatewayRefs = []v1beta1.ParentReference{{Name: gwName, Namespace: &gwNS, SectionName: &listener}}
-		c.Spec.Service.Hosts = []string{host}
+		onLabGateway(t, c, host)
 		c.Spec.Analysis.SessionAffinity = &v1beta1.SessionAffinity{CookieName: "canary", MaxAge: 600}
 	})
 	e.rollout(t, base)
-	_, err := labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
-		"metadata": map[string]any{"name": "podinfo"},
-		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
-			"match": "Host(`" + host + "`)", "kind": "Rule",
-			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}},
-		}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	e.ingressRoute(t, host)
 
 	for _, tc := range []struct{ provider, url string }{
 		{"traefik", labtest.TraefikURL(t)},
@@ -93,7 +82,7 @@ func TestSessionAffinityIsLive(t *testing.T) {
 				// backendRef. Traefik v3.6 accepts the route (Accepted, ResolvedRefs) but does not run
 				// backendRef-level filters, so here the cookie is taken from the route, and only the routing of
 				// clients that carry it is proven live.
-				u, err := labtest.Dynamic(t).Resource(httpRoutes).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
+				u, err := labtest.Dynamic(t).Resource(labtest.HTTPRoutes).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
 				require.NoError(t, err)
 				cookie = u.GetAnnotations()["canaryflow.io/session-cookie"]
 				require.Regexp(t, `^canary=[0-9a-f]{16}$`, cookie)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -53,15 +52,7 @@ func TestTraefikMirroringIsLive(t *testing.T) {
 		c.Spec.Analysis.StepWeight, c.Spec.Analysis.Iterations, c.Spec.Analysis.Mirror = 0, 5, true
 	})
 	e.rollout(t, base)
-	_, err := labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
-		"metadata": map[string]any{"name": "podinfo"},
-		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
-			"match": "Host(`" + host + "`)", "kind": "Rule",
-			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}},
-		}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	e.ingressRoute(t, host)
 	pods, err := e.admin.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "app=podinfo"})
 	require.NoError(t, err)
 	var canaryIP string

@@ -25,12 +25,6 @@ import (
 	"github.com/canaryflow/canaryflow/providers/workload/workloadtest"
 )
 
-var (
-	traefikServices = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "traefikservices"}
-	ingressRoutes   = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "ingressroutes"}
-	httpRoutes      = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
-)
-
 func canary(ns, provider string, mod func(*v1beta1.Canary)) *v1beta1.Canary {
 	c := &v1beta1.Canary{}
 	c.Name, c.Namespace = "podinfo", ns
@@ -68,6 +62,22 @@ func newEnv(t *testing.T, prefix string) *env {
 }
 
 // rollout makes the primary run podinfo 6.0.0 and the target (the canary) 6.0.1, both ready.
+// onLabGateway attaches the Canary's routes to the lab's Gateway listener, for host.
+func onLabGateway(t *testing.T, c *v1beta1.Canary, host string) {
+	gwNS, gwName, listener := labtest.Gateway(t)
+	c.Spec.Service.GatewayRefs = []v1beta1.ParentReference{{Name: gwName, Namespace: &gwNS, SectionName: &listener}}
+	c.Spec.Service.Hosts = []string{host}
+}
+
+// ingressRoute creates the user's IngressRoute "podinfo": requests for host go to the TraefikService podinfo,
+// which the traefik router manages.
+func (e *env) ingressRoute(t *testing.T, host string) {
+	t.Helper()
+	_, err := labtest.Dynamic(t).Resource(labtest.IngressRoutes).Namespace(e.ns).Create(context.Background(),
+		labtest.IngressRoute(e.ns, "podinfo", host, map[string]any{"name": "podinfo", "kind": "TraefikService"}), metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
 func (e *env) rollout(t *testing.T, c *v1beta1.Canary) {
 	t.Helper()
 	ctx := context.Background()
@@ -183,16 +193,7 @@ func TestTraefikSplitsLiveTraffic(t *testing.T) {
 	require.NoError(t, rt.Reconcile(ctx, c))
 
 	host := e.ns + ".traefik.lab"
-	dyn := labtest.Dynamic(t)
-	_, err = dyn.Resource(ingressRoutes).Namespace(e.ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
-		"metadata": map[string]any{"name": "podinfo"},
-		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
-			"match": "Host(`" + host + "`)", "kind": "Rule",
-			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}},
-		}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	e.ingressRoute(t, host)
 
 	for _, w := range weights {
 		require.NoError(t, rt.SetRoutes(ctx, c, w[0], w[1], false))
@@ -222,15 +223,7 @@ func TestTraefikABSendsMatchingRequestsToTheCanaryOnly(t *testing.T) {
 	require.ErrorContains(t, err, "no IngressRoute in namespace "+e.ns+" routes to TraefikService podinfo", "A/B needs the user's route")
 
 	host := e.ns + ".traefik.lab"
-	_, err = labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
-		"metadata": map[string]any{"name": "podinfo"},
-		"spec": map[string]any{"entryPoints": []any{"web"}, "routes": []any{map[string]any{
-			"match": "Host(`" + host + "`)", "kind": "Rule",
-			"services": []any{map[string]any{"name": "podinfo", "kind": "TraefikService"}},
-		}}},
-	}}, metav1.CreateOptions{})
-	require.NoError(t, err)
+	e.ingressRoute(t, host)
 	require.NoError(t, rt.Reconcile(ctx, c))
 	require.NoError(t, rt.Reconcile(ctx, c))
 	require.NoError(t, rt.SetRoutes(ctx, c, 0, 100, false))
@@ -242,21 +235,17 @@ func TestTraefikABSendsMatchingRequestsToTheCanaryOnly(t *testing.T) {
 	requireSplit(t, labtest.TraefikURL(t), host, http.Header{"X-Canary": {"outsider"}}, 0)
 
 	require.NoError(t, rt.Finalize(ctx, c))
-	_, err = labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Get(ctx, "podinfo-canary", metav1.GetOptions{})
+	_, err = labtest.Dynamic(t).Resource(labtest.IngressRoutes).Namespace(e.ns).Get(ctx, "podinfo-canary", metav1.GetOptions{})
 	require.Error(t, err, "the clone is removed")
-	_, err = labtest.Dynamic(t).Resource(ingressRoutes).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	_, err = labtest.Dynamic(t).Resource(labtest.IngressRoutes).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
 	require.NoError(t, err, "the user's route stays")
 }
 
 func TestGatewayAPISplitsLiveTrafficAndMatchesHeaders(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, "rt-gw")
-	gwNS, gwName, listener := labtest.Gateway(t)
 	host := e.ns + ".gw.lab"
-	c := canary(e.ns, "gatewayapi:v1", func(c *v1beta1.Canary) {
-		c.Spec.Service.GatewayRefs = []v1beta1.ParentReference{{Name: gwName, Namespace: &gwNS, SectionName: &listener}}
-		c.Spec.Service.Hosts = []string{host}
-	})
+	c := canary(e.ns, "gatewayapi:v1", func(c *v1beta1.Canary) { onLabGateway(t, c, host) })
 	e.rollout(t, c)
 	rt, err := e.routers.Get(c.Spec.Provider)
 	require.NoError(t, err)
@@ -301,7 +290,7 @@ func TestRouterObjectsAreOursIdempotentAndFinalized(t *testing.T) {
 	for _, tc := range []struct {
 		provider string
 		gvr      schema.GroupVersionResource
-	}{{"traefik", traefikServices}, {"gatewayapi", httpRoutes}} {
+	}{{"traefik", labtest.TraefikServices}, {"gatewayapi", labtest.HTTPRoutes}} {
 		t.Run(tc.provider, func(t *testing.T) {
 			c := clone(t, c)
 			c.Spec.Provider = tc.provider
@@ -378,7 +367,7 @@ func TestForeignRouterObjectIsRefused(t *testing.T) {
 			map[string]any{"name": "somewhere", "port": int64(80), "weight": int64(1)},
 		}}},
 	}}
-	_, err := dyn.Resource(traefikServices).Namespace(e.ns).Create(ctx, foreign, metav1.CreateOptions{})
+	_, err := dyn.Resource(labtest.TraefikServices).Namespace(e.ns).Create(ctx, foreign, metav1.CreateOptions{})
 	require.NoError(t, err)
 	c := canary(e.ns, "traefik", nil)
 	rt, err := e.routers.Get("traefik")
@@ -394,7 +383,7 @@ func TestForeignRouterObjectIsRefused(t *testing.T) {
 		require.True(t, p.Permanent())
 		require.Contains(t, err.Error(), "TraefikService "+e.ns+"/podinfo exists and is not managed by canaryflow")
 	}
-	got, err := dyn.Resource(traefikServices).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	got, err := dyn.Resource(labtest.TraefikServices).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.True(t, strings.Contains(fmt.Sprint(got.Object["spec"]), "somewhere"), "left as it was")
 }

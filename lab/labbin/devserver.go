@@ -1,10 +1,9 @@
-package labtest
+package labbin
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 
 	"go.temporal.io/sdk/client"
@@ -18,23 +17,17 @@ import (
 // "default", canaryflow's search attributes registered) for tests and benchmarks that must not share the lab's
 // server. logger may be nil for the SDK's default. Stop it with Stop.
 func DevServer(ctx context.Context, logger log.Logger) (*testsuite.DevServer, error) {
-	bin := TemporalBinary()
+	bin := Temporal()
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("the lab's temporal binary is needed (make lab-build): %w", err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
 	var args []string
 	for _, d := range searchattr.Definitions() {
 		args = append(args, "--search-attribute", d.Name+"="+d.Type.String())
 	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  bin,
-		ClientOptions: &client.Options{HostPort: addr, Namespace: "default", Logger: logger},
+		ClientOptions: &client.Options{Namespace: "default", Logger: logger}, // on a free port the SDK picks
 		LogLevel:      "error",
 		ExtraArgs:     args,
 		Stdout:        io.Discard,
