@@ -190,14 +190,15 @@ func (r *decisionReader) completedActivity(name string, result *commonpb.Payload
 			return nil
 		}
 		out := make([]string, 0, len(res.Results)+1)
+		halt := ""
 		for _, c := range res.Results {
 			out = append(out, "check "+checkLine(c))
-		}
-		for _, c := range res.Results {
-			if c.Verdict == activities.VerdictFail {
-				out = append(out, "Halt "+r.canary+" advancement "+haltReason(c))
-				break // the first failure halts the step, as in the workflow
+			if halt == "" && c.Verdict == activities.VerdictFail { // the first failure halts the step
+				halt = "Halt " + r.canary + " advancement " + workflows.CheckMessage(c)
 			}
+		}
+		if halt != "" {
+			out = append(out, halt)
 		}
 		return out
 	case activities.ActivityCallWebhook:
@@ -233,25 +234,6 @@ func checkLine(c activities.CheckResult) string {
 		rel = "not in"
 	}
 	return fmt.Sprintf("%s %s %s %s %s", c.Metric, num(*c.Value), rel, rng, c.Verdict)
-}
-
-// haltReason words a failed check as Flagger does: "success rate 41.37% < 99%", "request duration 812ms > 500ms".
-func haltReason(c activities.CheckResult) string {
-	if c.Value == nil {
-		return "no values found for metric " + c.Metric
-	}
-	v := *c.Value
-	switch {
-	case c.Metric == v1beta1.MetricRequestSuccessRate && c.Min != nil && v < *c.Min:
-		return fmt.Sprintf("success rate %.2f%% < %s%%", v, num(*c.Min))
-	case c.Metric == v1beta1.MetricRequestDuration && c.Max != nil && v > *c.Max:
-		return fmt.Sprintf("request duration %.0fms > %sms", v, num(*c.Max))
-	case c.Min != nil && v < *c.Min:
-		return fmt.Sprintf("%s %.2f < %s", c.Metric, v, num(*c.Min))
-	case c.Max != nil && v > *c.Max:
-		return fmt.Sprintf("%s %.2f > %s", c.Metric, v, num(*c.Max))
-	}
-	return c.Metric + ": " + c.Message
 }
 
 func bound(f *float64) string {

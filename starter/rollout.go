@@ -95,10 +95,12 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			id := c.WorkflowID()
 			openRun := ""
 			if d, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil {
-				if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-					openRun = d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
-				} else {
-					input.FailedRevision = lastFailedRevision(ctx, tc, id)
+				info := d.GetWorkflowExecutionInfo()
+				switch info.GetStatus() {
+				case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+					openRun = info.GetExecution().GetRunId()
+				case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+					input.FailedRevision = failedRevision(ctx, tc, id, info.GetExecution().GetRunId())
 				}
 			}
 			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
@@ -144,14 +146,11 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf)
 }
 
-// lastFailedRevision is the revision the canary's last (closed) release run rolled back, "" when it did not: the
-// workflow then refuses to analyse that revision again until the target changes, as Flagger does.
-func lastFailedRevision(ctx context.Context, tc client.Client, id string) string {
-	var res workflows.RolloutResult
-	if err := tc.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
-		return ""
-	}
-	if res.Phase == workflows.PhaseFailed && !res.Promoted && res.Status.PrimaryRevision != "" {
+// failedRevision is the revision the canary's last release run (completed, runID) rolled back, "" when it did not:
+// the workflow then refuses to analyse that revision again until the target changes, as Flagger does.
+func failedRevision(ctx context.Context, tc client.Client, id, runID string) string {
+	res, err := closeResult(ctx, tc, id, runID)
+	if err == nil && res.Phase == workflows.PhaseFailed && res.Status.PrimaryRevision != "" {
 		return res.Revision
 	}
 	return ""

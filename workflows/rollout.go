@@ -981,10 +981,10 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 	for _, c := range res.Results {
 		switch c.Verdict {
 		case activities.VerdictFail:
-			return checkMessage(c), "", nil
+			return CheckMessage(c), "", nil
 		case activities.VerdictHold:
 			if hold == "" {
-				hold = checkMessage(c)
+				hold = CheckMessage(c)
 			}
 		}
 	}
@@ -1012,8 +1012,8 @@ func (r *rollout) memoChecks(results []activities.CheckResult) {
 	}
 }
 
-// checkMessage words a metric result as Flagger does ("success rate 53.42% < 99%").
-func checkMessage(c activities.CheckResult) string {
+// CheckMessage words a metric result as Flagger does ("success rate 53.42% < 99%").
+func CheckMessage(c activities.CheckResult) string {
 	if c.Value == nil {
 		return "no values found for metric " + c.Metric
 	}
