@@ -8,6 +8,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/webhook"
 )
 
 // historyLimit is the history length (events) past which a run continues as new, carrying its Status. Temporal
@@ -81,14 +82,8 @@ func metricOptions() workflow.ActivityOptions {
 // hook's timeout), so its deadline covers them all; Temporal retries only a lost worker, once.
 func webhookOptions(h v1beta1.CanaryWebhook) workflow.ActivityOptions {
 	perCall := h.TimeoutDuration()
-	// The activity pauses between attempts: 1s, doubling, at most 10s (activities.Analysis.WebhookBackoff).
-	var backoff time.Duration
-	for i, pause := 0, time.Second; i < h.Retries; i++ {
-		backoff += pause
-		pause = min(2*pause, 10*time.Second)
-	}
 	return workflow.ActivityOptions{
-		StartToCloseTimeout: time.Duration(h.Retries+1)*perCall + backoff + 5*time.Second,
+		StartToCloseTimeout: time.Duration(h.Retries+1)*perCall + webhook.Pauses(h.Retries) + 5*time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
 	}
 }

@@ -57,6 +57,24 @@ func Passed(code int) bool {
 }
 
 // Call posts the payload, retrying a "no" or a transport failure up to r.Retries times, and returns the last answer.
+// FirstPause and MaxPause bound the pauses between a hook's attempts: the first pause (unless Request.Backoff
+// says otherwise), doubling after each attempt up to the most.
+const (
+	FirstPause = time.Second
+	MaxPause   = 10 * time.Second
+)
+
+// Pauses is how long Call pauses in all between the attempts of a hook with retries, with the default first pause.
+// The workflow sizes a webhook activity's deadline with it.
+func Pauses(retries int) time.Duration {
+	var total time.Duration
+	for i, p := 0, FirstPause; i < retries; i++ {
+		total += p
+		p = min(2*p, MaxPause)
+	}
+	return total
+}
+
 // Only an invalid URL or an unencodable payload is an error; the hook saying no is a Result.
 func (c Client) Call(ctx context.Context, r Request) (Result, error) {
 	u, err := url.Parse(r.URL)
@@ -72,7 +90,7 @@ func (c Client) Call(ctx context.Context, r Request) (Result, error) {
 	}
 	backoff := r.Backoff
 	if backoff <= 0 {
-		backoff = time.Second
+		backoff = FirstPause
 	}
 	hc := c.client(r.DisableTLS)
 	var res Result
@@ -87,7 +105,7 @@ func (c Client) Call(ctx context.Context, r Request) (Result, error) {
 			return res, nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, MaxPause)
 	}
 	return res, nil
 }
