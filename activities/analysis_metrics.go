@@ -134,12 +134,12 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 		return res, err
 	}
 	res.Value = &value
-	res.Verdict, res.Message = judge(m.Name, value, res.Min, res.Max)
+	res.Verdict, res.Message = Judge(m.Name, value, res.Min, res.Max)
 	return res, nil
 }
 
-// judge compares a value with its range, with Flagger's wording for a failure.
-func judge(name string, v float64, lo, hi *float64) (Verdict, string) {
+// Judge compares value v of metric name with its range [lo, hi] (either may be nil), with Flagger's wording for a failure.
+func Judge(name string, v float64, lo, hi *float64) (Verdict, string) {
 	val := strconv.FormatFloat(v, 'f', 2, 64)
 	switch {
 	case lo != nil && v < *lo:

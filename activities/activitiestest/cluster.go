@@ -124,13 +124,11 @@ func (a *Activities) RunMetricChecks(_ context.Context, in activities.MetricChec
 	var out activities.MetricChecksResult
 	for _, m := range in.Metrics {
 		v := rate
-		r := activities.CheckResult{Metric: m.Name, Value: &v, Verdict: activities.VerdictPass}
+		r := activities.CheckResult{Metric: m.Name, Value: &v}
 		if m.ThresholdRange != nil {
 			r.Min, r.Max = m.ThresholdRange.Min, m.ThresholdRange.Max
 		}
-		if (r.Min != nil && v < *r.Min) || (r.Max != nil && v > *r.Max) {
-			r.Verdict = activities.VerdictFail
-		}
+		r.Verdict, r.Message = activities.Judge(m.Name, v, r.Min, r.Max)
 		out.Results = append(out.Results, r)
 	}
 	return out, nil
