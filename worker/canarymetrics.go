@@ -184,48 +184,26 @@ func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool
 	if !running && e.GetCloseTime() != nil && e.GetStartTime() != nil {
 		s.duration[nk] = e.GetCloseTime().AsTime().Sub(e.GetStartTime().AsTime()).Seconds()
 	}
-	if p := e.GetMemo().GetFields()["lastChecks"]; p != nil {
-		var values map[string]float64
-		if converter.GetDefaultDataConverter().FromPayload(p, &values) == nil {
-			for metric, v := range values {
-				s.analysis[[3]string{metric, name, ns}] = v
-			}
-		}
+	for metric, v := range decode[map[string]float64](e.GetMemo().GetFields()["lastChecks"]) {
+		s.analysis[[3]string{metric, name, ns}] = v
 	}
-	weight := float64(int64Attr(e.GetSearchAttributes(), searchattr.CanaryWeight.GetName()))
+	weight := float64(decode[int64](e.GetSearchAttributes().GetIndexedFields()[searchattr.CanaryWeight.GetName()]))
 	s.weight[[2]string{target, ns}] = weight
 	s.weight[[2]string{target + "-primary", ns}] = 100 - weight
 }
 
-func memoString(e *workflowpb.WorkflowExecutionInfo, key string) string {
-	var v string
-	if p := e.GetMemo().GetFields()[key]; p != nil {
+// decode reads a search attribute or memo payload; the zero value when it is missing or of another type.
+func decode[T any](p *commonpb.Payload) (v T) {
+	if p != nil {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
 	}
 	return v
 }
 
-func keyword(sa *commonpb.SearchAttributes, name string) string {
-	p := sa.GetIndexedFields()[name]
-	if p == nil {
-		return ""
-	}
-	var v string
-	if err := converter.GetDefaultDataConverter().FromPayload(p, &v); err != nil {
-		var list []string
-		if converter.GetDefaultDataConverter().FromPayload(p, &list) == nil && len(list) > 0 {
-			return list[0]
-		}
-	}
-	return v
+func memoString(e *workflowpb.WorkflowExecutionInfo, key string) string {
+	return decode[string](e.GetMemo().GetFields()[key])
 }
 
-func int64Attr(sa *commonpb.SearchAttributes, name string) int64 {
-	p := sa.GetIndexedFields()[name]
-	if p == nil {
-		return 0
-	}
-	var v int64
-	_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
-	return v
+func keyword(sa *commonpb.SearchAttributes, name string) string {
+	return decode[string](sa.GetIndexedFields()[name])
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
+	"github.com/canaryflow/canaryflow/workflows"
 )
 
 // config is everything the worker is told, from flags or from CANARYFLOW_* environment variables (a flag wins).
@@ -52,7 +53,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&t.TLSKey, "tls-key", t.TLSKey, "PEM client key for mTLS ("+temporalconn.EnvTLSKey+")")
 	fs.StringVar(&t.TLSServerName, "tls-server-name", t.TLSServerName, "server name to verify, when it differs from the address ("+temporalconn.EnvTLSServerName+")")
 	fs.StringVar(&t.APIKeyFile, "api-key-file", t.APIKeyFile, "file holding a Temporal Cloud API key; implies TLS ("+temporalconn.EnvAPIKeyFile+")")
-	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", "canaryflow"), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
+	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
 	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", "http://prometheus:9090"), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
 	fs.StringVar(&c.cluster, "cluster", env("CLUSTER", ""), "cluster name shown in alerts (CANARYFLOW_CLUSTER)")

@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -139,13 +138,4 @@ func newZap(cfg *config) (*zap.Logger, error) {
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
 	return zc.Build()
-}
-
-// clients returns the typed client for the activities that read core objects.
-func clients(c *rest.Config) (kubernetes.Interface, error) {
-	k, err := kubernetes.NewForConfig(c)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return k, nil
 }

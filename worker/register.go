@@ -1,9 +1,13 @@
 package main
 
 import (
+	"fmt"
+
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/canaryflow/canaryflow/activities"
@@ -20,18 +24,17 @@ type dependencies struct {
 }
 
 func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependencies, error) {
-	k, err := clients(kube)
+	// One clientset for every activity: workloads, routers and secrets share its connections.
+	k, err := kubernetes.NewForConfig(kube)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	wl, err := workload.New(kube)
+	dyn, err := dynamic.NewForConfig(kube)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
-	routers, err := router.NewRegistry(kube)
-	if err != nil {
-		return nil, err
-	}
+	wl := workload.NewForClientset(k)
+	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery()})
 	return &dependencies{
 		workloads: &activities.Workloads{Kube: wl},
 		routing:   &activities.Routing{Routers: activities.KubeRouters{Registry: routers}},

@@ -45,14 +45,9 @@ func newSDKMetrics() *sdkMetrics {
 func (m *sdkMetrics) Handler() client.MetricsHandler { return &sdkHandler{m: m} }
 
 func key(name string, labels map[string]string) string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString(name)
-	for _, k := range keys {
+	for _, k := range labelNames(labels) {
 		b.WriteString("\x00" + k + "=" + labels[k])
 	}
 	return b.String()
@@ -133,53 +128,49 @@ func (h *sdkHandler) WithTags(tags map[string]string) client.MetricsHandler {
 	return &sdkHandler{m: h.m, tags: merged}
 }
 
+// update runs f on the sample of name with h's tags in samples, made by mk first if new; under the lock.
+func update[T any](h *sdkHandler, samples map[string]*T, name string, mk func() *T, f func(*T)) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	k := key(name, h.tags)
+	s := samples[k]
+	if s == nil {
+		s = mk()
+		samples[k] = s
+	}
+	f(s)
+}
+
+func (h *sdkHandler) newSample(name string) func() *sample {
+	return func() *sample { return &sample{name: name, labels: h.tags} }
+}
+
 func (h *sdkHandler) Counter(name string) client.MetricsCounter {
 	return counterFunc(func(d int64) {
-		h.m.mu.Lock()
-		defer h.m.mu.Unlock()
-		k := key(name, h.tags)
-		s, ok := h.m.counters[k]
-		if !ok {
-			s = &sample{name: name, labels: h.tags}
-			h.m.counters[k] = s
-		}
-		s.value += float64(d)
+		update(h, h.m.counters, name, h.newSample(name), func(s *sample) { s.value += float64(d) })
 	})
 }
 
 func (h *sdkHandler) Gauge(name string) client.MetricsGauge {
 	return gaugeFunc(func(v float64) {
-		h.m.mu.Lock()
-		defer h.m.mu.Unlock()
-		k := key(name, h.tags)
-		s, ok := h.m.gauges[k]
-		if !ok {
-			s = &sample{name: name, labels: h.tags}
-			h.m.gauges[k] = s
-		}
-		s.value = v
+		update(h, h.m.gauges, name, h.newSample(name), func(s *sample) { s.value = v })
 	})
 }
 
 func (h *sdkHandler) Timer(name string) client.MetricsTimer {
 	return timerFunc(func(d time.Duration) {
-		h.m.mu.Lock()
-		defer h.m.mu.Unlock()
-		k := key(name, h.tags)
-		t, ok := h.m.timers[k]
-		if !ok {
-			t = &timerSample{name: name, labels: h.tags, buckets: map[float64]uint64{}}
-			h.m.timers[k] = t
-		}
-		sec := d.Seconds()
-		t.count++
-		t.sum += sec
-		for _, b := range timerBuckets {
-			if sec <= b {
-				t.buckets[b]++
-				break
+		mk := func() *timerSample { return &timerSample{name: name, labels: h.tags, buckets: map[float64]uint64{}} }
+		update(h, h.m.timers, name, mk, func(t *timerSample) {
+			sec := d.Seconds()
+			t.count++
+			t.sum += sec
+			for _, b := range timerBuckets {
+				if sec <= b {
+					t.buckets[b]++
+					break
+				}
 			}
-		}
+		})
 	})
 }
 
