@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -150,6 +151,10 @@ func (t *Traefik) reconcileRoutes(ctx context.Context, c *v1beta1.Canary) error 
 	if err != nil {
 		return fmt.Errorf("list IngressRoutes in %s: %w", c.Namespace, err)
 	}
+	listed := map[string]*unstructured.Unstructured{}
+	for i := range list.Items {
+		listed[list.Items[i].GetName()] = &list.Items[i]
+	}
 	cloned := 0
 	for _, ir := range list.Items {
 		if workload.IsManaged(&ir) {
@@ -190,8 +195,8 @@ func (t *Traefik) reconcileRoutes(ctx context.Context, c *v1beta1.Canary) error 
 			}
 		}
 		name := ir.GetName() + "-canary"
-		if _, err := t.routes.get(ctx, c.Namespace, name); err != nil {
-			return err
+		if old := listed[name]; old != nil && !workload.IsManaged(old) { // the list holds the clone if it exists
+			return workload.NotOurs(t.routes.kind, c.Namespace, name, "delete it or rename spec.service.name")
 		}
 		if err := t.routes.apply(ctx, traefikService(c, name, spec), true); err != nil {
 			return err
@@ -328,9 +333,9 @@ func (t *Traefik) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 			return fmt.Errorf("list IngressRoutes in %s: %w", c.Namespace, err)
 		}
 		for _, ir := range list.Items {
-			if ir.GetAnnotations()[workload.CanaryAnnotation] == c.Namespace+"/"+c.Name {
-				if err := t.routes.remove(ctx, c.Namespace, ir.GetName()); err != nil {
-					return err
+			if ir.GetAnnotations()[workload.CanaryAnnotation] == c.Namespace+"/"+c.Name { // listed as ours: delete it
+				if err := ri.Delete(ctx, ir.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+					return fmt.Errorf("delete IngressRoute %s/%s: %w", c.Namespace, ir.GetName(), err)
 				}
 			}
 		}
