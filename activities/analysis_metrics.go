@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/providers/capability"
 	"github.com/canaryflow/canaryflow/providers/metrics"
 )
 
@@ -99,7 +98,7 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 		tpl, ok := metrics.BuiltinQuery(c.Provider, m.Name)
 		if !ok {
 			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: provider %q has no builtin query; use a MetricTemplate (builtin queries exist for %v)",
-				m.Name, capability.Base(c.Provider), metrics.BuiltinProviders()), nil)
+				m.Name, v1beta1.ProviderBase(c.Provider), metrics.BuiltinProviders()), nil)
 		}
 		cfg.Address, cfg.HTTPClient = promAddress, a.httpClient(false)
 		if query, err = metrics.Render(tpl, model); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/providers/catalog"
 	"github.com/canaryflow/canaryflow/providers/router"
 	"github.com/canaryflow/canaryflow/providers/workload"
 	"github.com/canaryflow/canaryflow/workflows"
@@ -80,7 +81,7 @@ func TestRolloutHistoryHoldsNoSecretValue(t *testing.T) {
 	w := worker.New(tc, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	w.RegisterActivity(&activities.Workloads{Kube: wl})
-	w.RegisterActivity(&activities.Routing{Routers: activities.KubeRouters{Registry: routers}})
+	w.RegisterActivity(&activities.Routing{Routers: routers})
 	w.RegisterActivity(activities.NewAnalysis(activities.KubeSecrets{Client: cs}, "", "lab", nil))
 	require.NoError(t, w.Start())
 	defer w.Stop()
@@ -107,7 +108,7 @@ func TestRolloutHistoryHoldsNoSecretValue(t *testing.T) {
 		},
 	}
 	canary.SetDefaults()
-	require.Empty(t, canary.Validate(v1beta1.RefCheck{}))
+	require.Empty(t, canary.Validate(catalog.Capabilities(), v1beta1.RefCheck{}))
 	input := workflows.RolloutInput{
 		Canary: canary,
 		Templates: []v1beta1.MetricTemplate{{ObjectMeta: metav1.ObjectMeta{Name: "availability", Namespace: ns},

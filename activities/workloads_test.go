@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/router"
 )
 
 type fakeKube struct {
@@ -134,7 +135,7 @@ func TestWorkloadErrorsRetryUnlessPermanent(t *testing.T) {
 
 type fakeRouters struct{ set [][3]int }
 
-func (f *fakeRouters) Router(provider string) (Router, error) {
+func (f *fakeRouters) Get(provider string) (router.Router, error) {
 	if provider != "traefik" {
 		return nil, errors.New("unknown provider")
 	}

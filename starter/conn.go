@@ -13,6 +13,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
+	"github.com/canaryflow/canaryflow/providers/catalog"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
@@ -135,7 +136,7 @@ func (r *canaryRef) resolve(args []string) (ns, name string, err error) {
 // loadOneCanary loads and validates a file that must hold exactly one Canary (and the MetricTemplates and
 // AlertProviders it references, which the workflow cannot look up itself).
 func loadOneCanary(file string) (*v1beta1.Canary, *v1beta1.Set, error) {
-	set, err := v1beta1.LoadFile(file, v1beta1.ValidateOptions{RequireTemplates: true, RequireAlertProviders: true})
+	set, err := v1beta1.LoadFile(file, v1beta1.ValidateOptions{RequireTemplates: true, RequireAlertProviders: true, Capabilities: catalog.Capabilities()})
 	if err != nil {
 		return nil, nil, &exitError{code: exitBadInput, err: err}
 	}

@@ -8,11 +8,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/catalog"
 )
 
 func newValidateCmd() *cobra.Command {
 	var file string
-	var opts v1beta1.ValidateOptions
+	opts := v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()}
 	cmd := &cobra.Command{
 		Use:   "validate -f FILE",
 		Short: "Check Canary, MetricTemplate and AlertProvider documents and show what each rollout will do",

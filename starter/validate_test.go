@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func runStarter(stdin string, args ...string) (code int, stdout, stderr string) {
@@ -15,11 +17,43 @@ func runStarter(stdin string, args ...string) (code int, stdout, stderr string) 
 }
 
 func TestValidatePrintsOneLinePerDocumentAndExits0(t *testing.T) {
-	code, out, errOut := runStarter("", "validate", "-f", "../api/v1beta1/testdata/flagger/nginx-custom-metrics.yaml")
+	doc, err := os.ReadFile("../api/v1beta1/testdata/flagger/nginx-custom-metrics.yaml")
+	require.NoError(t, err)
+	code, out, errOut := runStarter(strings.Replace(string(doc), "provider: nginx", "provider: traefik", 1), "validate", "-f", "-")
 	assert.Equal(t, 0, code, errOut)
 	assert.Equal(t, "MetricTemplate test/error-rate provider=prometheus\n"+
-		"Canary test/podinfo provider=nginx strategy=canary schedule: 10,25,50 → promote\n"+
+		"Canary test/podinfo provider=traefik strategy=canary schedule: 10,25,50 → promote\n"+
 		"AlertProvider flagger/on-call type=slack\n", out)
+}
+
+func TestValidateRefusesWhatThisBuildCannotRun(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc, want string
+	}{
+		{"a provider Flagger knows without a router here", `apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: podinfo, namespace: test}
+spec:
+  provider: linkerd
+  targetRef: {kind: Deployment, name: podinfo}
+  service: {port: 9898}
+  analysis: {interval: 1m, stepWeight: 10, maxWeight: 50}
+`, `spec.provider: provider "linkerd" has no router in this build of canaryflow: use one of `},
+		{"a metric backend Flagger knows without a backend here", `apiVersion: flagger.app/v1beta1
+kind: MetricTemplate
+metadata: {name: errors, namespace: test}
+spec:
+  provider: {type: influxdb, address: http://influx:8086}
+  query: from(bucket:"x")
+`, `spec.provider.type: metric provider "influxdb" has no backend in this build of canaryflow: use one of cloudwatch, datadog, graphite, newrelic, prometheus`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runStarter(tc.doc, "validate", "-f", "-")
+			assert.Equal(t, 2, code)
+			assert.Empty(t, out)
+			assert.Contains(t, errOut, tc.want)
+		})
+	}
 }
 
 func TestValidateShowsTheWeightSchedule(t *testing.T) {

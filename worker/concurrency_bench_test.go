@@ -19,6 +19,7 @@ import (
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labbin"
+	"github.com/canaryflow/canaryflow/providers/catalog"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
@@ -125,7 +126,7 @@ func runRound(ctx context.Context, b *testing.B, tc client.Client, cluster *acti
 	sem := make(chan struct{}, 32)
 	for i := range n {
 		name := fmt.Sprintf("app-%04d", i)
-		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(benchCanary, name, ns, name)), "bench", v1beta1.ValidateOptions{})
+		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(benchCanary, name, ns, name)), "bench", v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -37,7 +37,7 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery()})
 	return &dependencies{
 		workloads: &activities.Workloads{Kube: wl},
-		routing:   &activities.Routing{Routers: activities.KubeRouters{Registry: routers}},
+		routing:   &activities.Routing{Routers: routers},
 		analysis:  activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log),
 	}, nil
 }

@@ -17,7 +17,7 @@ func BenchmarkLoadCanary(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if _, err := Load(bytes.NewReader(data), "bench", ValidateOptions{}); err != nil {
+		if _, err := Load(bytes.NewReader(data), "bench", ValidateOptions{Capabilities: designCaps}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
-
-	"github.com/canaryflow/canaryflow/providers/capability"
 )
 
 // Flagger's defaults, which canaryflow matches.
@@ -52,7 +50,7 @@ func (c *Canary) SetDefaults() []string {
 	}
 	s := &c.Spec
 	if s.Provider == "" {
-		s.Provider = capability.DefaultProvider
+		s.Provider = DefaultProvider
 	}
 	if s.TargetRef.APIVersion == "" && (s.TargetRef.Kind == "Deployment" || s.TargetRef.Kind == "DaemonSet") {
 		s.TargetRef.APIVersion = "apps/v1"

@@ -22,7 +22,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("{\"apiVersion\":\"flagger.app/v1beta1\",\"kind\":\"List\",\"items\":[{}]}"))
 	f.Add([]byte("---\n---\nkind: Canary\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		set, err := Load(bytes.NewReader(data), "fuzz", ValidateOptions{})
+		set, err := Load(bytes.NewReader(data), "fuzz", ValidateOptions{Capabilities: designCaps})
 		if err != nil {
 			return
 		}

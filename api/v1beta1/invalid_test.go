@@ -42,7 +42,7 @@ spec:
 `
 
 func TestGoodDocumentIsValid(t *testing.T) {
-	_, err := Load(strings.NewReader(good), "good", ValidateOptions{})
+	_, err := Load(strings.NewReader(good), "good", ValidateOptions{Capabilities: designCaps})
 	require.NoError(t, err)
 }
 
@@ -133,7 +133,7 @@ func TestInvalidDocumentsNameTheField(t *testing.T) {
 				doc = strings.Replace(doc, "name: request-success-rate", "name: error-rate\n        templateRef: {name: error-rate}", 1)
 				tc.paths, tc.message = []string{"spec.analysis.metrics[0].templateRef"}, "MetricTemplate test/error-rate is not among the loaded documents"
 			}
-			_, err := Load(strings.NewReader(doc), "case", ValidateOptions{})
+			_, err := Load(strings.NewReader(doc), "case", ValidateOptions{Capabilities: designCaps})
 			var list ErrorList
 			require.ErrorAs(t, err, &list, "the document must be refused")
 			assert.Equal(t, tc.paths, list.Paths())
@@ -149,7 +149,7 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 		"url: http://loadtester.test/", "url: \"\"",
 		"kind: Deployment", "kind: Job",
 	).Replace(good)
-	_, err := Load(strings.NewReader(doc), "case", ValidateOptions{})
+	_, err := Load(strings.NewReader(doc), "case", ValidateOptions{Capabilities: designCaps})
 	var list ErrorList
 	require.ErrorAs(t, err, &list)
 	assert.ElementsMatch(t, []string{"spec.targetRef.kind", "spec.analysis.interval", "spec.analysis.stepWeight",
@@ -158,13 +158,13 @@ func TestEveryProblemIsReportedAtOnce(t *testing.T) {
 
 func TestRequireTemplatesChecksRefsWithoutLoadedTemplates(t *testing.T) {
 	doc := strings.Replace(good, "name: request-success-rate", "name: error-rate\n        templateRef: {name: error-rate}", 1)
-	_, err := Load(strings.NewReader(doc), "case", ValidateOptions{})
+	_, err := Load(strings.NewReader(doc), "case", ValidateOptions{Capabilities: designCaps})
 	require.NoError(t, err, "templates may live in the cluster when none are loaded")
-	_, err = Load(strings.NewReader(doc), "case", ValidateOptions{RequireTemplates: true})
+	_, err = Load(strings.NewReader(doc), "case", ValidateOptions{Capabilities: designCaps, RequireTemplates: true})
 	require.Error(t, err)
 }
 
 func TestEmptyInputIsAnError(t *testing.T) {
-	_, err := Load(strings.NewReader("# only a comment\n---\n"), "empty", ValidateOptions{})
+	_, err := Load(strings.NewReader("# only a comment\n---\n"), "empty", ValidateOptions{Capabilities: designCaps})
 	require.ErrorContains(t, err, "no documents found")
 }

@@ -37,7 +37,7 @@ func TestFlaggerDocumentsLoadWithTheirStrategyAndSchedule(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
-			set, err := LoadFile(filepath.Join("testdata", "flagger", tc.file), ValidateOptions{})
+			set, err := LoadFile(filepath.Join("testdata", "flagger", tc.file), ValidateOptions{Capabilities: designCaps})
 			require.NoError(t, err)
 			canaries := set.Canaries()
 			require.Len(t, canaries, 1)
@@ -51,7 +51,7 @@ func TestFlaggerDocumentsLoadWithTheirStrategyAndSchedule(t *testing.T) {
 }
 
 func TestApisixSessionAffinityIsRefusedBecauseTheRouterCannotDoIt(t *testing.T) {
-	_, err := LoadFile(filepath.Join("testdata", "flagger", "apisix-session-affinity.yaml"), ValidateOptions{})
+	_, err := LoadFile(filepath.Join("testdata", "flagger", "apisix-session-affinity.yaml"), ValidateOptions{Capabilities: designCaps})
 	var list ErrorList
 	require.ErrorAs(t, err, &list)
 	assert.Equal(t, []string{"spec.analysis.sessionAffinity"}, list.Paths())
@@ -74,7 +74,7 @@ spec:
     webhooks:
       - name: load
         url: http://loadtester/
-`), "inline", ValidateOptions{})
+`), "inline", ValidateOptions{Capabilities: designCaps})
 	require.NoError(t, err)
 	c := set.Canaries()[0]
 	a := c.Spec.Analysis
@@ -96,14 +96,14 @@ spec:
 }
 
 func TestKubernetesProviderNeedsBlueGreen(t *testing.T) {
-	_, err := Load(strings.NewReader(canaryWith("provider: kubernetes", "stepWeight: 10")), "inline", ValidateOptions{})
+	_, err := Load(strings.NewReader(canaryWith("provider: kubernetes", "stepWeight: 10")), "inline", ValidateOptions{Capabilities: designCaps})
 	var list ErrorList
 	require.ErrorAs(t, err, &list)
 	assert.Equal(t, []string{"spec.analysis.stepWeight"}, list.Paths())
 }
 
 func TestShortIntervalIsClampedWithAWarning(t *testing.T) {
-	set, err := Load(strings.NewReader(canaryWith("provider: traefik", "interval: 5s\n    stepWeight: 10")), "inline", ValidateOptions{})
+	set, err := Load(strings.NewReader(canaryWith("provider: traefik", "interval: 5s\n    stepWeight: 10")), "inline", ValidateOptions{Capabilities: designCaps})
 	require.NoError(t, err)
 	assert.Equal(t, "10s", set.Canaries()[0].Spec.Analysis.Interval)
 	require.Len(t, set.Warnings, 1)
@@ -124,7 +124,7 @@ spec:
     metrics:
       - {name: request-success-rate, threshold: 99}
       - {name: request-duration, threshold: 500}
-`), "inline", ValidateOptions{})
+`), "inline", ValidateOptions{Capabilities: designCaps})
 	require.NoError(t, err)
 	m := set.Canaries()[0].Spec.Analysis.Metrics
 	assert.Equal(t, 99.0, *m[0].ThresholdRange.Min)
@@ -136,7 +136,7 @@ spec:
 func TestManyDocumentsOfEveryKindInAnyOrder(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("testdata", "flagger", "nginx-custom-metrics.yaml"))
 	require.NoError(t, err)
-	set, err := Load(bytes.NewReader(data), "custom", ValidateOptions{})
+	set, err := Load(bytes.NewReader(data), "custom", ValidateOptions{Capabilities: designCaps})
 	require.NoError(t, err)
 	kinds := []string{}
 	for _, d := range set.Documents {
@@ -154,7 +154,7 @@ func TestJSONInputAndListsLoadToo(t *testing.T) {
 "service":{"port":80},"analysis":{"stepWeight":20}}},{"apiVersion":"flagger.app/v1beta1","kind":"Canary",
 "metadata":{"name":"b","namespace":"n"},"spec":{"targetRef":{"kind":"Deployment","name":"b"},"service":{"port":80},
 "analysis":{"iterations":3}}}]}`
-	set, err := Load(strings.NewReader(js), "list.json", ValidateOptions{})
+	set, err := Load(strings.NewReader(js), "list.json", ValidateOptions{Capabilities: designCaps})
 	require.NoError(t, err)
 	require.Len(t, set.Canaries(), 2)
 	assert.Equal(t, "20,40,60,80,100 → promote", set.Canaries()[0].Schedule())
@@ -170,7 +170,7 @@ func TestRoundTripYAMLToJSONGivesTheSameSpec(t *testing.T) {
 			continue // invalid on purpose: TestApisixSessionAffinityIsRefusedBecauseTheRouterCannotDoIt
 		}
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			first, err := LoadFile(f, ValidateOptions{})
+			first, err := LoadFile(f, ValidateOptions{Capabilities: designCaps})
 			require.NoError(t, err)
 			for _, d := range first.Documents {
 				again, err := reloadFromJSON(d)
@@ -194,7 +194,7 @@ func reloadFromJSON(d Document) (Document, error) {
 	if err != nil {
 		return Document{}, fmt.Errorf("accepted document does not marshal: %w", err)
 	}
-	set, err := Load(bytes.NewReader(js), "json", ValidateOptions{})
+	set, err := Load(bytes.NewReader(js), "json", ValidateOptions{Capabilities: designCaps})
 	if err != nil {
 		return Document{}, fmt.Errorf("accepted document does not reload from JSON: %w\n%s", err, js)
 	}

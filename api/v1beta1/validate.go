@@ -6,8 +6,6 @@ import (
 	"strings"
 	"text/template"
 	"time"
-
-	"github.com/canaryflow/canaryflow/providers/capability"
 )
 
 // ValidateOptions says which cross-document references must resolve.
@@ -18,17 +16,19 @@ type ValidateOptions struct {
 	RequireTemplates bool
 	// RequireAlertProviders does the same for alert providerRefs.
 	RequireAlertProviders bool
+	// Capabilities is what this build can run (required): routers, builtin metric queries, metric backends.
+	Capabilities *Capabilities
 }
-
-// Metric provider types MetricTemplates may name.
-var metricProviderTypes = []string{"prometheus", "datadog", "newrelic", "cloudwatch", "graphite", "influxdb",
-	"stackdriver", "dynatrace", "keptn", "splunk"}
 
 // Alert provider types AlertProviders may name.
 var alertProviderTypes = []string{"slack", "msteams", "discord", "rocket", "gchat"}
 
 // Validate checks every loaded document and the references between them, returning every problem at once.
 func (s *Set) Validate(opts ValidateOptions) ErrorList {
+	if opts.Capabilities == nil {
+		return ErrorList{FieldError{Doc: "validation", Message: "no capabilities given: the caller must say what this build can run (providers/catalog)"}}
+	}
+	caps := opts.Capabilities
 	templates := map[string]bool{}
 	for _, t := range s.MetricTemplates() {
 		templates[t.Namespace+"/"+t.Name] = true
@@ -47,9 +47,9 @@ func (s *Set) Validate(opts ValidateOptions) ErrorList {
 	for _, d := range s.Documents {
 		switch {
 		case d.Canary != nil:
-			all = append(all, d.Canary.validate(d.Label(), refs)...)
+			all = append(all, d.Canary.validate(d.Label(), caps, refs)...)
 		case d.MetricTemplate != nil:
-			all = append(all, d.MetricTemplate.Validate(d.Label())...)
+			all = append(all, d.MetricTemplate.Validate(d.Label(), caps)...)
 		case d.AlertProvider != nil:
 			all = append(all, d.AlertProvider.Validate(d.Label())...)
 		}
@@ -65,23 +65,37 @@ type RefCheck struct {
 	CheckProviders bool
 }
 
-// Validate checks a defaulted Canary on its own (references are checked by Set.Validate or with refs).
-func (c *Canary) Validate(refs RefCheck) ErrorList {
-	return c.validate(fmt.Sprintf("Canary %s/%s", c.Namespace, c.Name), refs)
+// Validate checks a defaulted Canary on its own against what this build can run (references are checked by
+// Set.Validate or with refs).
+func (c *Canary) Validate(caps *Capabilities, refs RefCheck) ErrorList {
+	return c.validate(fmt.Sprintf("Canary %s/%s", c.Namespace, c.Name), caps, refs)
 }
 
-func (c *Canary) validate(doc string, refs RefCheck) ErrorList {
+// provider is what validation knows of a Canary's router provider.
+type provider struct {
+	base    string
+	traffic Traffic
+	builtin bool // builtin metric queries exist
+}
+
+func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorList {
 	e := &errs{doc: doc}
 	s := &c.Spec
 
 	// Provider first: the rest depends on what it can do.
-	caps, known := capability.Of(s.Provider)
-	if !known {
-		e.add("spec.provider", "unknown provider %q: use one of %s", s.Provider, strings.Join(capability.Providers(), ", "))
-		// Judge the rest as if the provider could do anything, so one typo gives one error.
-		caps = capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true}
+	base := ProviderBase(s.Provider)
+	traffic, built := caps.Routers[base]
+	pv := provider{base: base, traffic: traffic, builtin: caps.BuiltinMetrics[base]}
+	if !built {
+		routers := strings.Join(caps.RouterNames(), ", ")
+		if contains(FlaggerProviders, base) {
+			e.add("spec.provider", "provider %q has no router in this build of canaryflow: use one of %s", s.Provider, routers)
+		} else {
+			e.add("spec.provider", "unknown provider %q: use one of %s", s.Provider, routers)
+		}
+		// Judge the rest as if the provider could do anything, so one wrong provider gives one error.
+		pv.traffic, pv.builtin = Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true}, true
 	}
-	base := capability.Base(s.Provider)
 
 	switch {
 	case s.TargetRef.Name == "":
@@ -145,12 +159,13 @@ func (c *Canary) validate(doc string, refs RefCheck) ErrorList {
 		}
 		return e.list
 	}
-	c.validateAnalysis(e, a, caps, base, refs)
+	c.validateAnalysis(e, a, caps, pv, refs)
 	return e.list
 }
 
-func (c *Canary) validateAnalysis(e *errs, a *CanaryAnalysis, caps capability.Set, base string, refs RefCheck) {
+func (c *Canary) validateAnalysis(e *errs, a *CanaryAnalysis, caps *Capabilities, pv provider, refs RefCheck) {
 	const p = "spec.analysis"
+	base := pv.base
 	checkDuration(e, p+".interval", a.Interval)
 	if a.Threshold < 0 {
 		e.add(p+".threshold", "must not be negative (failed checks before rollback, default 1)")
@@ -188,24 +203,24 @@ func (c *Canary) validateAnalysis(e *errs, a *CanaryAnalysis, caps capability.Se
 		e.add(p+".iterations", "required with match: A/B testing runs for a number of iterations (e.g. 10)")
 	}
 	if weighted && !c.Spec.SkipAnalysis && a.StepWeight == 0 && len(a.StepWeights) == 0 {
-		if caps.Weights {
+		if pv.traffic.Weights {
 			e.add(p+".stepWeight", "required: set stepWeight (or stepWeights) for a canary, or iterations for blue/green")
 		} else {
 			e.add(p+".iterations", "required with provider %s: it cannot split traffic by weight, so use blue/green (iterations)", base)
 		}
 	}
-	if !caps.Weights && (a.StepWeight > 0 || len(a.StepWeights) > 0) {
+	if !pv.traffic.Weights && (a.StepWeight > 0 || len(a.StepWeights) > 0) {
 		e.add(p+".stepWeight", "provider %s cannot split traffic by weight: remove stepWeight/stepWeights and use iterations (blue/green)", base)
 	}
-	if len(a.Match) > 0 && !caps.Match {
-		e.add(p+".match", "provider %s cannot route by request match: use a provider that can (%s) or remove match", base, providersWith(func(s capability.Set) bool { return s.Match }))
+	if len(a.Match) > 0 && !pv.traffic.Match {
+		e.add(p+".match", "provider %s cannot route by request match: use a provider that can (%s) or remove match", base, caps.routersWith(func(t Traffic) bool { return t.Match }))
 	}
-	if a.Mirror && !caps.Mirror {
-		e.add(p+".mirror", "provider %s cannot mirror traffic: use a provider that can (%s) or remove mirror", base, providersWith(func(s capability.Set) bool { return s.Mirror }))
+	if a.Mirror && !pv.traffic.Mirror {
+		e.add(p+".mirror", "provider %s cannot mirror traffic: use a provider that can (%s) or remove mirror", base, caps.routersWith(func(t Traffic) bool { return t.Mirror }))
 	}
 	if a.SessionAffinity != nil {
-		if !caps.SessionAffinity {
-			e.add(p+".sessionAffinity", "provider %s cannot keep session affinity: use a provider that can (%s) or remove sessionAffinity", base, providersWith(func(s capability.Set) bool { return s.SessionAffinity }))
+		if !pv.traffic.SessionAffinity {
+			e.add(p+".sessionAffinity", "provider %s cannot keep session affinity: use a provider that can (%s) or remove sessionAffinity", base, caps.routersWith(func(t Traffic) bool { return t.SessionAffinity }))
 		}
 		if a.SessionAffinity.CookieName == "" {
 			e.add(p+".sessionAffinity.cookieName", "required: name the cookie that keeps a client on the canary")
@@ -235,7 +250,7 @@ func (c *Canary) validateAnalysis(e *errs, a *CanaryAnalysis, caps capability.Se
 		}
 		builtin := IsBuiltinMetric(m.Name) && m.TemplateRef == nil && m.Query == ""
 		switch {
-		case builtin && !caps.BuiltinMetrics:
+		case builtin && !pv.builtin:
 			e.add(path+".name", "provider %s has no builtin query for %s: reference a MetricTemplate with templateRef", base, m.Name)
 		case !builtin && m.TemplateRef == nil && m.Query == "":
 			e.add(path+".templateRef", "metric %q is not builtin (%s, %s): reference a MetricTemplate with templateRef", m.Name, MetricRequestSuccessRate, MetricRequestDuration)
@@ -303,12 +318,22 @@ func (m HTTPMatchRequest) isEmpty() bool {
 		len(m.QueryParams) == 0 && len(m.SourceLabels) == 0 && len(m.WithoutHeaders) == 0 && m.Port == 0
 }
 
-// Validate checks a MetricTemplate: a known provider type, an address where one is needed, a query that parses.
-func (m *MetricTemplate) Validate(doc string) ErrorList {
+// flaggerMetricBackends are the MetricTemplate provider types Flagger knows.
+var flaggerMetricBackends = []string{"cloudwatch", "datadog", "dynatrace", "graphite", "influxdb", "keptn", "newrelic",
+	"prometheus", "splunk", "stackdriver"}
+
+// Validate checks a MetricTemplate against what this build can query: a backend it has, an address where one is
+// needed, a query that parses.
+func (m *MetricTemplate) Validate(doc string, caps *Capabilities) ErrorList {
 	e := &errs{doc: doc}
 	t := m.Spec.Provider.Type
-	if !contains(metricProviderTypes, t) {
-		e.add("spec.provider.type", "unknown metric provider %q: use one of %s", t, strings.Join(metricProviderTypes, ", "))
+	if !caps.MetricBackends[t] {
+		have := strings.Join(sortedKeys(caps.MetricBackends), ", ")
+		if contains(flaggerMetricBackends, t) {
+			e.add("spec.provider.type", "metric provider %q has no backend in this build of canaryflow: use one of %s", t, have)
+		} else {
+			e.add("spec.provider.type", "unknown metric provider %q: use one of %s", t, have)
+		}
 	}
 	if a := m.Spec.Provider.Address; a != "" {
 		if u, err := url.Parse(a); err != nil || u.Scheme == "" || u.Host == "" {
@@ -388,16 +413,6 @@ func hookTypeList() string {
 		s[i] = string(h)
 	}
 	return strings.Join(s, ", ")
-}
-
-func providersWith(has func(capability.Set) bool) string {
-	var out []string
-	for _, name := range capability.Providers() {
-		if s, _ := capability.Of(name); has(s) {
-			out = append(out, name)
-		}
-	}
-	return strings.Join(out, ", ")
 }
 
 func contains(list []string, s string) bool {

@@ -4,7 +4,7 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/canaryflow/canaryflow/providers/capability"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
 
 // Builtin metric names (as in the Canary spec).
@@ -37,7 +37,7 @@ func registerBuiltin(provider string, q BuiltinQueries) {
 func BuiltinQuery(provider, metric string) (string, bool) {
 	builtinMu.RLock()
 	defer builtinMu.RUnlock()
-	q, ok := builtins[capability.Base(provider)]
+	q, ok := builtins[v1beta1.ProviderBase(provider)]
 	if !ok {
 		return "", false
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 )
@@ -70,22 +71,41 @@ func (c Config) interval() time.Duration {
 	return c.Interval
 }
 
-// New builds the provider named by cfg.Type.
-func New(cfg Config) (Provider, error) {
-	switch strings.ToLower(cfg.Type) {
-	case "", "prometheus":
-		return NewPrometheus(cfg)
-	case "datadog":
-		return NewDatadog(cfg)
-	case "newrelic":
-		return NewNewRelic(cfg)
-	case "cloudwatch":
-		return NewCloudWatch(cfg)
-	case "graphite":
-		return NewGraphite(cfg)
-	default:
-		return nil, fmt.Errorf("%w: unknown provider type %q (known: prometheus, datadog, newrelic, cloudwatch, graphite)", ErrInvalidConfig, cfg.Type)
+// backends are the MetricTemplate provider types this package can query, with their constructors.
+var backends = map[string]func(Config) (Provider, error){
+	"prometheus": backend(NewPrometheus),
+	"datadog":    backend(NewDatadog),
+	"newrelic":   backend(NewNewRelic),
+	"cloudwatch": backend(NewCloudWatch),
+	"graphite":   backend(NewGraphite),
+}
+
+// backend turns a backend's typed constructor into an entry of backends.
+func backend[P Provider](ctor func(Config) (P, error)) func(Config) (Provider, error) {
+	return func(cfg Config) (Provider, error) { return ctor(cfg) }
+}
+
+// Backends lists the provider types New accepts, sorted.
+func Backends() []string {
+	out := make([]string, 0, len(backends))
+	for t := range backends {
+		out = append(out, t)
 	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds the provider named by cfg.Type (empty is prometheus).
+func New(cfg Config) (Provider, error) {
+	t := strings.ToLower(cfg.Type)
+	if t == "" {
+		t = "prometheus"
+	}
+	ctor, ok := backends[t]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown provider type %q (known: %s)", ErrInvalidConfig, cfg.Type, strings.Join(Backends(), ", "))
+	}
+	return ctor(cfg)
 }
 
 // RedactURL returns scheme and host of a URL only, so a token in its path or query never reaches an error message.

@@ -7,14 +7,13 @@ import (
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/providers/workload"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // crd finds, once, which of a few group/versions serves a custom resource we do not own, and reads and applies
@@ -55,7 +54,7 @@ func (r *crd) find() (schema.GroupVersionResource, error) {
 			}
 		}
 	}
-	return schema.GroupVersionResource{}, workload.Permanentf("the %s CRD is not installed (looked for %s in %s): install it before using this provider",
+	return schema.GroupVersionResource{}, kubeobj.Permanentf("the %s CRD is not installed (looked for %s in %s): install it before using this provider",
 		r.kind, r.resource, strings.Join(tried, ", "))
 }
 
@@ -73,37 +72,19 @@ func (r *crd) get(ctx context.Context, namespace, name string) (*unstructured.Un
 	if err != nil {
 		return nil, err
 	}
-	u, err := ri.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s %s/%s: %w", r.kind, namespace, name, err)
-	}
-	if !workload.IsManaged(u) {
-		return nil, workload.NotOurs(r.kind, namespace, name, "delete it or rename spec.service.name")
-	}
-	return u, nil
+	return kubeobj.Get(ctx, ri, r.kind, namespace, name)
 }
 
 // remove deletes an object if it exists and is ours.
 func (r *crd) remove(ctx context.Context, namespace, name string) error {
-	u, err := r.get(ctx, namespace, name)
-	if err != nil || u == nil {
-		return err
-	}
 	ri, _, err := r.client(namespace)
 	if err != nil {
 		return err
 	}
-	if err := ri.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("delete %s %s/%s: %w", r.kind, namespace, name, err)
-	}
-	return nil
+	return kubeobj.Delete(ctx, ri, r.kind, namespace, name)
 }
 
-// apply writes obj (apiVersion is filled in). Without force a field another manager owns is a conflict: then the
-// object is read, refused if it is not ours, and applied again with force. A plain write thus costs one request.
+// apply writes obj (apiVersion and kind are filled in) with kubeobj.Apply.
 func (r *crd) apply(ctx context.Context, obj *unstructured.Unstructured, force bool) error {
 	ri, gvr, err := r.client(obj.GetNamespace())
 	if err != nil {
@@ -111,20 +92,7 @@ func (r *crd) apply(ctx context.Context, obj *unstructured.Unstructured, force b
 	}
 	obj.SetAPIVersion(gvr.GroupVersion().String())
 	obj.SetKind(r.kind)
-	_, err = ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: workload.FieldManager, Force: force})
-	if apierrors.IsConflict(err) && !force {
-		if _, err := r.get(ctx, obj.GetNamespace(), obj.GetName()); err != nil {
-			return err
-		}
-		_, err = ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: workload.FieldManager, Force: true})
-	}
-	if err != nil {
-		err = fmt.Errorf("apply %s %s/%s: %w", r.kind, obj.GetNamespace(), obj.GetName(), err)
-		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-			return workload.Permanent(err)
-		}
-	}
-	return err
+	return kubeobj.Apply(ctx, ri, obj, force)
 }
 
 // newObject starts an object named after the apex Service with canaryflow's marker and spec.service.apex metadata.
@@ -134,7 +102,7 @@ func newObject(c *v1beta1.Canary, spec map[string]any) *unstructured.Unstructure
 	if m := c.Spec.Service.Apex; m != nil {
 		l, a = m.Labels, m.Annotations
 	}
-	labels, annotations := workload.Marker(c, l, a)
+	labels, annotations := kubeobj.Marker(c, l, a)
 	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
 	u.SetName(apex)
 	u.SetNamespace(c.Namespace)

@@ -13,8 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/providers/capability"
-	"github.com/canaryflow/canaryflow/providers/workload"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 func init() {
@@ -23,8 +22,7 @@ func init() {
 			kind: "HTTPRoute", resource: "httproutes", dyn: c.Dynamic, disc: c.Discovery,
 			candidates: []schema.GroupVersion{{Group: "gateway.networking.k8s.io", Version: "v1"}, {Group: "gateway.networking.k8s.io", Version: "v1beta1"}},
 		}}
-	})
-	declare("gatewayapi", capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true})
+	}, v1beta1.Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true})
 }
 
 // Annotations of the HTTPRoute that keep the session affinity cookie between calls (Flagger keeps them in the
@@ -63,9 +61,6 @@ func (g *GatewayAPI) Reconcile(ctx context.Context, c *v1beta1.Canary) error {
 
 // SetRoutes writes the split: one apply request, two with session affinity (its cookie is read back first).
 func (g *GatewayAPI) SetRoutes(ctx context.Context, c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bool) error {
-	if err := checkSplit(c, primaryWeight, canaryWeight, mirrored); err != nil {
-		return err
-	}
 	var live *unstructured.Unstructured
 	if sessionAffinity(c) != nil {
 		var err error
@@ -392,12 +387,12 @@ func gwMatches(in []v1beta1.HTTPMatchRequest) ([]map[string]any, error) {
 			case u.Regex != "":
 				m["path"] = map[string]any{"type": "RegularExpression", "value": u.Regex}
 			default:
-				return nil, workload.Permanentf("match[%d].uri: Gateway API matches paths by exact, prefix or regex only", i)
+				return nil, kubeobj.Permanentf("match[%d].uri: Gateway API matches paths by exact, prefix or regex only", i)
 			}
 		}
 		if r.Method != nil {
 			if r.Method.Exact == "" {
-				return nil, workload.Permanentf("match[%d].method: Gateway API matches methods exactly only", i)
+				return nil, kubeobj.Permanentf("match[%d].method: Gateway API matches methods exactly only", i)
 			}
 			m["method"] = r.Method.Exact
 		}
@@ -417,7 +412,7 @@ func gwMatches(in []v1beta1.HTTPMatchRequest) ([]map[string]any, error) {
 			for _, n := range names {
 				typ, val, err := stringMatch(kv.from[n])
 				if err != nil {
-					return nil, workload.Permanentf("match[%d].%s[%s]: %v", i, kv.field, n, err)
+					return nil, kubeobj.Permanentf("match[%d].%s[%s]: %v", i, kv.field, n, err)
 				}
 				list = append(list, map[string]any{"type": typ, "name": n, "value": val})
 			}

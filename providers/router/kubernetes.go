@@ -9,13 +9,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/providers/capability"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/workload"
 )
 
 func init() {
-	Register("kubernetes", func(c Clients) Router { return &Kubernetes{kube: c.Kube, workloads: workload.NewForClientset(c.Kube)} })
-	declare("kubernetes", capability.Set{})
+	Register("kubernetes", func(c Clients) Router { return &Kubernetes{kube: c.Kube, workloads: workload.NewForClientset(c.Kube)} }, v1beta1.Traffic{})
 }
 
 // Kubernetes routes with Services only: the apex Service selects either the primary's or the canary's pods
@@ -30,21 +29,21 @@ func (k *Kubernetes) apexSelectsPrimary(ctx context.Context, c *v1beta1.Canary) 
 	name := apexName(c)
 	svc, err := k.kube.CoreV1().Services(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return false, workload.Permanentf("Service %s/%s (the apex of Canary %s/%s) not found: the workloads must be initialised first",
+		return false, kubeobj.Permanentf("Service %s/%s (the apex of Canary %s/%s) not found: the workloads must be initialised first",
 			c.Namespace, name, c.Namespace, c.Name)
 	}
 	if err != nil {
 		return false, err
 	}
-	if !workload.IsManaged(svc) {
-		return false, workload.NotOurs("Service", c.Namespace, name, "delete it or rename spec.service.name")
+	if !kubeobj.IsManaged(svc) {
+		return false, kubeobj.NotOurs("Service", c.Namespace, name, "delete it or rename spec.service.name")
 	}
 	for _, l := range workload.SelectorLabels {
 		if v, ok := svc.Spec.Selector[l]; ok {
 			return strings.HasSuffix(v, "-primary"), nil
 		}
 	}
-	return false, workload.Permanentf("Service %s/%s selects no pods by %s: re-initialise the canary",
+	return false, kubeobj.Permanentf("Service %s/%s selects no pods by %s: re-initialise the canary",
 		c.Namespace, name, strings.Join(workload.SelectorLabels, ", "))
 }
 
@@ -57,11 +56,8 @@ func (k *Kubernetes) Reconcile(ctx context.Context, c *v1beta1.Canary) error {
 
 // SetRoutes points the apex Service at the primary's pods (100/0) or the canary's (0/100).
 func (k *Kubernetes) SetRoutes(ctx context.Context, c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bool) error {
-	if err := checkSplit(c, primaryWeight, canaryWeight, mirrored); err != nil {
-		return err
-	}
 	if mirrored || (primaryWeight != 100 && canaryWeight != 100) {
-		return workload.Permanentf("provider kubernetes can only switch all traffic (100/0 or 0/100), not %d/%d (Canary %s/%s)",
+		return kubeobj.Permanentf("provider kubernetes can only switch all traffic (100/0 or 0/100), not %d/%d (Canary %s/%s)",
 			primaryWeight, canaryWeight, c.Namespace, c.Name)
 	}
 	return k.workloads.SwitchApex(ctx, c, primaryWeight == 100)

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -9,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/canaryflow/canaryflow/lab/labtest"
-	"github.com/canaryflow/canaryflow/providers/workload"
 )
 
 // A router whose CRD is not installed fails for good, naming what is missing, and writes nothing. The lab has
@@ -32,7 +32,7 @@ func TestMissingCRDIsAPermanentErrorNamingIt(t *testing.T) {
 	} {
 		err := op()
 		require.Error(t, err, name)
-		var p *workload.PermanentError
+		var p *kubeobj.PermanentError
 		require.ErrorAs(t, err, &p, name)
 		require.Contains(t, err.Error(), "the TraefikService CRD is not installed (looked for traefikservices in traefik.canaryflow.invalid/v1alpha1)")
 	}

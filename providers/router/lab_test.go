@@ -20,6 +20,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/router"
 	"github.com/canaryflow/canaryflow/providers/workload"
 	"github.com/canaryflow/canaryflow/providers/workload/workloadtest"
@@ -300,7 +301,7 @@ func TestRouterObjectsAreOursIdempotentAndFinalized(t *testing.T) {
 			require.NoError(t, rt.SetRoutes(ctx, c, 70, 30, false))
 			before, err := dyn.Resource(tc.gvr).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
 			require.NoError(t, err)
-			require.Equal(t, workload.ManagedByValue, before.GetLabels()[workload.ManagedByLabel])
+			require.Equal(t, kubeobj.ManagedByValue, before.GetLabels()[kubeobj.ManagedByLabel])
 			require.NoError(t, rt.SetRoutes(ctx, c, 70, 30, false))
 			require.NoError(t, rt.Reconcile(ctx, c), "a reconcile never moves traffic")
 			after, err := dyn.Resource(tc.gvr).Namespace(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})

@@ -1,10 +1,9 @@
 // Package router writes how traffic is split between a canary's primary and canary Services, one file per
-// provider behind Flagger's four-method interface, chosen by name from a registry that providers join from init.
+// provider behind Flagger's four-method interface, chosen by name from the one registry that provider files join
+// from init with what they can do (Register), so that validation accepts exactly what this build's routers do.
 //
-// Routers write with server-side apply under the workload package's field manager and marker, and never
-// overwrite an object that exists without that marker. Each provider file declares in init, with
-// capability.Declare, exactly what it implements (weights, A/B match, mirroring, session affinity), so that
-// validation refuses what a provider cannot do.
+// Routers write with server-side apply under kubeobj's field manager and marker, and never overwrite an object that
+// exists without that marker.
 package router
 
 import (
@@ -20,16 +19,35 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/providers/capability"
-	"github.com/canaryflow/canaryflow/providers/workload"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
-// Router splits traffic for one provider; it has the method set of activities.Router (see there for the contract
-// of each method), with plain types only.
+// Router writes how traffic is split between the primary and the canary for one provider (Flagger's four-method
+// router). Every method is idempotent and writes absolute state: calling it twice, or again after a crash, leaves
+// the same objects. What a provider cannot do is refused at validation (the Traffic it registered), so a router may
+// return a permanent error for a request outside it instead of ignoring it.
 type Router interface {
+	// Reconcile makes the provider's routing objects exist and match the spec (hosts, gateways, ports, retries,
+	// headers, timeouts, the A/B match of spec.analysis.match, session affinity cookies). A new object starts
+	// with all traffic on the primary (100/0); an existing one keeps its current weights, so a reconcile in the
+	// middle of an analysis never moves traffic.
 	Reconcile(ctx context.Context, c *v1beta1.Canary) error
+
+	// SetRoutes sets the traffic split to exactly primaryWeight/canaryWeight percent, a split CheckSplit accepts
+	// (the caller checks). With mirrored true the primary serves all responses and spec.analysis.mirrorWeight
+	// percent (default 100) of its requests are copied to the canary (only with 100/0). With spec.analysis.match
+	// set (A/B testing) the weights apply to the requests that match and every other request goes to the primary.
+	// With spec.analysis.sessionAffinity set, a client routed to the canary gets cookieName (maxAge seconds) and
+	// sticks to the canary; at canaryWeight 0 the cookie no longer routes anywhere (and primaryCookieName, when
+	// set, pins clients to the primary). A router without weights (kubernetes) accepts only 100/0 and 0/100 and
+	// switches the apex Service between the primary and the canary pods.
 	SetRoutes(ctx context.Context, c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bool) error
+
+	// GetRoutes reads the current split back, as SetRoutes would have written it. It changes nothing.
 	GetRoutes(ctx context.Context, c *v1beta1.Canary) (primaryWeight, canaryWeight int, mirrored bool, err error)
+
+	// Finalize, when the Canary is deleted, removes the generated routing objects or points them back at the
+	// target (spec.revertOnDeletion), so traffic reaches the target without canaryflow. Nothing left is success.
 	Finalize(ctx context.Context, c *v1beta1.Canary) error
 }
 
@@ -43,26 +61,34 @@ type Clients struct {
 // Constructor makes a provider's router from the clients.
 type Constructor func(Clients) Router
 
-var (
-	regMu        sync.RWMutex
-	constructors = map[string]Constructor{}
-)
-
-// Register makes a provider available to every Registry; provider files call it from init, together with
-// capability.Declare.
-func Register(provider string, ctor Constructor) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	constructors[capability.Base(provider)] = ctor
+type registration struct {
+	ctor    Constructor
+	traffic v1beta1.Traffic
 }
 
-// declare records what a provider's router implements, keeping the registry's builtin-metrics column (that is
-// the metrics package's to say).
-func declare(provider string, s capability.Set) {
-	if old, ok := capability.Of(provider); ok {
-		s.BuiltinMetrics = old.BuiltinMetrics
+var (
+	regMu         sync.RWMutex
+	registrations = map[string]registration{}
+)
+
+// Register makes the router of provider (a base name, see v1beta1.ProviderBase) available to every Registry,
+// with what it can do with traffic; provider files call it from init. Validation accepts exactly what is
+// registered here.
+func Register(provider string, ctor Constructor, traffic v1beta1.Traffic) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	registrations[v1beta1.ProviderBase(provider)] = registration{ctor: ctor, traffic: traffic}
+}
+
+// Capabilities returns what each registered router can do, by base provider name.
+func Capabilities() map[string]v1beta1.Traffic {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make(map[string]v1beta1.Traffic, len(registrations))
+	for p, r := range registrations {
+		out[p] = r.traffic
 	}
-	capability.Declare(provider, s)
+	return out
 }
 
 // Registry hands out the router of a provider, built once per provider over shared clients.
@@ -92,19 +118,19 @@ func NewRegistryForClients(c Clients) *Registry {
 
 // Get returns the router of provider (as written in spec.provider, version suffix allowed).
 func (r *Registry) Get(provider string) (Router, error) {
-	base := capability.Base(provider)
+	base := v1beta1.ProviderBase(provider)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if rt, ok := r.routers[base]; ok {
 		return rt, nil
 	}
 	regMu.RLock()
-	ctor, ok := constructors[base]
+	reg, ok := registrations[base]
 	regMu.RUnlock()
 	if !ok {
-		return nil, workload.Permanentf("no router for provider %q: canaryflow has routers for %s", provider, strings.Join(Providers(), ", "))
+		return nil, kubeobj.Permanentf("no router for provider %q in this build: canaryflow has routers for %s", provider, strings.Join(Providers(), ", "))
 	}
-	rt := ctor(r.clients)
+	rt := reg.ctor(r.clients)
 	r.routers[base] = rt
 	return rt, nil
 }
@@ -113,22 +139,23 @@ func (r *Registry) Get(provider string) (Router, error) {
 func Providers() []string {
 	regMu.RLock()
 	defer regMu.RUnlock()
-	out := make([]string, 0, len(constructors))
-	for p := range constructors {
+	out := make([]string, 0, len(registrations))
+	for p := range registrations {
 		out = append(out, p)
 	}
 	sort.Strings(out)
 	return out
 }
 
-// checkSplit refuses a split outside the contract: weights that do not sum to 100, or mirroring other than 100/0.
-func checkSplit(c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bool) error {
+// CheckSplit refuses a split outside the Router contract: weights that do not sum to 100, or mirroring other than
+// 100/0. The routing activity checks every split with it before calling a router.
+func CheckSplit(c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bool) error {
 	if primaryWeight < 0 || canaryWeight < 0 || primaryWeight+canaryWeight != 100 {
-		return workload.Permanentf("invalid split %d/%d for Canary %s/%s: weights must be non-negative and sum to 100",
+		return kubeobj.Permanentf("invalid split %d/%d for Canary %s/%s: weights must be non-negative and sum to 100",
 			primaryWeight, canaryWeight, c.Namespace, c.Name)
 	}
 	if mirrored && primaryWeight != 100 {
-		return workload.Permanentf("mirroring needs all traffic on the primary (100/0), not %d/%d (Canary %s/%s)",
+		return kubeobj.Permanentf("mirroring needs all traffic on the primary (100/0), not %d/%d (Canary %s/%s)",
 			primaryWeight, canaryWeight, c.Namespace, c.Name)
 	}
 	return nil
@@ -147,6 +174,6 @@ func apexName(c *v1beta1.Canary) string {
 }
 
 func notReconciled(kind string, c *v1beta1.Canary) error {
-	return workload.Permanentf("%s %s/%s not found: the router of Canary %s/%s must be reconciled first",
+	return kubeobj.Permanentf("%s %s/%s not found: the router of Canary %s/%s must be reconciled first",
 		kind, c.Namespace, apexName(c), c.Namespace, c.Name)
 }

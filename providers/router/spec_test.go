@@ -7,7 +7,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/providers/capability"
 )
 
 func testCanary(mod func(*v1beta1.Canary)) *v1beta1.Canary {
@@ -103,22 +102,17 @@ func TestStickyCookieSurvivesRewritesAndExpiresAtZero(t *testing.T) {
 	require.Contains(t, rules[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["responseHeaderModifier"].(map[string]any)["add"].([]any)[0].(map[string]any)["value"], "Max-Age=-1")
 }
 
-func TestRoutersDeclareWhatTheyImplement(t *testing.T) {
-	for _, tc := range []struct {
-		provider string
-		want     capability.Set
-	}{
-		{"kubernetes", capability.Set{BuiltinMetrics: true, Implemented: true}},
-		{"traefik", capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true, Implemented: true}},
-		{"gatewayapi:v1", capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true, BuiltinMetrics: true, Implemented: true}},
-	} {
-		got, ok := capability.Of(tc.provider)
-		require.True(t, ok)
-		require.Equal(t, tc.want, got, tc.provider)
-	}
+func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
+	require.Equal(t, map[string]v1beta1.Traffic{
+		"kubernetes": {},
+		"traefik":    {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		"gatewayapi": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+	}, Capabilities())
 	require.Equal(t, []string{"gatewayapi", "kubernetes", "traefik"}, Providers())
-	_, err := NewRegistryForClients(Clients{}).Get("nginx")
-	require.ErrorContains(t, err, `no router for provider "nginx"`)
+	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
+	require.NoError(t, err, "a version suffix names the same router")
+	_, err = NewRegistryForClients(Clients{}).Get("linkerd")
+	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for gatewayapi, kubernetes, traefik`)
 }
 
 func TestTraefikMatchRules(t *testing.T) {

@@ -15,8 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/providers/capability"
-	"github.com/canaryflow/canaryflow/providers/workload"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 func init() {
@@ -26,8 +25,7 @@ func init() {
 			crd:    &crd{kind: "TraefikService", resource: "traefikservices", dyn: c.Dynamic, disc: c.Discovery, candidates: groups},
 			routes: &crd{kind: "IngressRoute", resource: "ingressroutes", dyn: c.Dynamic, disc: c.Discovery, candidates: groups},
 		}
-	})
-	declare("traefik", capability.Set{Weights: true, Match: true, Mirror: true, SessionAffinity: true})
+	}, v1beta1.Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true})
 }
 
 // Traefik routes with a TraefikService named after the apex Service (traefik.io/v1alpha1, or
@@ -157,7 +155,7 @@ func (t *Traefik) reconcileRoutes(ctx context.Context, c *v1beta1.Canary) error 
 	}
 	cloned := 0
 	for _, ir := range list.Items {
-		if workload.IsManaged(&ir) {
+		if kubeobj.IsManaged(&ir) {
 			continue
 		}
 		routes, _, _ := unstructured.NestedSlice(ir.Object, "spec", "routes")
@@ -195,8 +193,8 @@ func (t *Traefik) reconcileRoutes(ctx context.Context, c *v1beta1.Canary) error 
 			}
 		}
 		name := ir.GetName() + "-canary"
-		if old := listed[name]; old != nil && !workload.IsManaged(old) { // the list holds the clone if it exists
-			return workload.NotOurs(t.routes.kind, c.Namespace, name, "delete it or rename spec.service.name")
+		if old := listed[name]; old != nil && !kubeobj.IsManaged(old) { // the list holds the clone if it exists
+			return kubeobj.NotOurs(t.routes.kind, c.Namespace, name, "delete it or rename spec.service.name")
 		}
 		if err := t.routes.apply(ctx, traefikService(c, name, spec), true); err != nil {
 			return err
@@ -204,7 +202,7 @@ func (t *Traefik) reconcileRoutes(ctx context.Context, c *v1beta1.Canary) error 
 		cloned++
 	}
 	if cloned == 0 {
-		return workload.Permanentf("A/B testing with traefik: no IngressRoute in namespace %s routes to TraefikService %s: create one "+
+		return kubeobj.Permanentf("A/B testing with traefik: no IngressRoute in namespace %s routes to TraefikService %s: create one "+
 			"(services: [{name: %s, kind: TraefikService}]) so canaryflow can add the match next to it", c.Namespace, apexName(c), apexName(c))
 	}
 	return nil
@@ -215,7 +213,7 @@ func (t *Traefik) reconcileRoutes(ctx context.Context, c *v1beta1.Canary) error 
 func traefikMatch(in []v1beta1.HTTPMatchRequest) (string, error) {
 	quote := func(s string) (string, error) {
 		if strings.Contains(s, "`") {
-			return "", workload.Permanentf("match value %q contains a backtick, which a Traefik rule cannot hold", s)
+			return "", kubeobj.Permanentf("match value %q contains a backtick, which a Traefik rule cannot hold", s)
 		}
 		return "`" + s + "`", nil
 	}
@@ -231,7 +229,7 @@ func traefikMatch(in []v1beta1.HTTPMatchRequest) (string, error) {
 		case m.Suffix != "":
 			fn, val = re, regexp.QuoteMeta(m.Suffix)+"$"
 		default:
-			return "", workload.Permanentf("empty match for %q", key)
+			return "", kubeobj.Permanentf("empty match for %q", key)
 		}
 		v, err := quote(val)
 		if err != nil {
@@ -283,7 +281,7 @@ func traefikMatch(in []v1beta1.HTTPMatchRequest) (string, error) {
 		if r.Method != nil {
 			m, err := matcher("Method", "", "", v1beta1.StringMatch{Exact: r.Method.Exact})
 			if err != nil || r.Method.Exact == "" {
-				return "", workload.Permanentf("Traefik matches methods exactly only")
+				return "", kubeobj.Permanentf("Traefik matches methods exactly only")
 			}
 			ands = append(ands, m)
 		}
@@ -292,7 +290,7 @@ func traefikMatch(in []v1beta1.HTTPMatchRequest) (string, error) {
 		}
 	}
 	if len(ors) == 0 {
-		return "", workload.Permanentf("spec.analysis.match has no condition Traefik can express")
+		return "", kubeobj.Permanentf("spec.analysis.match has no condition Traefik can express")
 	}
 	if len(ors) == 1 {
 		return ors[0], nil
@@ -302,9 +300,6 @@ func traefikMatch(in []v1beta1.HTTPMatchRequest) (string, error) {
 
 // SetRoutes writes the split: one apply request.
 func (t *Traefik) SetRoutes(ctx context.Context, c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bool) error {
-	if err := checkSplit(c, primaryWeight, canaryWeight, mirrored); err != nil {
-		return err
-	}
 	return t.crd.apply(ctx, traefikService(c, splitName(c), traefikSpec(c, primaryWeight, canaryWeight, mirrored)), false)
 }
 
@@ -328,12 +323,12 @@ func (t *Traefik) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 		return err
 	}
 	if ri, _, err := t.routes.client(c.Namespace); err == nil {
-		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: workload.ManagedByLabel + "=" + workload.ManagedByValue})
+		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: kubeobj.ManagedSelector})
 		if err != nil {
 			return fmt.Errorf("list IngressRoutes in %s: %w", c.Namespace, err)
 		}
 		for _, ir := range list.Items {
-			if ir.GetAnnotations()[workload.CanaryAnnotation] == c.Namespace+"/"+c.Name { // listed as ours: delete it
+			if kubeobj.MadeFor(&ir, c) { // listed as ours: delete it
 				if err := ri.Delete(ctx, ir.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 					return fmt.Errorf("delete IngressRoute %s/%s: %w", c.Namespace, ir.GetName(), err)
 				}

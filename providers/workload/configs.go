@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -192,7 +193,7 @@ func (k *Client) readConfigs(ctx context.Context, namespace string, spec *corev1
 				continue
 			}
 			if err != nil {
-				return nil, apiErr("get", kindConfigMap, namespace, key.Name, err)
+				return nil, kubeobj.APIError("get", kindConfigMap, namespace, key.Name, err)
 			}
 			if !trackingDisabled(cm) {
 				out = append(out, trackedConfig{configKey: key, cm: cm})
@@ -203,7 +204,7 @@ func (k *Client) readConfigs(ctx context.Context, namespace string, spec *corev1
 				continue
 			}
 			if err != nil {
-				return nil, apiErr("get", kindSecret, namespace, key.Name, err)
+				return nil, kubeobj.APIError("get", kindSecret, namespace, key.Name, err)
 			}
 			if !trackingDisabled(s) && trackableSecret(s.Type) {
 				out = append(out, trackedConfig{configKey: key, secret: s})

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // Finalize undoes Initialize for a deleted Canary (spec.revertOnDeletion): the target gets the primary's replicas
@@ -52,8 +53,8 @@ func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return apiErr("get", "Service", ns, apex, err)
-	case IsManaged(svc) && svc.Spec.Selector[t.key] != t.value:
+		return kubeobj.APIError("get", "Service", ns, apex, err)
+	case kubeobj.IsManaged(svc) && svc.Spec.Selector[t.key] != t.value:
 		if err := k.applyService(ctx, services(c, t, t.value)[0]); err != nil {
 			return err
 		}
@@ -65,13 +66,13 @@ func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 			return nil
 		}
 		if err != nil {
-			return apiErr("get", kind, ns, name, err)
+			return kubeobj.APIError("get", kind, ns, name, err)
 		}
-		if !IsManaged(m) {
+		if !kubeobj.IsManaged(m) {
 			return nil
 		}
 		if err := remove(); err != nil && !apierrors.IsNotFound(err) {
-			return apiErr("delete", kind, ns, name, err)
+			return kubeobj.APIError("delete", kind, ns, name, err)
 		}
 		return nil
 	}
@@ -100,31 +101,31 @@ func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 			err = k.kube.AppsV1().DaemonSets(ns).Delete(ctx, name, opts)
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
-			return apiErr("delete", c.Spec.TargetRef.Kind, ns, name, err)
+			return kubeobj.APIError("delete", c.Spec.TargetRef.Kind, ns, name, err)
 		}
 	}
 	// Config copies: every ConfigMap and Secret canaryflow made for this Canary.
-	sel := metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedByValue}
+	sel := metav1.ListOptions{LabelSelector: kubeobj.ManagedByLabel + "=" + kubeobj.ManagedByValue}
 	owner := ns + "/" + c.Name
 	cms, err := k.kube.CoreV1().ConfigMaps(ns).List(ctx, sel)
 	if err != nil {
-		return apiErr("list", "ConfigMaps", ns, "", err)
+		return kubeobj.APIError("list", "ConfigMaps", ns, "", err)
 	}
 	for _, cm := range cms.Items {
-		if cm.Annotations[CanaryAnnotation] == owner {
+		if cm.Annotations[kubeobj.CanaryAnnotation] == owner {
 			if err := k.kube.CoreV1().ConfigMaps(ns).Delete(ctx, cm.Name, opts); err != nil && !apierrors.IsNotFound(err) {
-				return apiErr("delete", kindConfigMap, ns, cm.Name, err)
+				return kubeobj.APIError("delete", kindConfigMap, ns, cm.Name, err)
 			}
 		}
 	}
 	secrets, err := k.kube.CoreV1().Secrets(ns).List(ctx, sel)
 	if err != nil {
-		return apiErr("list", "Secrets", ns, "", err)
+		return kubeobj.APIError("list", "Secrets", ns, "", err)
 	}
 	for _, s := range secrets.Items {
-		if s.Annotations[CanaryAnnotation] == owner {
+		if s.Annotations[kubeobj.CanaryAnnotation] == owner {
 			if err := k.kube.CoreV1().Secrets(ns).Delete(ctx, s.Name, opts); err != nil && !apierrors.IsNotFound(err) {
-				return apiErr("delete", kindSecret, ns, s.Name, err)
+				return kubeobj.APIError("delete", kindSecret, ns, s.Name, err)
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // plan is what Initialize and Promote read before writing anything.
@@ -64,10 +65,10 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 	if ref := c.Spec.AutoscalerRef; ref != nil {
 		p.hpa, err = k.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, Permanentf("HorizontalPodAutoscaler %s/%s (spec.autoscalerRef) not found: create it or remove spec.autoscalerRef", ns, ref.Name)
+			return nil, kubeobj.Permanentf("HorizontalPodAutoscaler %s/%s (spec.autoscalerRef) not found: create it or remove spec.autoscalerRef", ns, ref.Name)
 		}
 		if err != nil {
-			return nil, apiErr("get", "HorizontalPodAutoscaler", ns, ref.Name, err)
+			return nil, kubeobj.APIError("get", "HorizontalPodAutoscaler", ns, ref.Name, err)
 		}
 		name := primaryValue(ref.Name)
 		m, err := k.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, metav1.GetOptions{})
@@ -83,7 +84,7 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 				return nil, err
 			}
 			// The apex keeps the pods it selects (a blue/green switch of the kubernetes router may have moved it).
-			if err == nil && svc.Name == apex && IsManaged(live) {
+			if err == nil && svc.Name == apex && kubeobj.IsManaged(live) {
 				if v, ok := live.Spec.Selector[t.key]; ok && (v == t.value || v == primaryValue(t.value)) {
 					p.apexValue = v
 				}
@@ -134,14 +135,14 @@ func (k *Client) applyConfigs(ctx context.Context, p *plan) error {
 		name := primaryValue(cfg.Name)
 		var obj any
 		if cfg.cm != nil {
-			labels, annotations := Marker(p.c, cfg.cm.Labels, nil)
+			labels, annotations := kubeobj.Marker(p.c, cfg.cm.Labels, nil)
 			obj = &corev1.ConfigMap{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: kindConfigMap},
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels, Annotations: annotations},
 				Data:       cfg.cm.Data, BinaryData: cfg.cm.BinaryData,
 			}
 		} else {
-			labels, annotations := Marker(p.c, cfg.secret.Labels, nil)
+			labels, annotations := kubeobj.Marker(p.c, cfg.secret.Labels, nil)
 			obj = &corev1.Secret{
 				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: kindSecret},
 				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels, Annotations: annotations},
@@ -158,7 +159,7 @@ func (k *Client) applyConfigs(ctx context.Context, p *plan) error {
 			_, err = k.kube.CoreV1().Secrets(ns).Patch(ctx, name, types.ApplyPatchType, data, applyOptions())
 		}
 		if err != nil {
-			return apiErr("apply", cfg.Kind, ns, name, err)
+			return kubeobj.APIError("apply", cfg.Kind, ns, name, err)
 		}
 	}
 	return nil
@@ -181,7 +182,7 @@ func (k *Client) applyHPA(ctx context.Context, p *plan) error {
 		}
 	}
 	name := primaryValue(src.Name)
-	labels, annotations := Marker(p.c, src.Labels, nil)
+	labels, annotations := kubeobj.Marker(p.c, src.Labels, nil)
 	obj := &autoscalingv2.HorizontalPodAutoscaler{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.c.Namespace, Labels: labels, Annotations: annotations},
@@ -192,7 +193,7 @@ func (k *Client) applyHPA(ctx context.Context, p *plan) error {
 		return fmt.Errorf("encode HorizontalPodAutoscaler %s/%s: %w", p.c.Namespace, name, err)
 	}
 	_, err = k.kube.AutoscalingV2().HorizontalPodAutoscalers(p.c.Namespace).Patch(ctx, name, types.ApplyPatchType, data, applyOptions())
-	return apiErr("apply", "HorizontalPodAutoscaler", p.c.Namespace, name, err)
+	return kubeobj.APIError("apply", "HorizontalPodAutoscaler", p.c.Namespace, name, err)
 }
 
 // Promote copies the target's pod template and tracked configs onto the primary (see
@@ -203,7 +204,7 @@ func (k *Client) Promote(ctx context.Context, c *v1beta1.Canary) error {
 		return err
 	}
 	if p.primary == nil {
-		return Permanentf("%s %s/%s not found: the canary must be initialised before it is promoted",
+		return kubeobj.Permanentf("%s %s/%s not found: the canary must be initialised before it is promoted",
 			c.Spec.TargetRef.Kind, c.Namespace, primaryName(c))
 	}
 	if err := k.applyConfigs(ctx, p); err != nil {

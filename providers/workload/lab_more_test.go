@@ -13,6 +13,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/workload"
 	"github.com/canaryflow/canaryflow/providers/workload/workloadtest"
 )
@@ -67,7 +68,7 @@ func TestBadInputIsRefusedWithoutWritingAnything(t *testing.T) {
 			err := k.Initialize(ctx, c)
 			requirePermanent(t, err, append(tc.mentions, ns)...)
 			// Nothing half-made: no object carries canaryflow's marker.
-			sel := metav1.ListOptions{LabelSelector: workload.ManagedByLabel + "=" + workload.ManagedByValue}
+			sel := metav1.ListOptions{LabelSelector: kubeobj.ManagedByLabel + "=" + kubeobj.ManagedByValue}
 			deps, err := admin.AppsV1().Deployments(ns).List(ctx, sel)
 			require.NoError(t, err)
 			require.Empty(t, deps.Items)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/workload"
 	"github.com/canaryflow/canaryflow/providers/workload/workloadtest"
 )
@@ -95,15 +96,15 @@ func waitReady(t *testing.T, k *workload.Client, c *v1beta1.Canary, primary bool
 
 func requireManaged(t *testing.T, m metav1.Object, c *v1beta1.Canary) {
 	t.Helper()
-	require.Equal(t, workload.ManagedByValue, m.GetLabels()[workload.ManagedByLabel], m.GetName())
-	require.Equal(t, c.Namespace+"/"+c.Name, m.GetAnnotations()[workload.CanaryAnnotation], m.GetName())
+	require.Equal(t, kubeobj.ManagedByValue, m.GetLabels()[kubeobj.ManagedByLabel], m.GetName())
+	require.Equal(t, c.Namespace+"/"+c.Name, m.GetAnnotations()[kubeobj.CanaryAnnotation], m.GetName())
 	var applied bool
 	for _, f := range m.GetManagedFields() {
-		if f.Manager == workload.FieldManager && f.Operation == metav1.ManagedFieldsOperationApply {
+		if f.Manager == kubeobj.FieldManager && f.Operation == metav1.ManagedFieldsOperationApply {
 			applied = true
 		}
 	}
-	require.True(t, applied, "%s is written by server-side apply as %q", m.GetName(), workload.FieldManager)
+	require.True(t, applied, "%s is written by server-side apply as %q", m.GetName(), kubeobj.FieldManager)
 }
 
 func TestDeploymentLifecycleUnderTheWorkerRole(t *testing.T) {

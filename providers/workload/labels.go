@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"slices"
 	"strings"
 
@@ -18,7 +19,7 @@ func selectorLabel(kind, namespace, name string, sel *metav1.LabelSelector) (key
 			}
 		}
 	}
-	return "", "", Permanentf("%s %s/%s: spec.selector.matchLabels must contain one of %s "+
+	return "", "", kubeobj.Permanentf("%s %s/%s: spec.selector.matchLabels must contain one of %s "+
 		"(canaryflow selects the primary and canary pods by it)", kind, namespace, name, strings.Join(SelectorLabels, ", "))
 }
 

@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -26,7 +27,7 @@ func TestSelectorLabelPrefersAppThenNameThenKubernetesName(t *testing.T) {
 			if tc.wantError {
 				require.Error(t, err)
 				require.Contains(t, err.Error(), "Deployment ns/podinfo")
-				require.True(t, err.(*PermanentError).Permanent())
+				require.True(t, err.(*kubeobj.PermanentError).Permanent())
 				return
 			}
 			require.NoError(t, err)

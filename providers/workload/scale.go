@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // The target is scaled with partial applies that own only spec.replicas (a Deployment) or only the scale-to-zero
@@ -73,7 +74,7 @@ func (k *Client) canaryReplicas(ctx context.Context, c *v1beta1.Canary, t *targe
 	if ref := c.Spec.AutoscalerRef; ref != nil {
 		hpa, err := k.kube.AutoscalingV2().HorizontalPodAutoscalers(c.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return 0, apiErr("get", "HorizontalPodAutoscaler", c.Namespace, ref.Name, err)
+			return 0, kubeobj.APIError("get", "HorizontalPodAutoscaler", c.Namespace, ref.Name, err)
 		}
 		if err == nil && hpa.Spec.MinReplicas != nil && *hpa.Spec.MinReplicas > 1 {
 			replicas = *hpa.Spec.MinReplicas
@@ -132,7 +133,7 @@ func (k *Client) IsReady(ctx context.Context, c *v1beta1.Canary, primary bool) (
 		return false, "", err
 	}
 	if !found {
-		return false, "", Permanentf("%s %s/%s not found", c.Spec.TargetRef.Kind, c.Namespace, name)
+		return false, "", kubeobj.Permanentf("%s %s/%s not found", c.Spec.TargetRef.Kind, c.Namespace, name)
 	}
 	if w.dep != nil {
 		ok, reason := deploymentReady(w.dep, threshold)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // servicePorts are the ports of the generated Services: spec.service's port, then with portDiscovery every other
@@ -75,7 +76,7 @@ func serviceObject(c *v1beta1.Canary, name string, selector map[string]string, m
 		}
 		extraL = merged
 	}
-	labels, annotations := Marker(c, extraL, extraA)
+	labels, annotations := kubeobj.Marker(c, extraL, extraA)
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace, Labels: labels, Annotations: annotations},
@@ -102,7 +103,7 @@ func (k *Client) applyService(ctx context.Context, svc *corev1.Service) error {
 		return fmt.Errorf("encode Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	_, err = k.kube.CoreV1().Services(svc.Namespace).Patch(ctx, svc.Name, types.ApplyPatchType, data, applyOptions())
-	return apiErr("apply", "Service", svc.Namespace, svc.Name, err)
+	return kubeobj.APIError("apply", "Service", svc.Namespace, svc.Name, err)
 }
 
 // SwitchApex points the apex Service at the primary's pods (toPrimary) or at the target's: the blue/green switch of
@@ -112,10 +113,10 @@ func (k *Client) SwitchApex(ctx context.Context, c *v1beta1.Canary, toPrimary bo
 	apex, _, _ := c.ServiceNames()
 	live, err := k.kube.CoreV1().Services(c.Namespace).Get(ctx, apex, metav1.GetOptions{})
 	if err != nil {
-		return apiErr("get", "Service", c.Namespace, apex, err)
+		return kubeobj.APIError("get", "Service", c.Namespace, apex, err)
 	}
-	if !IsManaged(live) {
-		return NotOurs("Service", c.Namespace, apex, "delete it or rename spec.service.name")
+	if !kubeobj.IsManaged(live) {
+		return kubeobj.NotOurs("Service", c.Namespace, apex, "delete it or rename spec.service.name")
 	}
 	for _, key := range SelectorLabels {
 		if v, ok := live.Spec.Selector[key]; ok && len(live.Spec.Selector) == 1 && strings.HasSuffix(v, "-primary") == toPrimary {

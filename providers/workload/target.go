@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // Target kinds.
@@ -75,7 +76,7 @@ func (k *Client) getWorkload(ctx context.Context, kind, namespace, name string) 
 			return nil, false, nil
 		}
 		if err != nil {
-			return nil, false, apiErr("get", kind, namespace, name, err)
+			return nil, false, kubeobj.APIError("get", kind, namespace, name, err)
 		}
 		return &workload{kind: kind, dep: d}, true, nil
 	case KindDaemonSet:
@@ -84,11 +85,11 @@ func (k *Client) getWorkload(ctx context.Context, kind, namespace, name string) 
 			return nil, false, nil
 		}
 		if err != nil {
-			return nil, false, apiErr("get", kind, namespace, name, err)
+			return nil, false, kubeobj.APIError("get", kind, namespace, name, err)
 		}
 		return &workload{kind: kind, ds: d}, true, nil
 	}
-	return nil, false, Permanentf("spec.targetRef.kind %q is not supported: canaryflow rolls out Deployment and DaemonSet", kind)
+	return nil, false, kubeobj.Permanentf("spec.targetRef.kind %q is not supported: canaryflow rolls out Deployment and DaemonSet", kind)
 }
 
 // target is the user's workload with its selector label.
@@ -105,7 +106,7 @@ func (k *Client) getTarget(ctx context.Context, c *v1beta1.Canary) (*target, err
 		return nil, err
 	}
 	if !found {
-		return nil, Permanentf("%s %s/%s (spec.targetRef of Canary %s/%s) not found: create it first or fix spec.targetRef",
+		return nil, kubeobj.Permanentf("%s %s/%s (spec.targetRef of Canary %s/%s) not found: create it first or fix spec.targetRef",
 			ref.Kind, c.Namespace, ref.Name, c.Namespace, c.Name)
 	}
 	key, value, err := selectorLabel(ref.Kind, c.Namespace, ref.Name, w.selector())
@@ -124,8 +125,8 @@ func (k *Client) getPrimary(ctx context.Context, c *v1beta1.Canary) (*workload, 
 	if err != nil || !found {
 		return nil, err
 	}
-	if !IsManaged(w.meta()) {
-		return nil, NotOurs(c.Spec.TargetRef.Kind, c.Namespace, name, "delete it or rename the target")
+	if !kubeobj.IsManaged(w.meta()) {
+		return nil, kubeobj.NotOurs(c.Spec.TargetRef.Kind, c.Namespace, name, "delete it or rename the target")
 	}
 	return w, nil
 }
@@ -165,7 +166,7 @@ func primaryTemplate(t *target, cfgs []trackedConfig) corev1.PodTemplateSpec {
 
 // primaryObject builds the whole primary workload as canaryflow applies it.
 func primaryObject(c *v1beta1.Canary, t *target, cfgs []trackedConfig, replicas int32, rev string) any {
-	labels, annotations := Marker(c, map[string]string{t.key: primaryValue(t.value)}, map[string]string{RevisionAnnotation: rev})
+	labels, annotations := kubeobj.Marker(c, map[string]string{t.key: primaryValue(t.value)}, map[string]string{RevisionAnnotation: rev})
 	meta := metav1.ObjectMeta{Name: primaryName(c), Namespace: c.Namespace, Labels: labels, Annotations: annotations}
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{t.key: primaryValue(t.value)}}
 	tmpl := primaryTemplate(t, cfgs)
@@ -194,7 +195,7 @@ func primaryObject(c *v1beta1.Canary, t *target, cfgs []trackedConfig, replicas 
 var force = true
 
 func applyOptions() metav1.PatchOptions {
-	return metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
+	return metav1.PatchOptions{FieldManager: kubeobj.FieldManager, Force: &force}
 }
 
 // applyWorkload server-side applies a Deployment or DaemonSet (whole or partial) as canaryflow.
@@ -209,9 +210,9 @@ func (k *Client) applyWorkload(ctx context.Context, kind, namespace, name string
 	case KindDaemonSet:
 		_, err = k.kube.AppsV1().DaemonSets(namespace).Patch(ctx, name, types.ApplyPatchType, data, applyOptions())
 	default:
-		return Permanentf("unsupported kind %q", kind)
+		return kubeobj.Permanentf("unsupported kind %q", kind)
 	}
-	return apiErr("apply", kind, namespace, name, err)
+	return kubeobj.APIError("apply", kind, namespace, name, err)
 }
 
 // Revisions returns the target's revision (computed) and the primary's (as recorded when it was last written).

@@ -2,10 +2,8 @@
 // its copies of the tracked ConfigMaps and Secrets, its autoscaler and the apex, primary and canary Services.
 // Client implements activities.WorkloadClient (structurally: this package imports no Temporal package).
 //
-// Every write is a server-side apply with the field manager FieldManager, and every object written carries the
-// ManagedByLabel marker: there is no Canary object in the cluster to own them (the spec lives in the workflow), so
-// the marker label and the CanaryAnnotation take the place of Flagger's owner references. An object that exists
-// without the marker belongs to someone else and is never overwritten.
+// Every write is a server-side apply under kubeobj's field manager, and every object written carries kubeobj's
+// marker; an object that exists without it belongs to someone else and is never overwritten.
 package workload
 
 import (
@@ -18,19 +16,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // Markers of the objects canaryflow writes.
 const (
-	// FieldManager is the one server-side apply field manager of everything canaryflow writes.
-	FieldManager = "canaryflow"
-	// ManagedByLabel marks an object as made by canaryflow (value ManagedByValue).
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	// ManagedByValue is the value of ManagedByLabel on canaryflow's objects.
-	ManagedByValue = "canaryflow"
-	// CanaryAnnotation names the Canary ("namespace/name") an object was made for.
-	CanaryAnnotation = "canaryflow.io/canary"
 	// RevisionAnnotation on the primary workload holds the revision (checksum) it runs.
 	RevisionAnnotation = "canaryflow.io/revision"
 	// ConfigTrackingAnnotation set to "disabled" on a ConfigMap or Secret keeps it out of tracking (Flagger's
@@ -64,73 +54,6 @@ func NewForClientset(kube kubernetes.Interface) *Client {
 	return &Client{kube: kube}
 }
 
-// IsManaged reports whether an object carries canaryflow's marker.
-func IsManaged(m metav1.Object) bool {
-	return m.GetLabels()[ManagedByLabel] == ManagedByValue
-}
-
-// Marker returns the labels and annotations that mark an object as made by canaryflow for the Canary c, merged
-// over extra labels and annotations (the marker wins).
-func Marker(c *v1beta1.Canary, labels, annotations map[string]string) (map[string]string, map[string]string) {
-	l := make(map[string]string, len(labels)+1)
-	for k, v := range labels {
-		l[k] = v
-	}
-	l[ManagedByLabel] = ManagedByValue
-	a := make(map[string]string, len(annotations)+1)
-	for k, v := range annotations {
-		a[k] = v
-	}
-	a[CanaryAnnotation] = c.Namespace + "/" + c.Name
-	return l, a
-}
-
-// PermanentError is an error that retrying cannot fix (a missing or foreign object, an invalid target); the
-// activities turn it into a non-retryable error.
-type PermanentError struct {
-	Err error
-}
-
-func (e *PermanentError) Error() string { return e.Err.Error() }
-
-// Unwrap returns the cause.
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Permanent says that retrying cannot help.
-func (e *PermanentError) Permanent() bool { return true }
-
-// Permanent wraps err so that the activities do not retry it.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Err: err}
-}
-
-// Permanentf formats a permanent error.
-func Permanentf(format string, args ...any) error {
-	return &PermanentError{Err: fmt.Errorf(format, args...)}
-}
-
-// NotOurs is the error for an object that exists and lacks canaryflow's marker.
-func NotOurs(kind, namespace, name, hint string) error {
-	return Permanentf("%s %s/%s exists and is not managed by canaryflow (no label %s=%s): %s",
-		kind, namespace, name, ManagedByLabel, ManagedByValue, hint)
-}
-
-// apiErr wraps an API error with the object it concerns; a NotFound or an invalid request stays recognisable and
-// becomes permanent.
-func apiErr(verb, kind, namespace, name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	wrapped := fmt.Errorf("%s %s %s/%s: %w", verb, kind, namespace, name, err)
-	if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-		return Permanent(wrapped)
-	}
-	return wrapped
-}
-
 // conflicts gathers the "exists and is not ours" findings of a plan before anything is written.
 type conflicts []string
 
@@ -139,9 +62,9 @@ func (cs *conflicts) check(m metav1.Object, err error, kind, namespace, name, hi
 	case apierrors.IsNotFound(err):
 		return nil
 	case err != nil:
-		return apiErr("get", kind, namespace, name, err)
-	case !IsManaged(m):
-		*cs = append(*cs, NotOurs(kind, namespace, name, hint).Error())
+		return kubeobj.APIError("get", kind, namespace, name, err)
+	case !kubeobj.IsManaged(m):
+		*cs = append(*cs, kubeobj.NotOurs(kind, namespace, name, hint).Error())
 	}
 	return nil
 }
@@ -151,5 +74,5 @@ func (cs conflicts) err() error {
 		return nil
 	}
 	sort.Strings(cs)
-	return Permanentf("nothing written: %s", strings.Join(cs, "; "))
+	return kubeobj.Permanentf("nothing written: %s", strings.Join(cs, "; "))
 }

@@ -1,0 +1,28 @@
+package v1beta1
+
+// designCaps is the build the design targets (shared/design.md, router capability table): every provider Flagger
+// knows, each with what canaryflow aims to do with it. The spec's own tests validate against it, so they pin the
+// rules of validation, not what one build happens to hold; providers/catalog tests the real build.
+var designCaps = &Capabilities{
+	Routers: map[string]Traffic{
+		"kubernetes": {},
+		"traefik":    {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		"apisix":     {Weights: true, Match: true, Mirror: true},
+		"nginx":      {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		"gatewayapi": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		"istio":      {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		"linkerd":    {Weights: true},
+		"smi":        {Weights: true},
+		"osm":        {Weights: true},
+		"kuma":       {Weights: true},
+		"contour":    {Weights: true, Match: true, Mirror: true},
+		"gloo":       {Weights: true, Match: true},
+		"skipper":    {Weights: true},
+		"appmesh":    {Weights: true, Match: true},
+	},
+	BuiltinMetrics: map[string]bool{"kubernetes": true, "traefik": true, "apisix": true, "nginx": true,
+		"gatewayapi": true, "istio": true, "linkerd": true, "osm": true, "kuma": true, "contour": true, "gloo": true,
+		"skipper": true, "appmesh": true},
+	MetricBackends: map[string]bool{"prometheus": true, "datadog": true, "newrelic": true, "cloudwatch": true,
+		"graphite": true},
+}

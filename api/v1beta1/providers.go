@@ -1,0 +1,76 @@
+package v1beta1
+
+import (
+	"sort"
+	"strings"
+)
+
+// DefaultProvider is the router provider of a Canary that names none (Flagger's default outside a mesh).
+const DefaultProvider = "kubernetes"
+
+// FlaggerProviders are the router providers Flagger knows, by base name (spec.provider without a version suffix).
+// A provider among them that this build has no router for is refused by name; any other is unknown.
+var FlaggerProviders = []string{"apisix", "appmesh", "contour", "gatewayapi", "gloo", "istio", "kubernetes", "kuma",
+	"linkerd", "nginx", "osm", "skipper", "smi", "traefik"}
+
+// ProviderBase strips a version suffix ("gatewayapi:v1beta1" → "gatewayapi", "smi:v1alpha3" → "smi") and
+// lower-cases the name; an empty provider is DefaultProvider.
+func ProviderBase(provider string) string {
+	provider = strings.TrimSpace(provider)
+	if provider == "" {
+		return DefaultProvider
+	}
+	base, _, _ := strings.Cut(strings.ToLower(provider), ":")
+	return base
+}
+
+// Traffic is what a router provider can do with traffic.
+type Traffic struct {
+	// Weights: traffic can be split by percentage between primary and canary.
+	Weights bool
+	// Match: requests can be routed to the canary by headers/cookies (A/B testing).
+	Match bool
+	// Mirror: traffic to the primary can be copied to the canary (blue/green mirroring).
+	Mirror bool
+	// SessionAffinity: a client routed to the canary stays there by cookie.
+	SessionAffinity bool
+}
+
+// Capabilities is what the build that validates can run: validation accepts exactly that. The binaries build it
+// from the provider registries (providers/catalog); the spec package itself knows no provider.
+type Capabilities struct {
+	// Routers holds, by base provider name, what the router of each provider this build has can do.
+	Routers map[string]Traffic
+	// BuiltinMetrics holds the router providers with builtin request-success-rate and request-duration queries.
+	BuiltinMetrics map[string]bool
+	// MetricBackends holds the MetricTemplate spec.provider.type values this build can query.
+	MetricBackends map[string]bool
+}
+
+// RouterNames lists the providers this build has routers for, sorted.
+func (c *Capabilities) RouterNames() []string {
+	return sortedKeys(c.Routers)
+}
+
+// routersWith lists the providers whose router can do what has asks, sorted and comma-separated.
+func (c *Capabilities) routersWith(has func(Traffic) bool) string {
+	var out []string
+	for _, name := range c.RouterNames() {
+		if has(c.Routers[name]) {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return "none in this build"
+	}
+	return strings.Join(out, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,155 @@
+// Package kubeobj marks the Kubernetes objects canaryflow writes, applies them server-side under one field manager
+// without taking over anyone else's, and says which API errors retrying cannot fix. Routers and the workload
+// client share it, so a router depends on the workload package only where it really needs a workload.
+//
+// There is no Canary object in the cluster to own what a rollout writes (the spec lives in the workflow), so the
+// ManagedByLabel marker and the CanaryAnnotation take the place of Flagger's owner references. An object that
+// exists without the marker belongs to someone else and is never overwritten.
+package kubeobj
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+)
+
+// Markers of the objects canaryflow writes.
+const (
+	// FieldManager is the one server-side apply field manager of everything canaryflow writes.
+	FieldManager = "canaryflow"
+	// ManagedByLabel marks an object as made by canaryflow (value ManagedByValue).
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of ManagedByLabel on canaryflow's objects.
+	ManagedByValue = "canaryflow"
+	// ManagedSelector is the label selector of every object canaryflow made.
+	ManagedSelector = ManagedByLabel + "=" + ManagedByValue
+	// CanaryAnnotation names the Canary ("namespace/name") an object was made for.
+	CanaryAnnotation = "canaryflow.io/canary"
+)
+
+// IsManaged reports whether an object carries canaryflow's marker.
+func IsManaged(m metav1.Object) bool {
+	return m.GetLabels()[ManagedByLabel] == ManagedByValue
+}
+
+// MadeFor reports whether an object carries canaryflow's marker for the Canary c.
+func MadeFor(m metav1.Object, c *v1beta1.Canary) bool {
+	return IsManaged(m) && m.GetAnnotations()[CanaryAnnotation] == c.Namespace+"/"+c.Name
+}
+
+// Marker returns the labels and annotations that mark an object as made by canaryflow for the Canary c, merged
+// over extra labels and annotations (the marker wins).
+func Marker(c *v1beta1.Canary, labels, annotations map[string]string) (map[string]string, map[string]string) {
+	l := make(map[string]string, len(labels)+1)
+	for k, v := range labels {
+		l[k] = v
+	}
+	l[ManagedByLabel] = ManagedByValue
+	a := make(map[string]string, len(annotations)+1)
+	for k, v := range annotations {
+		a[k] = v
+	}
+	a[CanaryAnnotation] = c.Namespace + "/" + c.Name
+	return l, a
+}
+
+// PermanentError is an error that retrying cannot fix (a missing or foreign object, an invalid object, missing
+// rights); the activities turn it into a non-retryable error.
+type PermanentError struct {
+	Err error
+}
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent says that retrying cannot help.
+func (e *PermanentError) Permanent() bool { return true }
+
+// Permanent wraps err so that the activities do not retry it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// Permanentf formats a permanent error.
+func Permanentf(format string, args ...any) error {
+	return &PermanentError{Err: fmt.Errorf(format, args...)}
+}
+
+// NotOurs is the error for an object that exists and lacks canaryflow's marker.
+func NotOurs(kind, namespace, name, hint string) error {
+	return Permanentf("%s %s/%s exists and is not managed by canaryflow (no label %s=%s): %s",
+		kind, namespace, name, ManagedByLabel, ManagedByValue, hint)
+}
+
+// APIError wraps an API error with the request and the object it concerns. Errors retrying cannot fix become
+// permanent: a missing object, an invalid or bad request, and missing rights (a forbidden request names the verb,
+// kind and namespace, so the role can be fixed; retrying it would only delay the answer).
+func APIError(verb, kind, namespace, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	wrapped := fmt.Errorf("%s %s %s/%s: %w", verb, kind, namespace, name, err)
+	switch {
+	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
+		return Permanent(fmt.Errorf("%w (canaryflow's worker may not %s %s in namespace %s: grant it in its Role or ClusterRole, see deploy/rbac)",
+			wrapped, verb, kind, namespace))
+	case apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return Permanent(wrapped)
+	}
+	return wrapped
+}
+
+// Get reads an object with the dynamic client: nil when it does not exist, a permanent error when it exists and
+// is not canaryflow's.
+func Get(ctx context.Context, ri dynamic.ResourceInterface, kind, namespace, name string) (*unstructured.Unstructured, error) {
+	u, err := ri.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, APIError("get", kind, namespace, name, err)
+	}
+	if !IsManaged(u) {
+		return nil, NotOurs(kind, namespace, name, "delete it or rename spec.service.name")
+	}
+	return u, nil
+}
+
+// Apply server-side applies obj (apiVersion and kind set) as canaryflow. Without force, a field another manager
+// owns is a conflict: then the object is read, refused if it is not canaryflow's, and applied again with force. A
+// plain write thus costs one request.
+func Apply(ctx context.Context, ri dynamic.ResourceInterface, obj *unstructured.Unstructured, force bool) error {
+	kind, ns, name := obj.GetKind(), obj.GetNamespace(), obj.GetName()
+	_, err := ri.Apply(ctx, name, obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: force})
+	if apierrors.IsConflict(err) && !force {
+		if _, err := Get(ctx, ri, kind, ns, name); err != nil {
+			return err
+		}
+		_, err = ri.Apply(ctx, name, obj, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+	}
+	return APIError("apply", kind, ns, name, err)
+}
+
+// Delete removes an object if it exists and is canaryflow's; nothing to delete is success.
+func Delete(ctx context.Context, ri dynamic.ResourceInterface, kind, namespace, name string) error {
+	u, err := Get(ctx, ri, kind, namespace, name)
+	if err != nil || u == nil {
+		return err
+	}
+	err = ri.Delete(ctx, name, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return APIError("delete", kind, namespace, name, err)
+}
