@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // A router whose CRD is not installed fails for good, naming what is missing, and writes nothing. The lab has

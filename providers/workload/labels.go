@@ -1,12 +1,13 @@
 package workload
 
 import (
-	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // selectorLabel finds the label that names the target's pods: the first of SelectorLabels in the selector's

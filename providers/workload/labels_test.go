@@ -1,13 +1,14 @@
 package workload
 
 import (
-	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 func TestSelectorLabelPrefersAppThenNameThenKubernetesName(t *testing.T) {
