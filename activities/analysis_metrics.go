@@ -113,7 +113,16 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	if err != nil {
 		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
 	}
-	value, err := provider.RunQuery(ctx, query)
+	timeout := QueryTimeout(c.Interval)
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	value, err := provider.RunQuery(qctx, query)
+	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+		// A backend that accepts the query and never answers fails the check at once (as Flagger's 5 s query
+		// timeout does) instead of holding the canary's traffic through minutes of retries.
+		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query timed out after %s: the metrics backend did not answer", m.Name, timeout)
+		return res, nil
+	}
 	switch {
 	case errors.Is(err, metrics.ErrNoValues):
 		switch policy {
@@ -135,6 +144,16 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	res.Value = &value
 	res.Verdict, res.Message = Judge(m.Name, value, res.Min, res.Max)
 	return res, nil
+}
+
+// QueryTimeout bounds one metric query: a quarter of the analysis interval, at least Flagger's 5 s and at most
+// 30 s, so a step's checks finish well within its interval.
+func QueryTimeout(interval string) time.Duration {
+	d, err := time.ParseDuration(interval)
+	if err != nil {
+		d = 0
+	}
+	return min(max(d/4, 5*time.Second), 30*time.Second)
 }
 
 // Judge compares value v of metric name with its range [lo, hi] (either may be nil), with Flagger's wording for a failure.

@@ -266,3 +266,45 @@ func TestPrometheusCredentialsFromTheTemplateSecretStayOutOfResults(t *testing.T
 	require.NotContains(t, string(b), "s3cr3t")
 	require.NotContains(t, string(b), "team-a")
 }
+
+// A metrics backend that accepts connections and never answers fails the check within the query timeout, as a
+// failed check, instead of an activity error that Temporal would retry for minutes.
+func TestAHungMetricsBackendFailsTheCheckWithinTheQueryTimeout(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	a := &activities.Analysis{DefaultMetricsServer: hung.URL}
+	ref := canaryRef("traefik", "test")
+	ref.Interval = "10s"
+
+	done := make(chan struct{})
+	var res activities.MetricChecksResult
+	var err error
+	go func() {
+		defer close(done)
+		res, err = a.RunMetricChecks(context.Background(), activities.MetricChecksInput{Canary: ref, Metrics: builtinChecks("1m")})
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second): // generous: two 5 s timeouts are expected
+		t.Fatal("the checks did not return: the query is not bounded")
+	}
+	require.NoError(t, err, "a timeout is a failed check, not an error to retry")
+	require.Len(t, res.Results, 2)
+	for _, r := range res.Results {
+		require.Equal(t, activities.VerdictFail, r.Verdict)
+		require.Contains(t, r.Message, "query timed out after 5s: the metrics backend did not answer")
+	}
+}
+
+func TestQueryTimeoutFollowsTheInterval(t *testing.T) {
+	for interval, want := range map[string]time.Duration{"10s": 5 * time.Second, "1m": 15 * time.Second, "5m": 30 * time.Second, "": 5 * time.Second} {
+		require.Equal(t, want, activities.QueryTimeout(interval), interval)
+	}
+}

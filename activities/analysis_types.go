@@ -23,6 +23,8 @@ type CanaryRef struct {
 	// Provider is spec.provider (router), MetricsServer spec.metricsServer (may be empty: worker default).
 	Provider      string `json:"provider"`
 	MetricsServer string `json:"metricsServer,omitempty"`
+	// Interval is spec.analysis.interval: it bounds how long one metric query may take (QueryTimeout).
+	Interval string `json:"interval,omitempty"`
 }
 
 // RefOf returns the CanaryRef of a defaulted Canary.
@@ -35,6 +37,9 @@ func RefOf(c *v1beta1.Canary) CanaryRef {
 		Service:       apex,
 		Provider:      c.Spec.Provider,
 		MetricsServer: c.Spec.MetricsServer,
+	}
+	if c.Spec.Analysis != nil {
+		r.Interval = c.Spec.Analysis.Interval
 	}
 	if c.Spec.IngressRef != nil {
 		r.Ingress = c.Spec.IngressRef.Name
