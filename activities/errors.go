@@ -18,6 +18,8 @@ const (
 	ErrTypeNotFound = "NotFound"
 	// ErrTypeUnsupportedProvider: no router is compiled in for spec.provider.
 	ErrTypeUnsupportedProvider = "UnsupportedProvider"
+	// ErrTypeInvalidSpec: the Canary asks for what this worker's build cannot run (checked before any write).
+	ErrTypeInvalidSpec = "InvalidSpec"
 	// ErrTypePermanent: a dependency said retrying cannot help (its error has Permanent() true).
 	ErrTypePermanent = "Permanent"
 )

@@ -52,6 +52,11 @@ type WorkloadClient interface {
 	// primary out. Promoting twice is harmless.
 	Promote(ctx context.Context, c *v1beta1.Canary) error
 
+	// RevertPromotion puts back what the primary ran at revision before the last Promote: its pod template and
+	// its config copies (Promote keeps a record of them before it writes). A primary already at revision is left
+	// alone; a record of another revision, or none, is a permanent error naming what to restore by hand.
+	RevertPromotion(ctx context.Context, c *v1beta1.Canary, revision string) error
+
 	// Finalize undoes what Initialize did when the Canary is deleted with spec.revertOnDeletion: it scales the
 	// target back to the primary's replicas and removes the primary workload, its autoscaler and the generated
 	// Services (the apex Service is pointed back at the target's pods). Nothing left to undo is success.
@@ -61,6 +66,10 @@ type WorkloadClient interface {
 // Workloads holds the activities acting on the target and primary workloads.
 type Workloads struct {
 	Kube WorkloadClient
+	// Capabilities is what this worker's build can run; DetectRevision, the first activity of every run, refuses
+	// a Canary it cannot (a Canary started without starter validate, or a worker older than the starter) before
+	// anything is written. Nil skips the check.
+	Capabilities *v1beta1.Capabilities
 }
 
 // Workload names which side of a rollout an activity looks at.
@@ -120,6 +129,12 @@ func describe(c *v1beta1.Canary) string { return c.Name + "." + c.Namespace }
 
 // DetectRevision reads the target's and the primary's revisions and says whether a rollout is due.
 func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (RevisionResult, error) {
+	if w.Capabilities != nil {
+		if errs := in.Canary.Validate(w.Capabilities, v1beta1.RefCheck{}); len(errs) > 0 {
+			return RevisionResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("this worker cannot run %s, nothing was changed: %v", describe(&in.Canary), errs), ErrTypeInvalidSpec, errs)
+		}
+	}
 	target, primary, err := w.Kube.Revisions(ctx, &in.Canary)
 	if err != nil {
 		return RevisionResult{}, classify(err, "read revisions of "+describe(&in.Canary))
@@ -178,6 +193,22 @@ func (w *Workloads) Promote(ctx context.Context, in WorkloadInput) (ActionResult
 	}
 	t := in.Canary.Spec.TargetRef.Name
 	return ActionResult{Summary: fmt.Sprintf("copied %s.%s template spec to %s-primary.%s", t, in.Canary.Namespace, t, in.Canary.Namespace)}, nil
+}
+
+// RevertInput names the revision the primary ran before the promotion being undone.
+type RevertInput struct {
+	Canary   v1beta1.Canary `json:"canary"`
+	Revision string         `json:"revision"`
+}
+
+// RevertPromotion puts the primary back on the revision it ran before the promotion (an abort or a rollback
+// after the promotion began).
+func (w *Workloads) RevertPromotion(ctx context.Context, in RevertInput) (ActionResult, error) {
+	if err := w.Kube.RevertPromotion(ctx, &in.Canary, in.Revision); err != nil {
+		return ActionResult{}, classify(err, "revert the promotion of "+describe(&in.Canary))
+	}
+	t := in.Canary.Spec.TargetRef.Name
+	return ActionResult{Summary: fmt.Sprintf("restored %s-primary.%s to revision %s", t, in.Canary.Namespace, in.Revision)}, nil
 }
 
 // FinalizeWorkloads reverts the workloads and Services for a deleted Canary (spec.revertOnDeletion).

@@ -43,6 +43,10 @@ func (f *fakeKube) IsReady(context.Context, *v1beta1.Canary, bool) (bool, string
 }
 func (f *fakeKube) Promote(context.Context, *v1beta1.Canary) error  { return f.err }
 func (f *fakeKube) Finalize(context.Context, *v1beta1.Canary) error { return f.err }
+func (f *fakeKube) RevertPromotion(context.Context, *v1beta1.Canary, string) error {
+	f.calls = append(f.calls, "revert")
+	return f.err
+}
 
 type permanentErr struct{}
 
@@ -86,6 +90,22 @@ func TestDetectRevisionSaysFirstRolloutWhenThereIsNoPrimary(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// A Canary this worker's build cannot run is refused by the first activity of the run, before any read or write.
+func TestDetectRevisionRefusesACanaryThisWorkerCannotRun(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	kube := &fakeKube{target: "abc"}
+	w := &Workloads{Kube: kube, Capabilities: &v1beta1.Capabilities{Routers: map[string]v1beta1.Traffic{"kubernetes": {}}}}
+	env.RegisterActivity(w)
+	c := testCanary()
+	c.Spec.Analysis = &v1beta1.CanaryAnalysis{Interval: "1m", Threshold: 1, StepWeight: 10, MaxWeight: 50}
+	_, err := env.ExecuteActivity(w.DetectRevision, WorkloadInput{Canary: c})
+	require.Equal(t, ErrTypeInvalidSpec, appErrType(t, err))
+	require.ErrorContains(t, err, `this worker cannot run podinfo.test, nothing was changed`)
+	require.ErrorContains(t, err, `spec.provider: provider "traefik" has no router in this build`)
+	require.Empty(t, kube.calls)
 }
 
 func TestCheckReadyFailsPermanentlyPastTheProgressDeadline(t *testing.T) {

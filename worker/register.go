@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/providers/catalog"
 	"github.com/canaryflow/canaryflow/providers/router"
 	"github.com/canaryflow/canaryflow/providers/workload"
 	"github.com/canaryflow/canaryflow/workflows"
@@ -36,7 +37,7 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	wl := workload.NewForClientset(k)
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery()})
 	return &dependencies{
-		workloads: &activities.Workloads{Kube: wl},
+		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities()},
 		routing:   &activities.Routing{Routers: routers},
 		analysis:  activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log),
 	}, nil

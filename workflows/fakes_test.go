@@ -22,6 +22,8 @@ type fakes struct {
 	revisions []activities.RevisionResult
 	// canaryReady / primaryReady answer the n-th (1-based) readiness check of each workload; nil = ready.
 	canaryReady, primaryReady func(n int) (bool, string)
+	// reconcileErr, when set, is what ReconcileRouter and FinalizeRouter fail with (a provider without a router).
+	reconcileErr error
 	// readyErr, when set, makes a readiness check fail (an API server outage) when it returns an error.
 	readyErr func(now time.Duration) error
 	// value gives the n-th (1-based) metric run's value of a metric; nil = a passing value.
@@ -29,6 +31,11 @@ type fakes struct {
 	// hookPasses answers the n-th (1-based) call of a webhook; nil = Flagger's happy path (every hook passes,
 	// except rollback hooks, whose passing means "roll back").
 	hookPasses func(h v1beta1.CanaryWebhook, n int) bool
+
+	// primary is the revision the primary runs: what Promote copied (the last detected target revision) or what
+	// RevertPromotion put back; "" until either ran.
+	primary  string
+	detected string
 
 	calls         []string
 	routes        []route
@@ -39,6 +46,9 @@ type fakes struct {
 	eventPayloads []activities.WebhookPayload
 
 	counts map[string]int
+	// during, when set, runs inside each activity call (after it is recorded, before it returns): a test sends
+	// a signal there to have it arrive while that activity runs.
+	during func(call string, n int)
 }
 
 // route is one SetRoutes call: the split and when (test clock) it was set.
@@ -67,18 +77,26 @@ func newRevision(target string) activities.RevisionResult {
 
 func (f *fakes) record(call string) int {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.calls = append(f.calls, call)
 	f.counts[call]++
-	return f.counts[call]
+	n, during := f.counts[call], f.during
+	f.mu.Unlock()
+	if during != nil {
+		during(call, n)
+	}
+	return n
 }
 
 func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (activities.RevisionResult, error) {
 	n := f.record("DetectRevision")
-	if len(f.revisions) == 0 {
-		return newRevision("rev2"), nil
+	rev := newRevision("rev2")
+	if len(f.revisions) > 0 {
+		rev = f.revisions[min(n, len(f.revisions))-1]
 	}
-	return f.revisions[min(n, len(f.revisions))-1], nil
+	f.mu.Lock()
+	f.detected = rev.TargetRevision
+	f.mu.Unlock()
+	return rev, nil
 }
 
 func (f *fakes) InitializeWorkloads(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
@@ -88,7 +106,23 @@ func (f *fakes) InitializeWorkloads(_ context.Context, _ activities.WorkloadInpu
 
 func (f *fakes) ReconcileRouter(_ context.Context, _ activities.RouterInput) (activities.ActionResult, error) {
 	f.record("ReconcileRouter")
+	if f.reconcileErr != nil {
+		return activities.ActionResult{}, f.reconcileErr
+	}
 	return activities.ActionResult{Summary: "reconciled"}, nil
+}
+
+func (f *fakes) FinalizeRouter(_ context.Context, _ activities.RouterInput) (activities.ActionResult, error) {
+	f.record("FinalizeRouter")
+	if f.reconcileErr != nil {
+		return activities.ActionResult{}, f.reconcileErr
+	}
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) FinalizeWorkloads(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
+	f.record("FinalizeWorkloads")
+	return activities.ActionResult{}, nil
 }
 
 func (f *fakes) ScaleCanary(_ context.Context, in activities.ScaleInput) (activities.ActionResult, error) {
@@ -121,6 +155,17 @@ func (f *fakes) CheckReady(_ context.Context, in activities.ReadyInput) (activit
 
 func (f *fakes) Promote(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
 	f.record("Promote")
+	f.mu.Lock()
+	f.primary = f.detected
+	f.mu.Unlock()
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) RevertPromotion(_ context.Context, in activities.RevertInput) (activities.ActionResult, error) {
+	f.record("RevertPromotion " + in.Revision)
+	f.mu.Lock()
+	f.primary = in.Revision
+	f.mu.Unlock()
 	return activities.ActionResult{}, nil
 }
 

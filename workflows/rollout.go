@@ -51,8 +51,11 @@ func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error)
 		return res, err
 	}
 	// A revision signal that arrived while the run was finishing starts the next run for it (one run, one
-	// release) instead of being lost with this run.
-	r.drain()
+	// release) instead of being lost with this run. Other signals that come after the end have nothing left to
+	// act on and must not rewrite the status that says how the release ended.
+	for r.revisionCh.ReceiveAsync(nil) {
+		r.revision = &ActionSignal{}
+	}
 	if r.revision == nil || res.Suspended {
 		return res, nil
 	}
@@ -106,6 +109,9 @@ type rollout struct {
 
 	// resumed is true when this run continues a previous one (Status carried by continue-as-new).
 	resumed bool
+	// primaryWritten is set when the promotion may have given the primary the canary's template: a rollback
+	// from then on must put the primary's previous revision back first.
+	primaryWritten bool
 	// last search attribute values upserted, to upsert only changes.
 	saPhase    Phase
 	saWeight   int
@@ -232,17 +238,40 @@ func (r *rollout) initialise() (RolloutResult, error) {
 	return r.result("initialized", false), nil
 }
 
-// failInit ends a failed initialisation. Nothing is rolled back: the target keeps serving and the next run
-// initialises again (every step is idempotent).
+// failInit ends a failed initialisation and undoes what it made (router objects, primary, Services), so that the
+// next run finds no half-made canary and initialises again: a primary left behind would make it report "no new
+// run" on objects that never served. (Runs recorded before versionUndoInit left them.)
 func (r *rollout) failInit(err error) (RolloutResult, error) {
 	if errors.Is(err, errCanceled) || r.ctx.Err() != nil {
 		return RolloutResult{}, errCanceled
 	}
 	r.setPhase(PhaseFailed)
 	msg := fmt.Sprintf("Initialization of %s failed: %v", r.name(), err)
+	if undoErr := r.undoInit(); undoErr != nil {
+		msg += fmt.Sprintf("; undoing it failed too, remove %s-primary and its Services by hand: %v", r.c.Spec.TargetRef.Name, undoErr)
+	}
 	r.setCondition(ConditionFalse, "Failed", msg)
 	r.decide(activities.EventRolledBack, v1beta1.SeverityError, true, msg, err.Error())
 	return r.result(msg, false), nil
+}
+
+// versionUndoInit marks runs that undo a failed or cancelled initialisation.
+const versionUndoInit = "undo-failed-init"
+
+// undoInit removes what an initialisation made: the router's objects (a provider without a router made none),
+// then the primary, its autoscaler and Services, with the target serving as before.
+func (r *rollout) undoInit() error {
+	if workflow.GetVersion(r.ctx, versionUndoInit, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	r.warn("Undoing the initialization of "+r.name(), "initialization failed")
+	var res activities.ActionResult
+	err := r.exec(cleanupOptions(), rt.FinalizeRouter, activities.RouterInput{Canary: r.c}, &res)
+	var ae *temporal.ApplicationError
+	if err != nil && !(errors.As(err, &ae) && ae.Type() == activities.ErrTypeUnsupportedProvider) {
+		return err
+	}
+	return r.exec(cleanupOptions(), wl.FinalizeWorkloads, activities.WorkloadInput{Canary: r.c}, &res)
 }
 
 // release analyses the revision in r.st.Revision until it is promoted or rolled back, restarting on new revisions.
@@ -549,20 +578,32 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	t := r.c.Spec.TargetRef.Name
 	r.info(fmt.Sprintf("Copying %s.%s template spec to %s-primary.%s", t, r.c.Namespace, t, r.c.Namespace), "promotion")
 	var res activities.ActionResult
+	// From here on the primary may run the canary's template: an abort up to the end of the promotion, or any
+	// rollback, puts the previous revision back (runs recorded before that version noticed an abort only while
+	// waiting, and left the primary on the aborted revision).
+	revertible := workflow.GetVersion(r.ctx, versionRevertPromotion, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	aborted := func() bool {
+		if revertible {
+			r.drain()
+		}
+		return r.abort != nil
+	}
+	if revertible && aborted() { // an abort that came with the approval wins: nothing reaches the primary
+		return r.rollback(r.abortReason(), activities.EventAborted)
+	}
+	r.primaryWritten = revertible
 	if err := r.exec(kubeOptions(), wl.Promote, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
 		return r.fail(err)
 	}
-	aborted := func() bool { return r.abort != nil }
 	ready, reason, err := r.waitReady(activities.WorkloadPrimary, aborted)
 	if err != nil {
 		return r.fail(err)
 	}
-	if r.abort != nil {
+	if aborted() {
 		return r.rollback(r.abortReason(), activities.EventAborted)
 	}
 	if !ready {
-		// The primary's Deployment keeps its previous ReplicaSet serving while the new one fails to roll out, so
-		// traffic goes back to it (the rollback); it holds the new template until the next release.
+		// The rollback puts the primary's previous template back (runs recorded before that left the new one).
 		return r.rollback(fmt.Sprintf("Rolling back %s progress deadline exceeded %s", r.name(), reason), activities.EventRolledBack)
 	}
 
@@ -573,6 +614,9 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 			if err := r.setRoutes(kubeOptions(), 100-w, w, false); err != nil {
 				return r.fail(err)
 			}
+			if revertible && aborted() {
+				return r.rollback(r.abortReason(), activities.EventAborted)
+			}
 			r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false,
 				fmt.Sprintf("Advance %s primary weight %d", r.name(), 100-w), "promotion")
 			if i == len(steps)-1 {
@@ -581,7 +625,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 			if err := r.wait(r.a.IntervalDuration(), false, aborted); err != nil {
 				return r.fail(err)
 			}
-			if r.abort != nil {
+			if aborted() {
 				return r.rollback(r.abortReason(), activities.EventAborted)
 			}
 		}
@@ -591,11 +635,18 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 			return r.fail(err)
 		}
 	}
+	if revertible && aborted() {
+		return r.rollback(r.abortReason(), activities.EventAborted)
+	}
 
 	r.setPhase(PhaseFinalising)
 	if err := r.exec(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
 		return r.fail(err)
 	}
+	if revertible && aborted() {
+		return r.rollback(r.abortReason(), activities.EventAborted)
+	}
+	r.primaryWritten = false
 	r.setPhase(PhaseSucceeded)
 	r.setCondition(ConditionTrue, "Succeeded", "Canary analysis completed successfully, promotion finished.")
 	if _, err := r.runHooks(v1beta1.PostRolloutHook); err != nil {
@@ -614,6 +665,14 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 func (r *rollout) rollback(reason string, ev activities.EventType) (RolloutResult, error) {
 	r.st.PendingGate = ""
 	r.log.Error(reason, r.keyvals("rollback")...)
+	if r.primaryWritten {
+		if err := r.revertPromotion(); err != nil {
+			if errors.Is(err, errCanceled) {
+				return r.result(reason, false), err
+			}
+			reason = fmt.Sprintf("%s; the primary still runs the canary's revision %s: %v", reason, r.st.Revision, err)
+		}
+	}
 	r.st.Message = reason
 	if err := r.setRoutes(cleanupOptions(), 100, 0, false); err != nil {
 		return r.result(reason, false), fmt.Errorf("roll back %s: %w", r.name(), err)
@@ -631,6 +690,20 @@ func (r *rollout) rollback(reason string, ev activities.EventType) (RolloutResul
 	r.st.Message = reason
 	r.emit(r.event(ev, v1beta1.SeverityError, reason, r.st.LastChecks), true)
 	return r.result(reason, false), nil
+}
+
+// revertPromotion puts the primary's previous revision back (template and config copies), so that the rollback
+// routes users to the previous version, not to the one rolled back. It does not wait for the primary's pods: the
+// Deployment rolls them back under its own strategy, keeping its available pods serving meanwhile.
+func (r *rollout) revertPromotion() error {
+	prev := r.st.PrimaryRevision
+	r.warn(fmt.Sprintf("Restoring %s-primary.%s to revision %s", r.c.Spec.TargetRef.Name, r.c.Namespace, prev), "promotion reverted")
+	var res activities.ActionResult
+	if err := r.exec(cleanupOptions(), wl.RevertPromotion, activities.RevertInput{Canary: r.c, Revision: prev}, &res); err != nil {
+		return err
+	}
+	r.primaryWritten = false
+	return nil
 }
 
 // fail ends the run after an unexpected error (an activity that failed for good): it rolls back when it can and
@@ -653,10 +726,16 @@ func (r *rollout) canceled() (RolloutResult, error) {
 	r.ctx = dctx
 	reason := fmt.Sprintf("Rolling back %s: workflow cancelled", r.name())
 	var res RolloutResult
-	if r.st.Phase == "" || r.st.Phase == PhaseInitializing {
-		// Nothing to roll back: initialisation is idempotent and the next run does it again.
+	if phase := r.st.Phase; phase == "" || phase == PhaseInitializing {
+		// Nothing to roll back: what the initialisation made is undone, and the next run initialises again.
 		r.setPhase(PhaseFailed)
-		r.setCondition(ConditionFalse, "Failed", "Initialization cancelled.")
+		msg := "Initialization cancelled."
+		if phase == PhaseInitializing {
+			if err := r.undoInit(); err != nil {
+				msg += fmt.Sprintf(" Undoing it failed, remove %s-primary and its Services by hand: %v", r.c.Spec.TargetRef.Name, err)
+			}
+		}
+		r.setCondition(ConditionFalse, "Failed", msg)
 		res = r.result("workflow cancelled during initialization", false)
 	} else {
 		var err error
@@ -995,6 +1074,10 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 // and replay without it).
 const versionMemoChecks = "memo-last-checks"
 
+// versionRevertPromotion marks runs whose rollback after the promotion began restores the primary's previous
+// revision (runs recorded before it routed back to a primary that already ran the rolled-back revision).
+const versionRevertPromotion = "revert-promotion"
+
 // memoChecks records the step's metric values in the memo ("lastChecks": metric → value), where the workers'
 // canaryflow_canary_metric_analysis metric reads them from visibility: every worker replica sees the same values.
 func (r *rollout) memoChecks(results []activities.CheckResult) {
@@ -1136,6 +1219,12 @@ func (r *rollout) receiveAbort(c workflow.ReceiveChannel) {
 }
 
 func (r *rollout) applyAbort(s ActionSignal) {
+	if r.st.Phase == PhaseSucceeded || r.st.Phase == PhaseFailed {
+		// The release already ended (a signal drained while the run finishes): there is nothing left to abort,
+		// and the status keeps saying what happened.
+		r.log.Info(fmt.Sprintf("Ignoring abort of %s by %s: the rollout already ended %s", r.name(), s.By, r.st.Phase), r.keyvals("abort signal")...)
+		return
+	}
 	if r.abort == nil {
 		r.abort = &s
 		r.st.AbortedBy, r.st.AbortReason = s.By, s.Reason

@@ -200,6 +200,34 @@ var (
 	podinfoRoutes = []route{r(90, 10, 0), r(80, 20, 1*m), r(70, 30, 2*m), r(60, 40, 3*m), r(50, 50, 4*m), r(100, 0, 5*m)}
 )
 
+// An initialisation that fails after its first write undoes what it made, so the next run initialises again
+// instead of reporting "no new run" on a primary that never served.
+func TestFailedInitialisationIsUndone(t *testing.T) {
+	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1"})
+	h.f.reconcileErr = temporal.NewNonRetryableApplicationError(`no router for provider "nginx"`, activities.ErrTypeUnsupportedProvider, nil)
+	res := h.run(podinfo())
+
+	h.requirePhases(PhaseInitializing, PhaseFailed)
+	require.Equal(t, []string{"DetectRevision", "InitializeWorkloads", "ReconcileRouter", "FinalizeRouter", "FinalizeWorkloads"}, h.f.calls)
+	require.Equal(t, PhaseFailed, res.Status.Phase)
+	require.Contains(t, res.Reason, `Initialization of podinfo.test failed: `)
+	require.NotContains(t, res.Reason, "by hand", "a provider without a router made nothing to undo")
+	h.requireRoutes()
+}
+
+// Cancelling the workflow while it initialises undoes the initialisation as well.
+func TestCancelledInitialisationIsUndone(t *testing.T) {
+	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1"})
+	h.f.primaryReady = func(int) (bool, string) { return false, "starting" }
+	h.at(5*time.Second, func() { h.env.CancelWorkflow() })
+	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+	require.True(t, h.env.IsWorkflowCompleted())
+	var canceled *temporal.CanceledError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &canceled)
+	require.Contains(t, h.f.calls, "FinalizeWorkloads")
+	require.Contains(t, h.f.calls, "FinalizeRouter")
+}
+
 func TestFirstRolloutInitialisesAndEndsInitialized(t *testing.T) {
 	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1"})
 	res := h.run(podinfo())
@@ -310,6 +338,8 @@ func TestPrimaryNotReadyDuringPromotionRollsBack(t *testing.T) {
 	h.requireRoutes(append(podinfoRoutes[:5:5], r(100, 0, 6*m))...)
 	require.Equal(t, summary{Phase: PhaseFailed, Primary: 100, Revision: "rev2", Promoted: ConditionFalse, PromotedReason: "Failed"},
 		summarize(res.Status))
+	require.Equal(t, "rev1", h.f.primary, "the primary is put back on the revision it ran before the promotion")
+	require.Equal(t, 1, h.count("RevertPromotion rev1"))
 	require.Equal(t, "Rolling back podinfo.test progress deadline exceeded primary deployment podinfo-primary.test not ready: "+
 		"waiting for rollout to finish: 1 old replicas are pending termination", res.Reason)
 }

@@ -98,6 +98,11 @@ func (a *Activities) Promote(_ context.Context, in activities.WorkloadInput) (ac
 	return activities.ActionResult{}, nil
 }
 
+func (a *Activities) RevertPromotion(_ context.Context, in activities.RevertInput) (activities.ActionResult, error) {
+	a.c.Set(in.Canary.Namespace, in.Canary.Name, func(c *Canary) { c.Primary = in.Revision })
+	return activities.ActionResult{}, nil
+}
+
 func (a *Activities) FinalizeWorkloads(context.Context, activities.WorkloadInput) (activities.ActionResult, error) {
 	return activities.ActionResult{}, nil
 }

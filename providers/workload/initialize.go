@@ -149,17 +149,8 @@ func (k *Client) applyConfigs(ctx context.Context, p *plan) error {
 				Type:       cfg.secret.Type, Data: cfg.secret.Data,
 			}
 		}
-		data, err := json.Marshal(obj)
-		if err != nil {
-			return fmt.Errorf("encode %s %s/%s: %w", cfg.Kind, ns, name, err)
-		}
-		if cfg.cm != nil {
-			_, err = k.kube.CoreV1().ConfigMaps(ns).Patch(ctx, name, types.ApplyPatchType, data, applyOptions())
-		} else {
-			_, err = k.kube.CoreV1().Secrets(ns).Patch(ctx, name, types.ApplyPatchType, data, applyOptions())
-		}
-		if err != nil {
-			return kubeobj.APIError("apply", cfg.Kind, ns, name, err)
+		if err := k.apply(ctx, cfg.Kind, ns, name, obj); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -207,10 +198,13 @@ func (k *Client) Promote(ctx context.Context, c *v1beta1.Canary) error {
 		return kubeobj.Permanentf("%s %s/%s not found: the canary must be initialised before it is promoted",
 			c.Spec.TargetRef.Kind, c.Namespace, primaryName(c))
 	}
+	rev := revision(p.t.template(), p.cfgs)
+	if err := k.keepPrevious(ctx, p, rev); err != nil {
+		return err
+	}
 	if err := k.applyConfigs(ctx, p); err != nil {
 		return err
 	}
-	rev := revision(p.t.template(), p.cfgs)
 	obj := primaryObject(c, p.t, p.cfgs, p.primary.replicas(), rev)
 	if err := k.applyWorkload(ctx, c.Spec.TargetRef.Kind, c.Namespace, primaryName(c), obj); err != nil {
 		return err
