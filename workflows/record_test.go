@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
@@ -67,7 +70,35 @@ func recordings() []recording {
 		{file: "ten-steps.json", canary: podinfo(fast, named("podinfo-ten-steps"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.MaxWeight = 100
 		})},
+		// Recorded at revert-promotion: the abort lands while the promotion waits for the primary.
+		{file: "abort-during-promotion.json", canary: podinfo(fast, named("podinfo-abort-promotion")), script: func(f *fakes) {
+			f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
+			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+		}},
+		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
+		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
+			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}
+			f.reconcileErr = temporal.NewNonRetryableApplicationError(`no router for provider "nginx"`, activities.ErrTypeUnsupportedProvider, nil)
+		}},
 	}
+}
+
+// recordOnly, from CANARYFLOW_RECORD_ONLY (comma-separated file names), records just those histories, so the
+// histories of earlier workflow versions stay as they were recorded.
+func recordOnly(all []recording) []recording {
+	only := os.Getenv("CANARYFLOW_RECORD_ONLY")
+	if only == "" {
+		return all
+	}
+	var out []recording
+	for _, r := range all {
+		if slices.Contains(strings.Split(only, ","), r.file) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func named(name string) func(*v1beta1.Canary) { return func(c *v1beta1.Canary) { c.Name = name } }
@@ -78,6 +109,9 @@ func named(name string) func(*v1beta1.Canary) { return func(c *v1beta1.Canary) {
 // workflow that is meant to change histories (and guard it with workflow.GetVersion when open rollouts exist):
 //
 //	CANARYFLOW_RECORD=1 go test ./workflows -run TestRecordHistories -v
+//
+// CANARYFLOW_RECORD_ONLY=a.json,b.json records only those (new fixtures for a new version gate), keeping the
+// histories of the versions before it.
 //
 // It uses the lab's Temporal CLI ($CANARYFLOW_CACHE/lab/bin/temporal, built by `make lab-build`) or the binary
 // named by CANARYFLOW_TEMPORAL.
@@ -110,8 +144,9 @@ func TestRecordHistories(t *testing.T) {
 	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
 
 	var wg sync.WaitGroup
-	errs := make([]error, len(recordings()))
-	for i, rec := range recordings() {
+	recs := recordOnly(recordings())
+	errs := make([]error, len(recs))
+	for i, rec := range recs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -120,7 +155,7 @@ func TestRecordHistories(t *testing.T) {
 	}
 	wg.Wait()
 	for i, err := range errs {
-		require.NoError(t, err, recordings()[i].file)
+		require.NoError(t, err, recs[i].file)
 	}
 }
 
