@@ -207,6 +207,7 @@ spec:
   podCIDRs: [$LAB_POD_CIDR]
 EOF
 start kwok "$LAB_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" --config "$LAB_SHARE/kwok-stages.yaml" \
+	--config "$LAB_ROOT/lab/kwok/pod-ready-again.yaml" \
 	--manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
 	--cidr "$LAB_POD_CIDR" --node-ip "$LAB_LINK_NS_IP" --server-address "$LAB_HOST:$KWOK_PORT" \
 	--node-lease-duration-seconds 40
