@@ -504,3 +504,40 @@ func waitPromValue(t *testing.T, base, q string, want float64, timeout time.Dura
 		return nil
 	})
 }
+
+// When the node-lifecycle controller marks a node's pods NotReady (its lease expired during an API server
+// outage), the lab's node reports them Ready again as a reconnecting kubelet would, so an outage test measures
+// canaryflow, not a lab that never recovers. The controller's write is reproduced here on one pod.
+func TestPodsMarkedNotReadyBecomeReadyAgain(t *testing.T) {
+	_, cs := labtest.Kube(t)
+	ns := labtest.Namespace(t, "reready")
+	ctx := context.Background()
+	deploy(t, cs, ns, "podinfo", podinfo600, 1)
+	waitAvailable(t, cs, ns, "podinfo", 60*time.Second)
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	require.Len(t, pods.Items, 1)
+	pod := &pods.Items[0]
+
+	// What MarkPodsNotReady writes: the Ready condition False.
+	for i, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			pod.Status.Conditions[i].Status = corev1.ConditionFalse
+			pod.Status.Conditions[i].Reason = "NodeNotReady"
+		}
+	}
+	_, err = cs.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status == corev1.ConditionTrue
+			}
+		}
+		return false
+	}, 60*time.Second, 200*time.Millisecond, "the pod never became Ready again")
+	waitAvailable(t, cs, ns, "podinfo", 60*time.Second)
+}
