@@ -29,11 +29,7 @@ func TestRevertPromotionRestoresThePrimarysTemplateAndConfigs(t *testing.T) {
 	require.NoError(t, err)
 
 	// A new revision: image and tracked ConfigMap change; it is promoted.
-	d, err := admin.AppsV1().Deployments(ns).Get(ctx, "podinfo", metav1.GetOptions{})
-	require.NoError(t, err)
-	d.Spec.Template.Spec.Containers[0].Image = "ghcr.io/stefanprodan/podinfo:6.0.1"
-	_, err = admin.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	setImage(t, admin, ns, "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
 	cfg, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, "podinfo-config", metav1.GetOptions{})
 	require.NoError(t, err)
 	cfg.Data["color"] = "#ff0000"
