@@ -129,11 +129,7 @@ func TestRolloutHistoryHoldsNoSecretValue(t *testing.T) {
 	// First run: initialise. Second run, after an image change: analyse and promote.
 	first, res := rollout()
 	require.Equal(t, workflows.PhaseInitialized, res.Phase, res.Reason)
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "podinfo", metav1.GetOptions{})
-	require.NoError(t, err)
-	d.Spec.Template.Spec.Containers[0].Image = "ghcr.io/stefanprodan/podinfo:6.0.1"
-	_, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	labtest.SetImage(t, cs, ns, "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
 	second, res := rollout()
 	require.Equal(t, workflows.PhaseSucceeded, res.Phase, res.Reason)
 	require.True(t, res.Promoted)

@@ -48,17 +48,12 @@ var (
 func TestDeploymentRollsOutAndPodsAnswer(t *testing.T) {
 	_, cs := labtest.Kube(t)
 	ns := labtest.Namespace(t, "rollout")
-	ctx := context.Background()
 
 	deploy(t, cs, ns, "podinfo", podinfo600, 2)
 	waitAvailable(t, cs, ns, "podinfo", 60*time.Second)
 	requireVersions(t, cs, ns, "podinfo", "6.0.0", 2)
 
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, "podinfo", metav1.GetOptions{})
-	require.NoError(t, err)
-	d.Spec.Template.Spec.Containers[0].Image = podinfo601
-	_, err = cs.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	labtest.SetImage(t, cs, ns, "podinfo", podinfo601)
 	waitAvailable(t, cs, ns, "podinfo", 60*time.Second)
 	requireVersions(t, cs, ns, "podinfo", "6.0.1", 2)
 }

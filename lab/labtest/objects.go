@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // The resources of the lab's Traefik and Gateway API CRDs, for dynamic clients.
@@ -22,6 +24,24 @@ var (
 	TraefikServices = schema.GroupVersionResource{Group: "traefik.io", Version: "v1alpha1", Resource: "traefikservices"}
 	HTTPRoutes      = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
 )
+
+// SetImage changes the image of a Deployment's first container as a user would: on its latest version, again
+// when the Deployment controller wrote its status in between.
+func SetImage(t testing.TB, cs kubernetes.Interface, ns, name, image string) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := cs.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = image
+		_, err = cs.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("set the image of Deployment %s/%s to %s: %v", ns, name, image, err)
+	}
+}
 
 // Podinfo is a plain podinfo Deployment: container podinfod running image, port "http" 9898, pods labelled app=app.
 // The lab's podnet runs the podinfo version of the image's tag for each of its pods.

@@ -85,11 +85,7 @@ func (e *env) rollout(t *testing.T, c *v1beta1.Canary) {
 	workloadtest.CreatePodinfo(t, e.admin, e.ns, "podinfo", "6.0.0", 1, 0)
 	require.NoError(t, e.kube.Initialize(ctx, c))
 	e.waitReady(t, c, true)
-	d, err := e.admin.AppsV1().Deployments(e.ns).Get(ctx, "podinfo", metav1.GetOptions{})
-	require.NoError(t, err)
-	d.Spec.Template.Spec.Containers[0].Image = "ghcr.io/stefanprodan/podinfo:6.0.1"
-	_, err = e.admin.AppsV1().Deployments(e.ns).Update(ctx, d, metav1.UpdateOptions{})
-	require.NoError(t, err)
+	labtest.SetImage(t, e.admin, e.ns, "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
 	e.waitReady(t, c, false)
 }
 
@@ -318,7 +314,7 @@ func TestRouterObjectsAreOursIdempotentAndFinalized(t *testing.T) {
 			pw, cw, mirrored, err := rt.GetRoutes(ctx, m)
 			require.NoError(t, err)
 			require.Equal(t, []any{100, 0, true}, []any{pw, cw, mirrored})
-			require.Error(t, rt.SetRoutes(ctx, m, 50, 50, true), "mirroring only with all traffic on the primary")
+			require.Error(t, router.CheckSplit(m, 50, 50, true), "mirroring only with all traffic on the primary")
 
 			require.NoError(t, rt.Finalize(ctx, c))
 			require.NoError(t, rt.Finalize(ctx, c))

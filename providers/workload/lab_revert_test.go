@@ -29,7 +29,7 @@ func TestRevertPromotionRestoresThePrimarysTemplateAndConfigs(t *testing.T) {
 	require.NoError(t, err)
 
 	// A new revision: image and tracked ConfigMap change; it is promoted.
-	setImage(t, admin, ns, "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
+	labtest.SetImage(t, admin, ns, "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
 	cfg, err := admin.CoreV1().ConfigMaps(ns).Get(ctx, "podinfo-config", metav1.GetOptions{})
 	require.NoError(t, err)
 	cfg.Data["color"] = "#ff0000"

@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -82,21 +81,6 @@ func twice(t *testing.T, admin kubernetes.Interface, ns string, op func() error)
 	before := versions(t, admin, ns)
 	require.NoError(t, op())
 	require.Equal(t, before, versions(t, admin, ns), "running it a second time changed objects")
-}
-
-// setImage changes the target's image as a user would, on the latest version of the Deployment (its controller
-// writes the status meanwhile).
-func setImage(t *testing.T, admin kubernetes.Interface, ns, name, image string) {
-	t.Helper()
-	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d, err := admin.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		d.Spec.Template.Spec.Containers[0].Image = image
-		_, err = admin.AppsV1().Deployments(ns).Update(context.Background(), d, metav1.UpdateOptions{})
-		return err
-	}))
 }
 
 func waitReady(t *testing.T, k *workload.Client, c *v1beta1.Canary, primary bool) {
@@ -211,7 +195,7 @@ func TestDeploymentLifecycleUnderTheWorkerRole(t *testing.T) {
 	waitReady(t, k, c, false)
 
 	// A new revision: an image change, then a config change.
-	setImage(t, admin, ns, "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
+	labtest.SetImage(t, admin, ns, "podinfo", "ghcr.io/stefanprodan/podinfo:6.0.1")
 	target2, primary2, err := k.Revisions(ctx, c)
 	require.NoError(t, err)
 	require.NotEqual(t, target2, primary2)
