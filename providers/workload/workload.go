@@ -10,11 +10,13 @@ package workload
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -48,6 +50,8 @@ var SelectorLabels = []string{"app", "name", "app.kubernetes.io/name"}
 // Client acts on the workloads and Services of canaries through the Kubernetes API.
 type Client struct {
 	kube kubernetes.Interface
+	// dyn reads and writes KEDA ScaledObjects (a CRD canaryflow does not link the types of); nil without one.
+	dyn dynamic.Interface
 }
 
 // New returns a Client talking to the API server of cfg.
@@ -56,12 +60,22 @@ func New(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return NewForClientset(cs), nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	return NewForClients(cs, dyn), nil
 }
 
-// NewForClientset returns a Client using kube (a real or a fake clientset).
+// NewForClientset returns a Client using kube (a real or a fake clientset) and no dynamic client, so a Canary
+// whose autoscalerRef is a ScaledObject is refused.
 func NewForClientset(kube kubernetes.Interface) *Client {
 	return &Client{kube: kube}
+}
+
+// NewForClients returns a Client using kube and, for KEDA ScaledObjects, dyn.
+func NewForClients(kube kubernetes.Interface, dyn dynamic.Interface) *Client {
+	return &Client{kube: kube, dyn: dyn}
 }
 
 // IsManaged reports whether an object carries canaryflow's marker.
@@ -70,19 +84,34 @@ func IsManaged(m metav1.Object) bool {
 }
 
 // Marker returns the labels and annotations that mark an object as made by canaryflow for the Canary c, merged
-// over extra labels and annotations (the marker wins).
+// over extra labels and annotations (the marker wins). The keys of spec.service.unmanagedMetadata are left out
+// of the extras, so canaryflow never writes them and whoever else sets them keeps them (server-side apply leaves
+// other managers' keys alone); canaryflow's own keys (the marker, canaryflow.io/*) are always written, since they
+// are how it knows its objects.
 func Marker(c *v1beta1.Canary, labels, annotations map[string]string) (map[string]string, map[string]string) {
+	var skipL, skipA []string
+	if u := c.Spec.Service.UnmanagedMetadata; u != nil {
+		skipL, skipA = u.Labels, u.Annotations
+	}
 	l := make(map[string]string, len(labels)+1)
 	for k, v := range labels {
-		l[k] = v
+		if !unmanaged(k, skipL) {
+			l[k] = v
+		}
 	}
 	l[ManagedByLabel] = ManagedByValue
 	a := make(map[string]string, len(annotations)+1)
 	for k, v := range annotations {
-		a[k] = v
+		if !unmanaged(k, skipA) {
+			a[k] = v
+		}
 	}
 	a[CanaryAnnotation] = c.Namespace + "/" + c.Name
 	return l, a
+}
+
+func unmanaged(key string, skip []string) bool {
+	return slices.Contains(skip, key) && !strings.HasPrefix(key, "canaryflow.io/")
 }
 
 // PermanentError is an error that retrying cannot fix (a missing or foreign object, an invalid target); the
