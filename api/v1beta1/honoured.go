@@ -49,6 +49,9 @@ var acceptedNotHonoured = []struct {
 	{"spec.service.delegation", func(c *Canary) bool { return c.Spec.Service.Delegation }, nil, "Istio VirtualService delegation"},
 	{"spec.service.trafficPolicy", func(c *Canary) bool { return c.Spec.Service.TrafficPolicy != nil }, nil, "Istio DestinationRule traffic policy"},
 	{"spec.service.retries", func(c *Canary) bool { return c.Spec.Service.Retries != nil }, nil, "Istio and App Mesh retry policy"},
+	{"spec.service.rewrite.uriRegexRewrite", func(c *Canary) bool {
+		return c.Spec.Service.Rewrite != nil && c.Spec.Service.Rewrite.URIRegexRewrite != nil
+	}, nil, "Istio regular-expression URI rewrite"},
 	{"spec.service.corsPolicy", func(c *Canary) bool { return c.Spec.Service.CorsPolicy != nil }, nil, "Istio CORS policy"},
 	{"spec.service.meshName", func(c *Canary) bool { return c.Spec.Service.MeshName != "" }, nil, "App Mesh mesh name"},
 	{"spec.service.backends", func(c *Canary) bool { return len(c.Spec.Service.Backends) > 0 }, nil, "App Mesh virtual node backends"},
