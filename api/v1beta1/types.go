@@ -91,8 +91,7 @@ type CanaryService struct {
 	Apex          *CustomMetadata    `json:"apex,omitempty"`
 	Primary       *CustomMetadata    `json:"primary,omitempty"`
 	Canary        *CustomMetadata    `json:"canary,omitempty"`
-	// Headless makes the primary and canary Services headless (clusterIP: None); the apex stays a ClusterIP
-	// Service.
+	// Headless makes the apex, primary and canary Services headless (clusterIP: None), as Flagger does.
 	Headless bool `json:"headless,omitempty"`
 	// TrafficDistribution is written to the generated Services' spec.trafficDistribution (PreferClose,
 	// PreferSameZone, PreferSameNode); the API server decides which values it knows.
