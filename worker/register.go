@@ -34,7 +34,7 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	if err != nil {
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
-	wl := workload.NewForClientset(k)
+	wl := workload.NewForClients(k, dyn)
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery()})
 	return &dependencies{
 		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities()},

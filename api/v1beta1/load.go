@@ -59,7 +59,8 @@ func (d Document) Label() string {
 // Set is everything loaded from one or more sources.
 type Set struct {
 	Documents []Document
-	// Warnings are values loading changed from what was written (deprecated fields, clamped intervals).
+	// Warnings are values loading changed from what was written (deprecated fields, clamped intervals) and
+	// fields this build accepts but ignores (see Canary.NotHonoured).
 	Warnings []string
 }
 
@@ -155,12 +156,15 @@ func Load(r io.Reader, source string, opts ValidateOptions) (*Set, error) {
 	}
 	for _, d := range set.Documents {
 		if d.Canary != nil {
-			for _, w := range d.Canary.SetDefaults() {
+			for _, w := range append(d.Canary.SetDefaults(), d.Canary.NotHonoured()...) {
 				set.Warnings = append(set.Warnings, d.Label()+": "+w)
 			}
 		}
 		if d.MetricTemplate != nil {
 			d.MetricTemplate.SetDefaults()
+			for _, w := range d.MetricTemplate.NotHonoured() {
+				set.Warnings = append(set.Warnings, d.Label()+": "+w)
+			}
 		}
 		if d.AlertProvider != nil {
 			d.AlertProvider.SetDefaults()

@@ -40,7 +40,7 @@ type CanarySpec struct {
 	MetricsServer string `json:"metricsServer,omitempty"`
 	// TargetRef is the workload rolled out (a Deployment or DaemonSet in the Canary's namespace).
 	TargetRef LocalObjectReference `json:"targetRef"`
-	// AutoscalerRef is the target's HorizontalPodAutoscaler, cloned for the primary.
+	// AutoscalerRef is the target's HorizontalPodAutoscaler or KEDA ScaledObject, cloned for the primary.
 	AutoscalerRef *AutoscalerReference `json:"autoscalerRef,omitempty"`
 	// IngressRef is the NGINX Ingress cloned for the canary.
 	IngressRef *LocalObjectReference `json:"ingressRef,omitempty"`
@@ -91,6 +91,41 @@ type CanaryService struct {
 	Apex          *CustomMetadata    `json:"apex,omitempty"`
 	Primary       *CustomMetadata    `json:"primary,omitempty"`
 	Canary        *CustomMetadata    `json:"canary,omitempty"`
+	// Headless makes the apex, primary and canary Services headless (clusterIP: None), as Flagger does.
+	Headless bool `json:"headless,omitempty"`
+	// TrafficDistribution is written to the generated Services' spec.trafficDistribution (PreferClose,
+	// PreferSameZone, PreferSameNode); the API server decides which values it knows.
+	TrafficDistribution string `json:"trafficDistribution,omitempty"`
+	// BackendTimeout is the Gateway API HTTPRoute rules' timeouts.backendRequest.
+	BackendTimeout string `json:"backendTimeout,omitempty"`
+	// Mirror adds a Gateway API RequestMirror filter per entry to the HTTPRoute's rules.
+	Mirror []HTTPRequestMirror `json:"mirror,omitempty"`
+	// UnmanagedMetadata lists label and annotation keys canaryflow never writes on the objects it generates, so
+	// another controller can own them.
+	UnmanagedMetadata *UnmanagedMetadata `json:"unmanagedMetadata,omitempty"`
+}
+
+// HTTPRequestMirror mirrors the requests of a route to another backend (Gateway API's RequestMirror filter).
+type HTTPRequestMirror struct {
+	BackendRef MirrorBackendRef `json:"backendRef"`
+}
+
+// MirrorBackendRef is the backend mirrored requests go to (Gateway API's BackendObjectReference).
+type MirrorBackendRef struct {
+	// Group is the API group of the backend; empty means the core group (a Service).
+	Group string `json:"group,omitempty"`
+	// Kind is the backend's kind, Service when empty.
+	Kind      string `json:"kind,omitempty"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace,omitempty"`
+	// Port is required when the backend is a Service.
+	Port *int32 `json:"port,omitempty"`
+}
+
+// UnmanagedMetadata are label and annotation keys left to others.
+type UnmanagedMetadata struct {
+	Labels      []string `json:"labels,omitempty"`
+	Annotations []string `json:"annotations,omitempty"`
 }
 
 // CanaryAnalysis says how a new revision is tested: the schedule, the checks and the gates.
@@ -119,6 +154,15 @@ type SessionAffinity struct {
 	PrimaryCookieName string `json:"primaryCookieName,omitempty"`
 	// MaxAge of the cookie in seconds (default 86400).
 	MaxAge int `json:"maxAge,omitempty"`
+	// Domain, Path, SameSite (Strict, Lax or None), Secure, HTTPOnly and Partitioned are the cookie's attributes.
+	Domain   string `json:"domain,omitempty"`
+	Path     string `json:"path,omitempty"`
+	SameSite string `json:"sameSite,omitempty"`
+	Secure   bool   `json:"secure,omitempty"`
+	// HTTPOnly unset leaves the router's default (Traefik's cookie is HttpOnly, Gateway API's is not, as in
+	// Flagger).
+	HTTPOnly    *bool `json:"httpOnly,omitempty"`
+	Partitioned bool  `json:"partitioned,omitempty"`
 }
 
 // NoDataPolicy says what a metric check does when the query returns no value.
@@ -219,6 +263,13 @@ type LocalObjectReference struct {
 	Name       string `json:"name"`
 }
 
+// The autoscaler kinds spec.autoscalerRef may name.
+const (
+	HorizontalPodAutoscalerKind = "HorizontalPodAutoscaler"
+	// ScaledObjectKind is KEDA's (keda.sh/v1alpha1).
+	ScaledObjectKind = "ScaledObject"
+)
+
 // AutoscalerReference names the target's autoscaler.
 type AutoscalerReference struct {
 	APIVersion            string            `json:"apiVersion,omitempty"`
@@ -280,6 +331,9 @@ type HTTPRewrite struct {
 	URI             string        `json:"uri,omitempty"`
 	Authority       string        `json:"authority,omitempty"`
 	URIRegexRewrite *RegexRewrite `json:"uriRegexRewrite,omitempty"`
+	// Type is how a Gateway API URLRewrite replaces the path: ReplacePrefixMatch (the default) or
+	// ReplaceFullPath.
+	Type string `json:"type,omitempty"`
 }
 
 // RegexRewrite rewrites a URI with a regular expression.
@@ -333,6 +387,10 @@ type CanaryStatus struct {
 	LastTransitionTime *metav1.Time       `json:"lastTransitionTime,omitempty"`
 	TrackedConfigs     *map[string]string `json:"trackedConfigs,omitempty"`
 	Conditions         []FreeForm         `json:"conditions,omitempty"`
+	// The session affinity cookies Flagger keeps between runs (canaryflow keeps them on the HTTPRoute).
+	SessionAffinityCookie         string `json:"sessionAffinityCookie,omitempty"`
+	PrimarySessionAffinityCookie  string `json:"primarySessionAffinityCookie,omitempty"`
+	PreviousSessionAffinityCookie string `json:"previousSessionAffinityCookie,omitempty"`
 }
 
 // MetricTemplate is a reusable metric query and the backend it runs on.
@@ -360,6 +418,8 @@ type MetricTemplateProvider struct {
 	SecretRef          *corev1.LocalObjectReference `json:"secretRef,omitempty"`
 	Region             string                       `json:"region,omitempty"`
 	InsecureSkipVerify bool                         `json:"insecureSkipVerify,omitempty"`
+	// Headers are extra HTTP request headers for the backend (Flagger v1.44); see NotHonoured.
+	Headers map[string][]string `json:"headers,omitempty"`
 }
 
 // AlertProvider is a chat or webhook destination for rollout events.

@@ -112,13 +112,9 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 		e.add("spec.targetRef.apiVersion", "%q is not supported: use apps/v1", v)
 	}
 	if s.AutoscalerRef != nil {
-		if s.AutoscalerRef.Name == "" {
-			e.add("spec.autoscalerRef.name", "required: name the HorizontalPodAutoscaler, or remove autoscalerRef")
-		}
-		if k := s.AutoscalerRef.Kind; k != "" && k != "HorizontalPodAutoscaler" {
-			e.add("spec.autoscalerRef.kind", "unsupported autoscaler kind %q: use HorizontalPodAutoscaler", k)
-		}
+		c.validateAutoscalerRef(e)
 	}
+	c.validateServiceOptions(e)
 	if s.ProgressDeadlineSeconds != nil && *s.ProgressDeadlineSeconds <= 0 {
 		e.add("spec.progressDeadlineSeconds", "must be positive (default 600)")
 	}

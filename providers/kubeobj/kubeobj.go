@@ -10,6 +10,8 @@ package kubeobj
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,19 +46,34 @@ func MadeFor(m metav1.Object, c *v1beta1.Canary) bool {
 }
 
 // Marker returns the labels and annotations that mark an object as made by canaryflow for the Canary c, merged
-// over extra labels and annotations (the marker wins).
+// over extra labels and annotations (the marker wins). The keys of spec.service.unmanagedMetadata are left out of
+// the extras, so canaryflow never writes them and whoever else sets them keeps them (server-side apply leaves
+// other managers' keys alone); canaryflow's own keys (the marker, canaryflow.io/*) are always written, since they
+// are how it knows its objects.
 func Marker(c *v1beta1.Canary, labels, annotations map[string]string) (map[string]string, map[string]string) {
+	var skipL, skipA []string
+	if u := c.Spec.Service.UnmanagedMetadata; u != nil {
+		skipL, skipA = u.Labels, u.Annotations
+	}
 	l := make(map[string]string, len(labels)+1)
 	for k, v := range labels {
-		l[k] = v
+		if !unmanaged(k, skipL) {
+			l[k] = v
+		}
 	}
 	l[ManagedByLabel] = ManagedByValue
 	a := make(map[string]string, len(annotations)+1)
 	for k, v := range annotations {
-		a[k] = v
+		if !unmanaged(k, skipA) {
+			a[k] = v
+		}
 	}
 	a[CanaryAnnotation] = c.Namespace + "/" + c.Name
 	return l, a
+}
+
+func unmanaged(key string, skip []string) bool {
+	return slices.Contains(skip, key) && !strings.HasPrefix(key, "canaryflow.io/")
 }
 
 // PermanentError is an error that retrying cannot fix (a missing or foreign object, an invalid object, missing

@@ -172,6 +172,7 @@ func stickyRules(c *v1beta1.Canary, sa *v1beta1.SessionAffinity, cw int, weighte
 	if live != nil {
 		current, previous = live.GetAnnotations()[cookieAnnotation], live.GetAnnotations()[previousCookieAnnotation]
 	}
+	attrs := cookieAttributes(sa)
 	if cw == 0 {
 		if current != "" {
 			previous = current
@@ -181,7 +182,8 @@ func stickyRules(c *v1beta1.Canary, sa *v1beta1.SessionAffinity, cw int, weighte
 		}
 		annotations[previousCookieAnnotation] = previous
 		expire := gwRule(c, mergeMatches([]map[string]any{cookieMatch(previous)}, svcMatches), weighted["backendRefs"].([]any))
-		expire["filters"] = append(expire["filters"].([]any), setCookie(previous+"; Max-Age=-1"))
+		// A browser deletes a cookie only when Path and Domain match the ones it was set with.
+		expire["filters"] = append(expire["filters"].([]any), setCookie(previous+"; Max-Age=-1"+attrs))
 		return []any{expire, weighted}, nil
 	}
 	if current == "" || !strings.HasPrefix(current, sa.CookieName+"=") {
@@ -192,7 +194,7 @@ func stickyRules(c *v1beta1.Canary, sa *v1beta1.SessionAffinity, cw int, weighte
 		annotations[previousCookieAnnotation] = previous
 	}
 	_, value, _ := strings.Cut(current, "=")
-	age := fmt.Sprintf("; Max-Age=%d", sa.MaxAge)
+	age := fmt.Sprintf("; Max-Age=%d", sa.MaxAge) + attrs
 	backends := []any{gwBackend(primary, port, 100-cw, nil), gwBackend(canary, port, cw, []any{setCookie(current + age)})}
 	rules := []any{gwRule(c, mergeMatches([]map[string]any{cookieMatch(current)}, svcMatches),
 		[]any{gwBackend(primary, port, 0, nil), gwBackend(canary, port, 100, nil)})}
@@ -204,6 +206,31 @@ func stickyRules(c *v1beta1.Canary, sa *v1beta1.SessionAffinity, cw int, weighte
 	}
 	weighted["backendRefs"] = backends
 	return append(rules, weighted), nil
+}
+
+// cookieAttributes are the Set-Cookie attributes of spec.analysis.sessionAffinity after Max-Age, in the order
+// of RFC 6265bis; HttpOnly is written only when asked for, as Flagger writes this cookie without it.
+func cookieAttributes(sa *v1beta1.SessionAffinity) string {
+	var b strings.Builder
+	if sa.Domain != "" {
+		b.WriteString("; Domain=" + sa.Domain)
+	}
+	if sa.Path != "" {
+		b.WriteString("; Path=" + sa.Path)
+	}
+	if sa.Secure {
+		b.WriteString("; Secure")
+	}
+	if sa.HTTPOnly != nil && *sa.HTTPOnly {
+		b.WriteString("; HttpOnly")
+	}
+	if sa.SameSite != "" {
+		b.WriteString("; SameSite=" + sa.SameSite)
+	}
+	if sa.Partitioned {
+		b.WriteString("; Partitioned")
+	}
+	return b.String()
 }
 
 func token() string {
@@ -305,7 +332,7 @@ func gwSpec(c *v1beta1.Canary, rules []any) map[string]any {
 	return spec
 }
 
-// gwRule is a rule with the spec's filters (headers, rewrite) and timeout.
+// gwRule is a rule with the spec's filters (headers, rewrite, mirrors) and timeouts.
 func gwRule(c *v1beta1.Canary, matches []map[string]any, backends []any) map[string]any {
 	s := c.Spec.Service
 	filters := []any{}
@@ -323,15 +350,45 @@ func gwRule(c *v1beta1.Canary, matches []map[string]any, backends []any) map[str
 			u["hostname"] = rw.Authority
 		}
 		if rw.URI != "" {
-			u["path"] = map[string]any{"type": "ReplacePrefixMatch", "replacePrefixMatch": rw.URI}
+			if rw.Type == "ReplaceFullPath" {
+				u["path"] = map[string]any{"type": "ReplaceFullPath", "replaceFullPath": rw.URI}
+			} else {
+				u["path"] = map[string]any{"type": "ReplacePrefixMatch", "replacePrefixMatch": rw.URI}
+			}
 		}
 		filters = append(filters, map[string]any{"type": "URLRewrite", "urlRewrite": u})
 	}
+	for _, m := range s.Mirror {
+		filters = append(filters, map[string]any{"type": "RequestMirror", "requestMirror": map[string]any{"backendRef": mirrorBackend(m.BackendRef)}})
+	}
 	rule := map[string]any{"matches": toAny(matches), "filters": filters, "backendRefs": backends}
-	if s.Timeout != "" {
-		rule["timeouts"] = map[string]any{"request": s.Timeout}
+	if s.Timeout != "" || s.BackendTimeout != "" {
+		timeouts := map[string]any{}
+		if s.Timeout != "" {
+			timeouts["request"] = s.Timeout
+		}
+		if s.BackendTimeout != "" {
+			timeouts["backendRequest"] = s.BackendTimeout
+		}
+		rule["timeouts"] = timeouts
 	}
 	return rule
+}
+
+// mirrorBackend is a spec.service.mirror backendRef as Gateway API writes it (group "" and kind Service when
+// unset, its defaults).
+func mirrorBackend(r v1beta1.MirrorBackendRef) map[string]any {
+	b := map[string]any{"group": r.Group, "kind": r.Kind, "name": r.Name}
+	if r.Kind == "" {
+		b["kind"] = "Service"
+	}
+	if r.Namespace != "" {
+		b["namespace"] = r.Namespace
+	}
+	if r.Port != nil {
+		b["port"] = int64(*r.Port)
+	}
+	return b
 }
 
 func headerOps(o *v1beta1.HeaderOperations) map[string]any {

@@ -62,11 +62,31 @@ func traefikSpec(c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bo
 	}
 	weighted := map[string]any{"services": services}
 	if a := c.Spec.Analysis; a != nil && a.SessionAffinity != nil && a.SessionAffinity.CookieName != "" {
-		weighted["sticky"] = map[string]any{"cookie": map[string]any{
-			"name": a.SessionAffinity.CookieName, "maxAge": int64(a.SessionAffinity.MaxAge), "httpOnly": true,
-		}}
+		weighted["sticky"] = map[string]any{"cookie": traefikCookie(a.SessionAffinity)}
 	}
 	return map[string]any{"weighted": weighted}
+}
+
+// traefikCookie is the sticky cookie with spec.analysis.sessionAffinity's attributes; it is HttpOnly unless
+// httpOnly: false says otherwise. Traefik's cookie has no Partitioned attribute (v1beta1.NotHonoured warns).
+func traefikCookie(sa *v1beta1.SessionAffinity) map[string]any {
+	cookie := map[string]any{"name": sa.CookieName, "maxAge": int64(sa.MaxAge), "httpOnly": true}
+	if sa.HTTPOnly != nil {
+		cookie["httpOnly"] = *sa.HTTPOnly
+	}
+	if sa.Secure {
+		cookie["secure"] = true
+	}
+	if sa.SameSite != "" {
+		cookie["sameSite"] = strings.ToLower(sa.SameSite) // Traefik's enum is lower case
+	}
+	if sa.Path != "" {
+		cookie["path"] = sa.Path
+	}
+	if sa.Domain != "" {
+		cookie["domain"] = sa.Domain
+	}
+	return cookie
 }
 
 func traefikRoutes(c *v1beta1.Canary, u *unstructured.Unstructured) (primaryWeight, canaryWeight int, mirrored bool) {

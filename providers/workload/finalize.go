@@ -11,8 +11,9 @@ import (
 )
 
 // Finalize undoes Initialize for a deleted Canary (spec.revertOnDeletion): the target gets the primary's replicas
-// back (a DaemonSet is released onto its nodes), the apex Service selects the target's pods again, and the primary
-// workload, its autoscaler, its config copies and the primary and canary Services are deleted. Only objects that
+// back (a DaemonSet is released onto its nodes, a KEDA ScaledObject is no longer paused), the apex Service selects
+// the target's pods again, and the primary workload, its autoscaler, its config copies and the primary and canary
+// Services are deleted. Only objects that
 // carry canaryflow's marker are touched; nothing left is success.
 func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 	ns := c.Namespace
@@ -43,6 +44,11 @@ func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 		}
 		if t.replicas() != want {
 			if err := k.setTargetReplicas(ctx, c, want); err != nil {
+				return err
+			}
+		}
+		if usesScaledObject(c) {
+			if err := k.setTargetScaledObjectPaused(ctx, c, false); err != nil && !apierrors.IsNotFound(err) {
 				return err
 			}
 		}
@@ -84,7 +90,17 @@ func (k *Client) Finalize(ctx context.Context, c *v1beta1.Canary) error {
 			return err
 		}
 	}
-	if ref := c.Spec.AutoscalerRef; ref != nil {
+	if ref := c.Spec.AutoscalerRef; ref != nil && ref.Kind == v1beta1.ScaledObjectKind {
+		name := primaryValue(ref.Name)
+		sos, err := k.scaledObjects(ns)
+		if err != nil {
+			return err
+		}
+		if err := del("ScaledObject", name, func() (metav1.Object, error) { return sos.Get(ctx, name, metav1.GetOptions{}) },
+			func() error { return sos.Delete(ctx, name, opts) }); err != nil {
+			return err
+		}
+	} else if ref != nil {
 		name := primaryValue(ref.Name)
 		hpas := k.kube.AutoscalingV2().HorizontalPodAutoscalers(ns)
 		if err := del("HorizontalPodAutoscaler", name, func() (metav1.Object, error) { return hpas.Get(ctx, name, metav1.GetOptions{}) },

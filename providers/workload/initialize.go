@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
@@ -21,7 +22,8 @@ type plan struct {
 	t         *target
 	cfgs      []trackedConfig
 	primary   *workload                              // nil when it does not exist yet
-	hpa       *autoscalingv2.HorizontalPodAutoscaler // the target's autoscaler, when spec.autoscalerRef is set
+	hpa       *autoscalingv2.HorizontalPodAutoscaler // the target's autoscaler, when spec.autoscalerRef names one
+	so        *unstructured.Unstructured             // the target's KEDA ScaledObject, when spec.autoscalerRef names one
 	apexValue string                                 // selector value the apex Service keeps
 }
 
@@ -62,7 +64,20 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 			return nil, err
 		}
 	}
-	if ref := c.Spec.AutoscalerRef; ref != nil {
+	if ref := c.Spec.AutoscalerRef; ref != nil && ref.Kind == v1beta1.ScaledObjectKind {
+		if p.so, err = k.getTargetScaledObject(ctx, c); err != nil {
+			return nil, err
+		}
+		name := primaryValue(ref.Name)
+		sos, err := k.scaledObjects(ns)
+		if err != nil {
+			return nil, err
+		}
+		m, err := sos.Get(ctx, name, metav1.GetOptions{})
+		if err := found.check(m, err, "ScaledObject", ns, name, "delete it or rename spec.autoscalerRef"); err != nil {
+			return nil, err
+		}
+	} else if ref != nil {
 		p.hpa, err = k.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, ref.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil, kubeobj.Permanentf("HorizontalPodAutoscaler %s/%s (spec.autoscalerRef) not found: create it or remove spec.autoscalerRef", ns, ref.Name)
@@ -83,6 +98,11 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 			if err := found.check(live, err, "Service", ns, svc.Name, "delete it or rename spec.service.name"); err != nil {
 				return nil, err
 			}
+			if err == nil {
+				if err := checkHeadless(c, live); err != nil {
+					return nil, err
+				}
+			}
 			// The apex keeps the pods it selects (a blue/green switch of the kubernetes router may have moved it).
 			if err == nil && svc.Name == apex && kubeobj.IsManaged(live) {
 				if v, ok := live.Spec.Selector[t.key]; ok && (v == t.value || v == primaryValue(t.value)) {
@@ -94,7 +114,8 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 	return p, found.err()
 }
 
-// Initialize makes the primary workload, its config copies and autoscaler, and the three Services exist (see
+// Initialize makes the primary workload, its config copies and autoscaler (HorizontalPodAutoscaler or KEDA
+// ScaledObject), and the three Services exist (see
 // activities.WorkloadClient). An existing primary's pod template is left alone.
 func (k *Client) Initialize(ctx context.Context, c *v1beta1.Canary) error {
 	p, err := k.read(ctx, c, true)
@@ -111,13 +132,16 @@ func (k *Client) Initialize(ctx context.Context, c *v1beta1.Canary) error {
 			if p.hpa != nil && p.hpa.Spec.MinReplicas != nil && *p.hpa.Spec.MinReplicas > 1 {
 				replicas = *p.hpa.Spec.MinReplicas
 			}
+			if p.so != nil && scaledObjectMinReplicas(p.so) > 1 {
+				replicas = scaledObjectMinReplicas(p.so)
+			}
 		}
 		rev := revision(p.t.template(), p.cfgs)
 		if err := k.applyWorkload(ctx, c.Spec.TargetRef.Kind, c.Namespace, primaryName(c), primaryObject(c, p.t, p.cfgs, replicas, rev)); err != nil {
 			return err
 		}
 	}
-	if err := k.applyHPA(ctx, p); err != nil {
+	if err := k.applyAutoscaler(ctx, p); err != nil {
 		return err
 	}
 	for _, svc := range services(c, p.t, p.apexValue) {
@@ -209,5 +233,13 @@ func (k *Client) Promote(ctx context.Context, c *v1beta1.Canary) error {
 	if err := k.applyWorkload(ctx, c.Spec.TargetRef.Kind, c.Namespace, primaryName(c), obj); err != nil {
 		return err
 	}
-	return k.applyHPA(ctx, p)
+	return k.applyAutoscaler(ctx, p)
+}
+
+// applyAutoscaler writes the primary's autoscaler, a HorizontalPodAutoscaler or a ScaledObject like the target's.
+func (k *Client) applyAutoscaler(ctx context.Context, p *plan) error {
+	if err := k.applyHPA(ctx, p); err != nil {
+		return err
+	}
+	return k.applyScaledObject(ctx, p)
 }

@@ -44,9 +44,9 @@ func parked(t *target) bool {
 	return ok
 }
 
-// ScaleToZero scales the target (the canary) to zero. An autoscaler of the target is left as it is: the
-// HorizontalPodAutoscaler controller does not scale a workload whose replicas are 0 (it reports ScalingDisabled),
-// which is also how Flagger keeps it down.
+// ScaleToZero scales the target (the canary) to zero. A HorizontalPodAutoscaler of the target is left as it is:
+// its controller does not scale a workload whose replicas are 0 (it reports ScalingDisabled), which is also how
+// Flagger keeps it down. A KEDA ScaledObject would scale it up again, so it is paused first (as Flagger does).
 func (k *Client) ScaleToZero(ctx context.Context, c *v1beta1.Canary) error {
 	t, err := k.getTarget(ctx, c)
 	if err != nil {
@@ -57,6 +57,11 @@ func (k *Client) ScaleToZero(ctx context.Context, c *v1beta1.Canary) error {
 			return nil
 		}
 		return k.setDaemonSetParked(ctx, c, true)
+	}
+	if usesScaledObject(c) {
+		if err := k.setTargetScaledObjectPaused(ctx, c, true); err != nil {
+			return err
+		}
 	}
 	if t.dep.Spec.Replicas != nil && *t.dep.Spec.Replicas == 0 {
 		return nil
@@ -71,6 +76,13 @@ func (k *Client) canaryReplicas(ctx context.Context, c *v1beta1.Canary, t *targe
 		return *t.dep.Spec.Replicas, nil
 	}
 	replicas := int32(1)
+	if usesScaledObject(c) {
+		so, err := k.getTargetScaledObject(ctx, c)
+		if err != nil {
+			return 0, err
+		}
+		return max(replicas, scaledObjectMinReplicas(so)), nil
+	}
 	if ref := c.Spec.AutoscalerRef; ref != nil {
 		hpa, err := k.kube.AutoscalingV2().HorizontalPodAutoscalers(c.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
@@ -91,7 +103,8 @@ func (k *Client) canaryReplicas(ctx context.Context, c *v1beta1.Canary, t *targe
 	return replicas, nil
 }
 
-// ScaleFromZero scales the target up to serve as the canary (see canaryReplicas). Already up is success.
+// ScaleFromZero scales the target up to serve as the canary (see canaryReplicas), after lifting the pause of its
+// KEDA ScaledObject. Already up is success.
 func (k *Client) ScaleFromZero(ctx context.Context, c *v1beta1.Canary) error {
 	t, err := k.getTarget(ctx, c)
 	if err != nil {
@@ -102,6 +115,11 @@ func (k *Client) ScaleFromZero(ctx context.Context, c *v1beta1.Canary) error {
 			return nil
 		}
 		return k.setDaemonSetParked(ctx, c, false)
+	}
+	if usesScaledObject(c) {
+		if err := k.setTargetScaledObjectPaused(ctx, c, false); err != nil {
+			return err
+		}
 	}
 	if t.dep.Spec.Replicas != nil && *t.dep.Spec.Replicas > 0 {
 		return nil

@@ -63,7 +63,8 @@ func servicePorts(c *v1beta1.Canary, tmpl *corev1.PodTemplateSpec) []corev1.Serv
 }
 
 // serviceObject builds one of the generated ClusterIP Services: name, the selector label of the pods it selects,
-// the custom metadata of spec.service.{apex,primary,canary}.
+// the custom metadata of spec.service.{apex,primary,canary}, and spec.service's headless and trafficDistribution
+// (as Flagger, all three Services are headless or none is).
 func serviceObject(c *v1beta1.Canary, name string, selector map[string]string, meta *v1beta1.CustomMetadata, ports []corev1.ServicePort) *corev1.Service {
 	var extraL, extraA map[string]string
 	if meta != nil {
@@ -77,11 +78,31 @@ func serviceObject(c *v1beta1.Canary, name string, selector map[string]string, m
 		extraL = merged
 	}
 	labels, annotations := kubeobj.Marker(c, extraL, extraA)
+	spec := corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: selector, Ports: ports}
+	if c.Spec.Service.Headless {
+		spec.ClusterIP = corev1.ClusterIPNone
+	}
+	if td := c.Spec.Service.TrafficDistribution; td != "" {
+		spec.TrafficDistribution = &td
+	}
 	return &corev1.Service{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.Namespace, Labels: labels, Annotations: annotations},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: selector, Ports: ports},
+		Spec:       spec,
 	}
+}
+
+// checkHeadless refuses to apply a Service whose headlessness would change: a Service's clusterIP is immutable,
+// so the API server would refuse it anyway, with a message that does not name the Canary's field.
+func checkHeadless(c *v1beta1.Canary, live *corev1.Service) error {
+	if live == nil || !kubeobj.IsManaged(live) {
+		return nil
+	}
+	if is, want := live.Spec.ClusterIP == corev1.ClusterIPNone, c.Spec.Service.Headless; is != want {
+		return kubeobj.Permanentf("Service %s/%s has headless=%t but spec.service.headless is %t: a Service's clusterIP cannot "+
+			"change, so delete the Service (canaryflow makes it again) or set spec.service.headless: %t", live.Namespace, live.Name, is, want, is)
+	}
+	return nil
 }
 
 // services builds the apex, primary and canary Services; the apex selects apexValue (the primary's pods unless a

@@ -13,6 +13,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -38,6 +39,8 @@ var SelectorLabels = []string{"app", "name", "app.kubernetes.io/name"}
 // Client acts on the workloads and Services of canaries through the Kubernetes API.
 type Client struct {
 	kube kubernetes.Interface
+	// dyn reads and writes KEDA ScaledObjects (a CRD canaryflow does not link the types of); nil without one.
+	dyn dynamic.Interface
 }
 
 // New returns a Client talking to the API server of cfg.
@@ -46,12 +49,22 @@ func New(cfg *rest.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return NewForClientset(cs), nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	return NewForClients(cs, dyn), nil
 }
 
-// NewForClientset returns a Client using kube (a real or a fake clientset).
+// NewForClientset returns a Client using kube (a real or a fake clientset) and no dynamic client, so a Canary
+// whose autoscalerRef is a ScaledObject is refused.
 func NewForClientset(kube kubernetes.Interface) *Client {
 	return &Client{kube: kube}
+}
+
+// NewForClients returns a Client using kube and, for KEDA ScaledObjects, dyn.
+func NewForClients(kube kubernetes.Interface, dyn dynamic.Interface) *Client {
+	return &Client{kube: kube, dyn: dyn}
 }
 
 // conflicts gathers the "exists and is not ours" findings of a plan before anything is written.
