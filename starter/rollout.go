@@ -45,7 +45,8 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Use:   "rollout -f FILE [--set-image CONTAINER=IMAGE]... [--wait [--timeout D]]",
 		Short: "Start the rollout of a Canary, or tell its open rollout that the target changed",
 		Long: "Loads and validates the file (one Canary, and the MetricTemplates and AlertProviders it references; any " +
-			"problem exits 2 before anything changes), sets container images of the target with --set-image, then " +
+			"problem, and a workflow input over Temporal's 2 MiB payload limit, exits 2 before anything changes), sets " +
+			"container images of the target with --set-image, then " +
 			"signals-with-start the CanaryRollout workflow canary/<namespace>/<name>: a new run starts when none is " +
 			"open, otherwise the open one gets a revision signal and restarts its analysis on the new revision.",
 		Args: cobra.NoArgs,
@@ -77,20 +78,10 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			}
 			defer tc.Close()
 			out := cmd.OutOrStdout()
-			if len(sets) > 0 {
-				cfg, err := kubeConfig(g.kubeconfig)
-				if err != nil {
-					return &exitError{code: exitBadInput, err: err}
-				}
-				done, err := setImages(ctx, cfg, c, sets)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(out, done)
-				if w.reason == "" {
-					w.reason = "set image " + strings.Join(images, ", ")
-				}
+			if len(sets) > 0 && w.reason == "" {
+				w.reason = "set image " + strings.Join(images, ", ")
 			}
+			sig := workflows.ActionSignal{By: w.by, Reason: w.reason}
 
 			id := c.WorkflowID()
 			openRun := ""
@@ -103,7 +94,23 @@ func newRolloutCmd(g *globals) *cobra.Command {
 					input.FailedRevision = failedRevision(ctx, tc, id, info.GetExecution().GetRunId())
 				}
 			}
-			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
+			// Everything Temporal could refuse is checked before the target changes: a patched image with no
+			// rollout to analyse it would reach users on the next scale-up unchecked.
+			if err := checkPayloads(g.dc, c, input, sig); err != nil {
+				return err
+			}
+			if len(sets) > 0 {
+				cfg, err := kubeConfig(g.kubeconfig)
+				if err != nil {
+					return &exitError{code: exitBadInput, err: err}
+				}
+				done, err := setImages(ctx, cfg, c, sets)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, done)
+			}
+			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, sig,
 				client.StartWorkflowOptions{
 					ID:        id,
 					TaskQueue: g.taskQueue,
