@@ -74,6 +74,7 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 		opts.DataConverter = converter.GetDefaultDataConverter()
 	}
 	g.dc = opts.DataConverter
+	opts.Interceptors = append(opts.Interceptors, &signalMarker{})
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, &exitError{code: exitFailed, err: fmt.Errorf("connect to Temporal at %s (namespace %s): %w", g.conn.Address, g.conn.Namespace, err)}

@@ -23,7 +23,8 @@ type waitFlags struct {
 }
 
 func (w *waitFlags) bind(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&w.wait, "wait", false, "stream one line per decision until the rollout ends; exit 0 promoted, 1 rolled back or failed, 3 timeout")
+	cmd.Flags().BoolVar(&w.wait, "wait", false, "stream one line per decision until the rollout ends; exit 0 promoted, 1 rolled back or failed, "+
+		"3 timeout, 4 superseded (a newer revision replaced this one mid-analysis; the line names it)")
 	cmd.Flags().DurationVar(&w.timeout, "timeout", 30*time.Minute, "with --wait: how long to wait (the rollout keeps going after it)")
 }
 
@@ -110,7 +111,8 @@ func newRolloutCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintln(out, done)
 			}
-			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, sig,
+			signalCtx, marker := withMarker(ctx)
+			run, err := tc.SignalWithStartWorkflow(signalCtx, id, workflows.SignalRevision, sig,
 				client.StartWorkflowOptions{
 					ID:        id,
 					TaskQueue: g.taskQueue,
@@ -130,7 +132,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			if !wf.wait {
 				return nil
 			}
-			return follow(ctx, tc, id, run.GetRunID(), wf.timeout, out)
+			return follow(ctx, tc, id, run.GetRunID(), marker, wf.timeout, out)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file with one Canary (and its MetricTemplates and AlertProviders)")
