@@ -156,5 +156,8 @@ func (s *supersession) superseded() string {
 	if s.other != nil {
 		t += fmt.Sprintf(" (revision by %s%s)", orDash(s.other.By), reasonSuffix(s.other.Reason))
 	}
+	if workflows.Phase(s.phase) == workflows.PhaseInitialized { // the revert: the same upsert sets the phase
+		return t + "; that is the primary's revision, so the rollout ended with no new run"
+	}
 	return t + "; the rollout goes on with " + s.current + " (starter status shows where it is)"
 }

@@ -102,6 +102,17 @@ func TestSupersessionFollowsTheRevisionOfTheStartersOwnSignal(t *testing.T) {
 			h.upsert("", "rev3")
 		}, exitSuperseded, "superseded: revision rev2 was replaced by revision rev3 before its analysis ended (revision by ci-3); " +
 			"the rollout goes on with rev3 (starter status shows where it is)"},
+		{"the target going back to the primary's revision supersedes ours too", func(h *history) {
+			h.signal("ours", "ci-2")
+			ours := h.detectScheduled()
+			h.detectCompleted(ours, "rev2")
+			h.upsert("Progressing", "rev2")
+			h.signal("", "ci-revert")
+			revert := h.detectScheduled()
+			h.detectCompleted(revert, "rev1")
+			h.upsert("Initialized", "rev1")
+		}, exitSuperseded, "superseded: revision rev2 was replaced by revision rev1 before its analysis ended (revision by ci-revert); " +
+			"that is the primary's revision, so the rollout ended with no new run"},
 		{"promoted, then a newer revision's release continues as new", func(h *history) {
 			h.signal("ours", "ci-2")
 			ours := h.detectScheduled()
