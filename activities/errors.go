@@ -3,9 +3,13 @@ package activities
 import (
 	"errors"
 	"fmt"
+	"regexp"
 
 	"go.temporal.io/sdk/temporal"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
 // Application error types of the workload and routing activities. Workflows match on them with
@@ -22,6 +26,9 @@ const (
 	ErrTypeInvalidSpec = "InvalidSpec"
 	// ErrTypePermanent: a dependency said retrying cannot help (its error has Permanent() true).
 	ErrTypePermanent = "Permanent"
+	// ErrTypeForbidden: the Kubernetes API server refused the worker's request (403 Forbidden or 401
+	// Unauthorized). Retrying cannot grant a right; the message names the verb, resource and namespace to grant.
+	ErrTypeForbidden = "Forbidden"
 )
 
 // permanent is how a provider, which imports no Temporal package, marks an error that retrying cannot fix: any
@@ -41,6 +48,32 @@ func classify(err error, what string) error {
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, err)
 	case apierrors.IsNotFound(err):
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeNotFound, err)
+	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
+		return temporal.NewNonRetryableApplicationError(what+": "+refused(err), ErrTypeForbidden, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// forbiddenRequest is how the API server's authorizer words a refused resource request (k8s.io/apiserver
+// responsewriters): the status details name only the resource, the verb and the namespace are in this sentence.
+var forbiddenRequest = regexp.MustCompile(`cannot (\S+) resource "([^"]+)" in API group "([^"]*)" (?:in the namespace "([^"]+)"|at the cluster scope)`)
+
+// refused words an error of a request the API server refused, with what to do about it.
+func refused(err error) string {
+	if apierrors.IsUnauthorized(err) {
+		return fmt.Sprintf("%v (the API server refused the worker's credentials: check its ServiceAccount token or kubeconfig)", err)
+	}
+	if m := forbiddenRequest.FindStringSubmatch(err.Error()); m != nil {
+		resource := schema.GroupResource{Group: m[3], Resource: m[2]}.String()
+		return fmt.Sprintf("%v (%s)", err, kubeobj.RBACHint(m[1], resource, m[4]))
+	}
+	// Refused by something else than RBAC (an admission plugin or webhook): its message says why.
+	resource := "the object"
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		if d := status.Status().Details; d != nil && d.Kind != "" {
+			resource = schema.GroupResource{Group: d.Group, Resource: d.Kind}.String()
+		}
+	}
+	return fmt.Sprintf("%v (the API server forbids this request on %s: retrying cannot change that)", err, resource)
 }

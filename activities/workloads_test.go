@@ -153,6 +153,46 @@ func TestWorkloadErrorsRetryUnlessPermanent(t *testing.T) {
 	}
 }
 
+// A request the API server refuses for missing rights fails the activity at once (Temporal does not retry it for
+// minutes), and the message names the verb, resource and namespace to grant.
+func TestRefusedKubernetesRequestsFailAtOnceNamingTheRightToGrant(t *testing.T) {
+	deployments := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"forbidden by RBAC", apierrors.NewForbidden(deployments, "podinfo", errors.New(
+			`User "system:serviceaccount:canaryflow:canaryflow-worker" cannot patch resource "deployments/scale" in API group "apps" in the namespace "test"`)),
+			[]string{"scale up podinfo.test: ", `deployments.apps "podinfo" is forbidden`,
+				"canaryflow's worker may not patch deployments/scale.apps in namespace test: grant it in its Role or ClusterRole, see deploy/rbac"}},
+		{"forbidden at the cluster scope", apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "test", errors.New(
+			`User "system:serviceaccount:canaryflow:canaryflow-worker" cannot get resource "namespaces" in API group "" at the cluster scope`)),
+			[]string{"canaryflow's worker may not get namespaces at the cluster scope"}},
+		{"forbidden by an admission plugin", apierrors.NewForbidden(deployments, "podinfo", errors.New("exceeded quota: compute")),
+			[]string{"exceeded quota: compute", "the API server forbids this request on deployments.apps"}},
+		{"unauthorized", apierrors.NewUnauthorized("Unauthorized"),
+			[]string{"scale up podinfo.test: Unauthorized", "refused the worker's credentials"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			w := &Workloads{Kube: &fakeKube{err: tc.err}}
+			env.RegisterActivity(w)
+
+			_, err := env.ExecuteActivity(w.ScaleCanary, ScaleInput{Canary: testCanary(), Up: true})
+
+			var ae *temporal.ApplicationError
+			require.ErrorAs(t, err, &ae)
+			require.True(t, ae.NonRetryable(), "a refused request is not retried")
+			require.Equal(t, ErrTypeForbidden, ae.Type())
+			for _, want := range tc.want {
+				require.Contains(t, ae.Error(), want)
+			}
+		})
+	}
+}
+
 type fakeRouters struct{ set [][3]int }
 
 func (f *fakeRouters) Get(provider string) (router.Router, error) {

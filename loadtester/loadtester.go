@@ -140,10 +140,14 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 			reply(w, http.StatusBadRequest, fmt.Sprintf("command %q not found", argv[0]))
 			return
 		}
-		if s.runner.Start(canary, command, argv, logOutput) {
+		started, err := s.runner.Start(canary, command, argv, logOutput)
+		switch {
+		case err != nil:
+			reply(w, http.StatusServiceUnavailable, err.Error())
+		case started:
 			log.Info("command started")
 			reply(w, http.StatusAccepted, "started")
-		} else {
+		default:
 			log.Info("command skipped: already running")
 			reply(w, http.StatusAccepted, "already running")
 		}
@@ -154,7 +158,11 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.MaxDuration)
 		defer cancel()
-		out, err := runBlocking(ctx, []string{"bash", "-c", command})
+		out, err := s.runner.Run(ctx, []string{"bash", "-c", command})
+		if errors.Is(err, ErrStopped) {
+			reply(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
 		if logOutput {
 			log.Info("command output", zap.ByteString("output", out))
 		}

@@ -3,6 +3,7 @@ package loadtester
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os/exec"
 	"sort"
 	"strings"
@@ -13,34 +14,48 @@ import (
 	"go.uber.org/zap"
 )
 
-// Runner runs background commands, at most one per canary and command line, each killed after maxDuration.
+// Runner runs the load tester's commands: background ones (cmd tasks), at most one per canary and command line,
+// each killed after maxDuration, and blocking ones (bash tasks). Every command dies with the load tester: Stop
+// kills each one's process group, and on Linux the kernel kills the process started for each if the load tester
+// dies without stopping (only that process: children a bash task starts itself can survive a SIGKILL).
 type Runner struct {
 	maxDuration time.Duration
 	log         *zap.Logger
+	// base ends when the runner stops; every command's context derives from it.
+	base    context.Context
+	stopAll context.CancelFunc
 
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
+	stopped bool
 	wg      sync.WaitGroup
 	started int
 }
 
+// ErrStopped is the answer to a command asked for after Stop: the load tester is shutting down.
+var ErrStopped = errors.New("the load tester is shutting down")
+
 // NewRunner returns an idle runner.
 func NewRunner(maxDuration time.Duration, log *zap.Logger) *Runner {
-	return &Runner{maxDuration: maxDuration, log: log, running: map[string]context.CancelFunc{}}
+	base, stopAll := context.WithCancel(context.Background())
+	return &Runner{maxDuration: maxDuration, log: log, base: base, stopAll: stopAll, running: map[string]context.CancelFunc{}}
 }
 
 func taskKey(canary, command string) string { return canary + "\x00" + command }
 
 // Start runs argv in the background unless the same command already runs for the canary; it reports whether it
-// started it.
-func (r *Runner) Start(canary, command string, argv []string, logOutput bool) bool {
+// started it, and ErrStopped after Stop.
+func (r *Runner) Start(canary, command string, argv []string, logOutput bool) (bool, error) {
 	key := taskKey(canary, command)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.running[key]; ok {
-		return false
+	if r.stopped {
+		return false, ErrStopped
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.maxDuration)
+	if _, ok := r.running[key]; ok {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(r.base, r.maxDuration)
 	r.running[key] = cancel
 	r.started++
 	r.wg.Add(1)
@@ -60,13 +75,31 @@ func (r *Runner) Start(canary, command string, argv []string, logOutput bool) bo
 		switch {
 		case ctx.Err() == context.DeadlineExceeded:
 			log.Warn("command killed after the maximum duration", zap.Duration("maxDuration", r.maxDuration))
+		case r.base.Err() != nil:
+			log.Info("command killed: the load tester is shutting down")
 		case err != nil:
 			log.Warn("command failed", zap.Error(err))
 		default:
 			log.Info("command finished")
 		}
 	}()
-	return true
+	return true, nil
+}
+
+// Run runs argv to its end, or until ctx ends or the runner stops, and returns its combined output.
+func (r *Runner) Run(ctx context.Context, argv []string) ([]byte, error) {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return nil, ErrStopped
+	}
+	r.wg.Add(1)
+	r.mu.Unlock()
+	defer r.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.base, cancel)()
+	return runBlocking(ctx, argv)
 }
 
 // Running lists the commands running now, as "canary: command".
@@ -89,12 +122,11 @@ func (r *Runner) Started() int {
 	return r.started
 }
 
-// Stop kills every running command and waits for them.
+// Stop kills every running command (its whole process group), waits for them, and refuses new ones.
 func (r *Runner) Stop() {
 	r.mu.Lock()
-	for _, cancel := range r.running {
-		cancel()
-	}
+	r.stopped = true
+	r.stopAll()
 	r.mu.Unlock()
 	r.wg.Wait()
 }
@@ -117,15 +149,17 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// runBlocking runs argv in its own process group, killing the whole group when ctx ends (a bash task's
-// children die with it), and returns its combined output.
+// runBlocking runs argv in its own process group, tied to the load tester's life (startTied), killing the whole
+// group when ctx ends (a bash task's children die with it), and returns its combined output.
 func runBlocking(ctx context.Context, argv []string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	var out cappedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
+	if err := startTied(cmd); err != nil {
+		return nil, err
+	}
+	err := cmd.Wait()
 	return out.Bytes(), err
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
@@ -29,6 +30,8 @@ type globals struct {
 	taskQueue  string
 	kubeconfig string
 	uiURL      string
+	// dc is the data converter of the client dial made: payloads are measured encoded exactly as it sends them.
+	dc converter.DataConverter
 }
 
 func (g *globals) bind(cmd *cobra.Command) {
@@ -67,6 +70,11 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 		return nil, &exitError{code: exitBadInput, err: err}
 	}
 	opts.Logger = quietLogger{}
+	if opts.DataConverter == nil {
+		opts.DataConverter = converter.GetDefaultDataConverter()
+	}
+	g.dc = opts.DataConverter
+	opts.Interceptors = append(opts.Interceptors, &signalMarker{})
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, &exitError{code: exitFailed, err: fmt.Errorf("connect to Temporal at %s (namespace %s): %w", g.conn.Address, g.conn.Namespace, err)}

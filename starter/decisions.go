@@ -41,6 +41,8 @@ type decisionReader struct {
 	// weight set, to tell an advance from a step back.
 	canary     string
 	lastCanary int
+	// watch, when set, follows the revision a waiting starter rolled out (rollout --wait).
+	watch *supersession
 }
 
 func newDecisionReader() *decisionReader {
@@ -117,6 +119,11 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
 		next := ev.GetWorkflowExecutionContinuedAsNewEventAttributes().GetNewExecutionRunId()
 		texts, end = []string{"continued as new run " + next}, &runEnd{nextRunID: next}
+	}
+	if r.watch != nil {
+		if t, e := r.watch.see(ev); e != nil {
+			texts, end = append(texts, t), e
+		}
 	}
 	out := make([]decision, 0, len(texts))
 	for _, t := range texts {

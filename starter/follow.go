@@ -15,7 +15,6 @@ import (
 // until the run closes; without, it reads what is there. It returns how the run ended (nil while still open).
 func readRun(ctx context.Context, c client.Client, id, runID string, longPoll bool, r *decisionReader, emit func(decision)) (*runEnd, error) {
 	it := c.GetWorkflowHistory(ctx, id, runID, longPoll, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var end *runEnd
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
@@ -26,20 +25,25 @@ func readRun(ctx context.Context, c client.Client, id, runID string, longPoll bo
 			emit(d)
 		}
 		if e != nil {
-			end = e
+			// The event that closes the run, or one that ends the wait before (see supersession).
+			return e, nil
 		}
 	}
-	return end, nil
+	return nil, nil
 }
 
 // follow streams one line per decision of the rollout, from run runID on, following continue-as-new, until the
-// rollout ends (its exit code) or timeout passes (exitTimeout: the rollout keeps going).
-func follow(ctx context.Context, c client.Client, id, runID string, timeout time.Duration, out io.Writer) error {
+// rollout ends (its exit code), a newer revision replaces the one the starter's signal (marked with marker)
+// rolled out (exitSuperseded), or timeout passes (exitTimeout: the rollout keeps going).
+func follow(ctx context.Context, c client.Client, id, runID, marker string, timeout time.Duration, out io.Writer) error {
 	deadline := time.Now().Add(timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	ours := newSupersession(marker)
 	for {
-		end, err := readRun(ctx, c, id, runID, true, newDecisionReader(), func(d decision) { fmt.Fprintln(out, d) })
+		r := newDecisionReader()
+		r.watch = ours
+		end, err := readRun(ctx, c, id, runID, true, r, func(d decision) { fmt.Fprintln(out, d) })
 		if err != nil {
 			// The RPC's own deadline derives from ctx and may fire a moment before ctx reports it.
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) || !time.Now().Before(deadline) {

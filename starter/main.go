@@ -15,6 +15,9 @@ const (
 	exitFailed   = 1 // the release was rolled back or failed
 	exitBadInput = 2 // the input is invalid; nothing was changed
 	exitTimeout  = 3
+	// exitSuperseded: a newer revision replaced the one this starter rolled out before its analysis ended; that
+	// revision will not be promoted by this rollout (rollout --wait, retry --wait).
+	exitSuperseded = 4
 )
 
 func main() {

@@ -62,7 +62,8 @@ func newRetryCmd(g *globals) *cobra.Command {
 				w.reason = "retry of run " + last
 			}
 			// Signal-with-start records who retried (a revision signal, which a fresh run treats as a no-op).
-			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
+			signalCtx, marker := withMarker(ctx)
+			run, err := tc.SignalWithStartWorkflow(signalCtx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
 				client.StartWorkflowOptions{
 					ID:                       id,
 					TaskQueue:                g.taskQueue,
@@ -78,7 +79,7 @@ func newRetryCmd(g *globals) *cobra.Command {
 			if !wf.wait {
 				return nil
 			}
-			return follow(ctx, tc, id, run.GetRunID(), wf.timeout, out)
+			return follow(ctx, tc, id, run.GetRunID(), marker, wf.timeout, out)
 		},
 	}
 	ref.bind(cmd)

@@ -23,7 +23,8 @@ type waitFlags struct {
 }
 
 func (w *waitFlags) bind(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&w.wait, "wait", false, "stream one line per decision until the rollout ends; exit 0 promoted, 1 rolled back or failed, 3 timeout")
+	cmd.Flags().BoolVar(&w.wait, "wait", false, "stream one line per decision until the rollout ends; exit 0 promoted, 1 rolled back or failed, "+
+		"3 timeout, 4 superseded (a newer revision replaced this one mid-analysis; the line names it)")
 	cmd.Flags().DurationVar(&w.timeout, "timeout", 30*time.Minute, "with --wait: how long to wait (the rollout keeps going after it)")
 }
 
@@ -45,7 +46,8 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		Use:   "rollout -f FILE [--set-image CONTAINER=IMAGE]... [--wait [--timeout D]]",
 		Short: "Start the rollout of a Canary, or tell its open rollout that the target changed",
 		Long: "Loads and validates the file (one Canary, and the MetricTemplates and AlertProviders it references; any " +
-			"problem exits 2 before anything changes), sets container images of the target with --set-image, then " +
+			"problem, and a workflow input over Temporal's 2 MiB payload limit, exits 2 before anything changes), sets " +
+			"container images of the target with --set-image, then " +
 			"signals-with-start the CanaryRollout workflow canary/<namespace>/<name>: a new run starts when none is " +
 			"open, otherwise the open one gets a revision signal and restarts its analysis on the new revision.",
 		Args: cobra.NoArgs,
@@ -77,20 +79,10 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			}
 			defer tc.Close()
 			out := cmd.OutOrStdout()
-			if len(sets) > 0 {
-				cfg, err := kubeConfig(g.kubeconfig)
-				if err != nil {
-					return &exitError{code: exitBadInput, err: err}
-				}
-				done, err := setImages(ctx, cfg, c, sets)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(out, done)
-				if w.reason == "" {
-					w.reason = "set image " + strings.Join(images, ", ")
-				}
+			if len(sets) > 0 && w.reason == "" {
+				w.reason = "set image " + strings.Join(images, ", ")
 			}
+			sig := workflows.ActionSignal{By: w.by, Reason: w.reason}
 
 			id := c.WorkflowID()
 			openRun := ""
@@ -103,7 +95,24 @@ func newRolloutCmd(g *globals) *cobra.Command {
 					input.FailedRevision = failedRevision(ctx, tc, id, info.GetExecution().GetRunId())
 				}
 			}
-			run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
+			// Everything Temporal could refuse is checked before the target changes: a patched image with no
+			// rollout to analyse it would reach users on the next scale-up unchecked.
+			if err := checkPayloads(g.dc, c, input, sig); err != nil {
+				return err
+			}
+			if len(sets) > 0 {
+				cfg, err := kubeConfig(g.kubeconfig)
+				if err != nil {
+					return &exitError{code: exitBadInput, err: err}
+				}
+				done, err := setImages(ctx, cfg, c, sets)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, done)
+			}
+			signalCtx, marker := withMarker(ctx)
+			run, err := tc.SignalWithStartWorkflow(signalCtx, id, workflows.SignalRevision, sig,
 				client.StartWorkflowOptions{
 					ID:        id,
 					TaskQueue: g.taskQueue,
@@ -123,7 +132,7 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			if !wf.wait {
 				return nil
 			}
-			return follow(ctx, tc, id, run.GetRunID(), wf.timeout, out)
+			return follow(ctx, tc, id, run.GetRunID(), marker, wf.timeout, out)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file with one Canary (and its MetricTemplates and AlertProviders)")

@@ -79,6 +79,32 @@ func TestRolloutWaitExits1AndShowsTheFailingCheckWhenRolledBack(t *testing.T) {
 	assert.Equal(t, []string{"50/50", "100/0"}, e.cluster.Get("test", "fails").Routes, "no traffic moved")
 }
 
+// A CI job waiting on a revision that a newer one replaces mid-analysis does not report the newer revision's
+// promotion as its own: it exits 4 naming the revision that replaced it, and the newer job's wait ends promoted.
+func TestRolloutWaitExits4NamingTheNewerRevisionThatSupersededIt(t *testing.T) {
+	t.Parallel()
+	e := startTemporal(t)
+	f := canaryFile(t, "test", "replaced", "stepWeights: [20, 50]", "")
+	first, _ := e.background("rollout", "-f", f, "--wait", "--by", "ci-2")
+	e.eventuallyStatus(t, "test", "replaced", func(s workflows.Status) bool { return s.CanaryWeight == 20 }, "weight 20")
+
+	e.cluster.Set("test", "replaced", func(c *activitiestest.Canary) { c.Target = "rev3" })
+	second, _ := e.background("rollout", "-f", f, "--wait", "--by", "ci-3", "--reason", "release 3")
+
+	code, out, errOut := first()
+	require.Equal(t, 4, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	assert.Regexp(t, `^\S+ superseded: revision rev2 was replaced by revision rev3 before its analysis ended `+
+		`\(revision by ci-3 reason "release 3"\); the rollout goes on with rev3 \(starter status shows where it is\)$`, lines[len(lines)-1])
+	assert.NotContains(t, out, "promoted revision", "the newer revision's promotion is not this job's")
+
+	code, out, errOut = second()
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Contains(t, out, "signalled revision to the open rollout of test/replaced")
+	assert.Regexp(t, `(?m) promoted revision rev3$`, out)
+	assert.NotContains(t, out, "superseded:")
+}
+
 func TestRolloutOfAnInvalidFileExits2WithEveryErrorAndStartsNothing(t *testing.T) {
 	t.Parallel()
 	e := startTemporal(t)

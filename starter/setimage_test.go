@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -90,6 +91,47 @@ func TestSetImageOfAnUnknownContainerExits2NamingTheContainersAndChangesNothing(
 	// Generation counts spec writes only (the controller's status updates do not bump it).
 	assert.Equal(t, before.Generation, after.Generation, "the Deployment's spec was not written")
 	assert.Equal(t, before.Spec.Template, after.Spec.Template)
+	assert.Equal(t, "ghcr.io/stefanprodan/podinfo:6.9.1", after.Spec.Template.Spec.Containers[0].Image)
+	_, err := e.client.DescribeWorkflowExecution(t.Context(), "canary/"+ns+"/web", "")
+	require.True(t, isNotFound(err), "a workflow was started: %v", err)
+}
+
+// A rollout whose input Temporal would refuse (3 MB of webhook metadata; the limit is 2 MiB) exits 2 naming the
+// limit before --set-image patches anything: no image reaches the target without a rollout to analyse it.
+func TestSetImageOfARolloutTooLargeForTemporalExits2AndChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := startTemporal(t)
+	ns, _, get := setImageFixture(t)
+	before := get()
+	file := filepath.Join(t.TempDir(), "web.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(fmt.Sprintf(`apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: web, namespace: %s}
+spec:
+  provider: traefik
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  service: {port: 9898}
+  analysis:
+    interval: 10s
+    stepWeight: 50
+    maxWeight: 50
+    webhooks:
+    - name: load-test
+      url: http://loadtester.test/
+      metadata:
+        payload: %s
+`, ns, strings.Repeat("x", 3<<20))), 0o600))
+
+	code, out, errOut := e.starter("rollout", "-f", file, "--kubeconfig", labtest.Kubeconfig(t),
+		"--set-image", "app=ghcr.io/stefanprodan/podinfo:6.9.2", "--wait")
+
+	require.Equal(t, 2, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	assert.Empty(t, out)
+	assert.Contains(t, errOut, "rollout of "+ns+"/web: the rollout input (the Canary, its MetricTemplates and AlertProviders) is ")
+	assert.Contains(t, errOut, "bytes encoded, over Temporal's payload limit of 2 MiB (2097152 bytes")
+	assert.Contains(t, errOut, "nothing was changed")
+	after := get()
+	assert.Equal(t, before.Generation, after.Generation, "the Deployment's spec was not written")
 	assert.Equal(t, "ghcr.io/stefanprodan/podinfo:6.9.1", after.Spec.Template.Spec.Containers[0].Image)
 	_, err := e.client.DescribeWorkflowExecution(t.Context(), "canary/"+ns+"/web", "")
 	require.True(t, isNotFound(err), "a workflow was started: %v", err)

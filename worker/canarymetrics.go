@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -112,32 +113,39 @@ func (m *canaryMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// read lists every CanaryRollout execution, newest first, and folds them into a snapshot.
+// read lists every CanaryRollout execution and folds them into a snapshot, newest first. Temporal's SQL
+// visibility (the dev server) and Temporal Cloud refuse ORDER BY ("order by clause not supported"), so the
+// executions are sorted here, as starter list does.
 func (m *canaryMetrics) read(ctx context.Context) snapshot {
 	s := snapshot{at: time.Now(), total: map[string]float64{}, status: map[[2]string]float64{},
 		weight: map[[2]string]float64{}, duration: map[[2]string]float64{}, analysis: map[[3]string]float64{},
 		success: map[[3]string]float64{}, failure: map[[3]string]float64{}}
-	seen := map[string]bool{}
+	var execs []*workflowpb.WorkflowExecutionInfo
 	var token []byte
 	for {
 		resp, err := m.list(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace:     m.ns,
 			PageSize:      1000,
 			NextPageToken: token,
-			Query:         fmt.Sprintf("WorkflowType = '%s' ORDER BY StartTime DESC", workflows.WorkflowName),
+			Query:         fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName),
 		})
 		if err != nil {
 			s.err = err
 			return s
 		}
-		for _, e := range resp.Executions {
-			s.add(e, seen)
-		}
-		token = resp.NextPageToken
-		if len(token) == 0 {
-			return s
+		execs = append(execs, resp.GetExecutions()...)
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
 		}
 	}
+	slices.SortStableFunc(execs, func(a, b *workflowpb.WorkflowExecutionInfo) int {
+		return b.GetStartTime().AsTime().Compare(a.GetStartTime().AsTime())
+	})
+	seen := map[string]bool{}
+	for _, e := range execs {
+		s.add(e, seen)
+	}
+	return s
 }
 
 func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool) {

@@ -106,11 +106,12 @@ func execution(t *testing.T, id, name, phase string, weight int64, status enumsp
 // the same figures.
 func TestCanaryMetricsFoldVisibilityTheSameOnEveryWorker(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
-	execs := []*workflowpb.WorkflowExecutionInfo{ // newest first, as the query orders them
-		execution(t, "canary/test/a", "a", "Progressing", 30, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, t0.Add(3*time.Hour)),
-		execution(t, "canary/test/b", "b", "Failed", 0, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, t0.Add(2*time.Hour)),
-		execution(t, "canary/test/a", "a", "Succeeded", 0, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, t0.Add(time.Hour)),
+	// Oldest first: visibility promises no order (ORDER BY is refused), the newest run of a canary must still win.
+	execs := []*workflowpb.WorkflowExecutionInfo{
 		execution(t, "canary/test/b", "b", "Succeeded", 0, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, t0),
+		execution(t, "canary/test/a", "a", "Succeeded", 0, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, t0.Add(time.Hour)),
+		execution(t, "canary/test/b", "b", "Failed", 0, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, t0.Add(2*time.Hour)),
+		execution(t, "canary/test/a", "a", "Progressing", 30, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, t0.Add(3*time.Hour)),
 	}
 	list := func(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
 		return &workflowservice.ListWorkflowExecutionsResponse{Executions: execs}, nil

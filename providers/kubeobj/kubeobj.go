@@ -119,12 +119,21 @@ func APIError(verb, kind, namespace, name string, err error) error {
 	wrapped := fmt.Errorf("%s %s %s/%s: %w", verb, kind, namespace, name, err)
 	switch {
 	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-		return Permanent(fmt.Errorf("%w (canaryflow's worker may not %s %s in namespace %s: grant it in its Role or ClusterRole, see deploy/rbac)",
-			wrapped, verb, kind, namespace))
+		return Permanent(fmt.Errorf("%w (%s)", wrapped, RBACHint(verb, kind, namespace)))
 	case apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		return Permanent(wrapped)
 	}
 	return wrapped
+}
+
+// RBACHint says which right the worker lacks for a refused request and where to grant it; one wording for every
+// caller. An empty namespace is a cluster-scoped request.
+func RBACHint(verb, resource, namespace string) string {
+	where := "in namespace " + namespace
+	if namespace == "" {
+		where = "at the cluster scope"
+	}
+	return fmt.Sprintf("canaryflow's worker may not %s %s %s: grant it in its Role or ClusterRole, see deploy/rbac", verb, resource, where)
 }
 
 // Get reads an object with the dynamic client: nil when it does not exist, a permanent error when it exists and

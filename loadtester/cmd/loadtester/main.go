@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"net/http"
 	"os"
@@ -41,16 +40,21 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-		s.Runner().Stop()
-	}()
 	log.Info("load tester listening", zap.String("port", *port), zap.Strings("allow", allowed), zap.Duration("maxDuration", *maxDuration))
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe() }()
+	select {
+	case err := <-served:
 		log.Error("serving", zap.Error(err))
+		s.Runner().Stop()
 		os.Exit(1)
+	case <-ctx.Done():
 	}
+	// The tasks first: a bash task's request ends once its command is killed, so Shutdown need not wait for it.
+	// The process exits only after every task's process group is gone.
+	log.Info("shutting down: killing every task")
+	s.Runner().Stop()
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
 }
