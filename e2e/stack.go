@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +49,8 @@ type Stack struct {
 	LoadTesterURL string
 	// WorkerKubeconfig holds only the worker ServiceAccount's token.
 	WorkerKubeconfig string
+	// TaskQueue is the task queue of the worker and the starter; empty is the default (workflows.TaskQueue).
+	TaskQueue string
 	// Say narrates (the demo prints; tests log).
 	Say func(format string, args ...any)
 
@@ -55,8 +59,9 @@ type Stack struct {
 	procs   map[string]*exec.Cmd // running processes by name
 }
 
-// The binaries are built once per process, for every Stack, into one directory of the cache that each run
-// overwrites (go build is incremental), so runs leave no copies behind.
+// The binaries are built once per process, for every Stack, into one directory of the cache per checkout that
+// each run overwrites (go build is incremental), so runs leave no copies behind, and checkouts sharing the cache
+// (worktrees) never run each other's worker.
 var (
 	buildOnce sync.Once
 	binDir    string
@@ -66,7 +71,8 @@ var (
 // build compiles worker, starter and loadtester from the repository at root.
 func build(ctx context.Context, root string) (string, error) {
 	buildOnce.Do(func() {
-		binDir = filepath.Join(labbin.CacheDir(), "e2e", "bin")
+		sum := sha256.Sum256([]byte(root))
+		binDir = filepath.Join(labbin.CacheDir(), "e2e", "bin", hex.EncodeToString(sum[:4]))
 		for _, b := range []string{"worker", "starter", "loadtester/cmd/loadtester"} {
 			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(binDir, filepath.Base(b)), "./"+b)
 			cmd.Dir = root
@@ -82,6 +88,12 @@ func build(ctx context.Context, root string) (string, error) {
 // Start builds the binaries, gives the worker its ServiceAccount from deploy/, and starts the worker and the load
 // tester. Close stops them.
 func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*Stack, error) {
+	return StartOnQueue(ctx, env, say, "")
+}
+
+// StartOnQueue is Start with the worker and the starter on a task queue of their own (empty: the default), so
+// that no other worker sharing the lab's Temporal takes their tasks.
+func StartOnQueue(ctx context.Context, env *labtest.Env, say func(string, ...any), queue string) (*Stack, error) {
 	root, err := labtest.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -95,7 +107,7 @@ func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*St
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Lab: env, Root: root, Bin: bin, Dir: dir, Say: say}
+	s := &Stack{Lab: env, Root: root, Bin: bin, Dir: dir, Say: say, TaskQueue: queue}
 	cfg := env.RestConfig()
 	if s.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
@@ -196,6 +208,9 @@ func (s *Stack) StartWorker(ctx context.Context, name string) error {
 		"CANARYFLOW_LOG_FORMAT=json",
 		"CANARYFLOW_METRICS_REFRESH=1s",
 		"CANARYFLOW_CLUSTER=lab",
+	}
+	if s.TaskQueue != "" {
+		env = append(env, "CANARYFLOW_TASK_QUEUE="+s.TaskQueue)
 	}
 	if err := s.spawn(name, filepath.Join(s.Bin, "worker"), env); err != nil {
 		return err
@@ -362,6 +377,9 @@ func (s *Stack) Starter(ctx context.Context, args ...string) Result {
 		"CANARYFLOW_UI_URL="+s.Lab.TemporalUIURL,
 		"KUBECONFIG="+s.Lab.Kubeconfig,
 	)
+	if s.TaskQueue != "" {
+		cmd.Env = append(cmd.Env, "CANARYFLOW_TASK_QUEUE="+s.TaskQueue)
+	}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var buf bytes.Buffer

@@ -1,9 +1,11 @@
 package metrics
 
-// APISIX labels requests with the route id <namespace>_<routeRef>-<target>-canary_<suffix>; its latency
-// histogram is already in milliseconds.
+// APISIX labels requests with the route name <namespace>_<ApisixRoute>_<rule> (its prometheus plugin with
+// prefer_name); the apisix router's canary route is <routeRef>-<apex Service>-canary, so the route is selected by
+// {{ service }} (the apex). Flagger's query uses {{ target }} here, which misses the route when spec.service.name
+// differs from the target's name. The latency histogram is already in milliseconds.
 func init() {
-	const sel = `route=~"{{ namespace }}_{{ route }}-{{ target }}-canary_.+"`
+	const sel = `route=~"{{ namespace }}_{{ route }}-{{ service }}-canary_.+"`
 	registerBuiltin("apisix", BuiltinQueries{
 		SuccessRate: `sum(rate(apisix_http_status{` + sel + `, code!~"5.."}[{{ interval }}]))
 / sum(rate(apisix_http_status{` + sel + `}[{{ interval }}])) * 100`,

@@ -42,3 +42,15 @@ func TestSkipperRouteNamesUseUnderscoresForNonWordCharacters(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, got, `route=~"kube(ew)?_my_ns__web_app_canary__.*__web_app_canary(_[0-9]+)?"`)
 }
+
+// The apisix router names its route after the apex Service (spec.service.name when set), so the builtin queries
+// select it by service, not by the target's name.
+func TestAPISIXQueriesSelectTheCanaryRouteNamedAfterTheApexService(t *testing.T) {
+	for _, metric := range []string{RequestSuccessRate, RequestDuration} {
+		q, ok := BuiltinQuery("apisix", metric)
+		require.True(t, ok)
+		got, err := Render(q, Model{Namespace: "test", Target: "podinfo", Service: "web", Route: "gateway", Interval: "1m"})
+		require.NoError(t, err)
+		require.Contains(t, got, `route=~"test_gateway-web-canary_.+"`)
+	}
+}

@@ -107,12 +107,13 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"kubernetes": {},
 		"traefik":    {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		"gatewayapi": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		"apisix":     {Weights: true, Match: true, Mirror: true},
 	}, Capabilities())
-	require.Equal(t, []string{"gatewayapi", "kubernetes", "traefik"}, Providers())
+	require.Equal(t, []string{"apisix", "gatewayapi", "kubernetes", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
 	_, err = NewRegistryForClients(Clients{}).Get("linkerd")
-	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for gatewayapi, kubernetes, traefik`)
+	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for apisix, gatewayapi, kubernetes, traefik`)
 }
 
 func TestTraefikMatchRules(t *testing.T) {
@@ -139,4 +140,42 @@ func TestTraefikMatchRules(t *testing.T) {
 	}
 	_, err := traefikMatch([]v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x": {Exact: "a`b"}}}})
 	require.ErrorContains(t, err, "backtick")
+}
+
+// The canary route keeps Flagger's priority unless the template's rule already has one as high, and A/B matches
+// APISIX cannot express are refused naming the field instead of being dropped.
+func TestAPISIXRulesOutrankTheTemplateAndRefuseUnexpressibleMatches(t *testing.T) {
+	rule := func(priority int64) map[string]any {
+		r := map[string]any{"name": "r", "backends": []any{map[string]any{"serviceName": "podinfo", "servicePort": int64(80)}},
+			"upstreams": []any{map[string]any{"name": "external"}}}
+		if priority > 0 {
+			r["priority"] = priority
+		}
+		return r
+	}
+	for _, tc := range []struct{ template, want int64 }{{0, 10000}, {500, 10000}, {10000, 10001}, {20000, 20001}} {
+		rules, err := apisixRules(testCanary(nil), rule(tc.template))
+		require.NoError(t, err)
+		require.Len(t, rules, 1)
+		got := rules[0].(map[string]any)
+		require.Equal(t, tc.want, got["priority"], "template priority %d", tc.template)
+		require.NotContains(t, got, "upstreams", "the copy routes to the primary and the canary only")
+		require.Equal(t, []any{
+			map[string]any{"serviceName": "podinfo-primary", "servicePort": int64(80), "weight": int64(100)},
+			map[string]any{"serviceName": "podinfo-canary", "servicePort": int64(80), "weight": int64(0)},
+		}, got["backends"])
+	}
+	for field, m := range map[string]v1beta1.HTTPMatchRequest{
+		"spec.analysis.match[0].withoutHeaders": {WithoutHeaders: map[string]v1beta1.StringMatch{"x": {Exact: "y"}}},
+		"spec.analysis.match[0].authority":      {Authority: &v1beta1.StringMatch{Exact: "a"}},
+		"spec.analysis.match[0].headers.x":      {Headers: map[string]v1beta1.StringMatch{"x": {}}},
+		"spec.analysis.match[0]: no condition":  {},
+	} {
+		c := testCanary(func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Iterations = 5
+			c.Spec.Analysis.Match = []v1beta1.HTTPMatchRequest{m}
+		})
+		_, err := apisixRules(c, rule(0))
+		require.ErrorContains(t, err, field)
+	}
 }
