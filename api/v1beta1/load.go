@@ -156,7 +156,7 @@ func Load(r io.Reader, source string, opts ValidateOptions) (*Set, error) {
 	}
 	for _, d := range set.Documents {
 		if d.Canary != nil {
-			for _, w := range append(d.Canary.SetDefaults(), d.Canary.NotHonoured()...) {
+			for _, w := range append(d.Canary.SetDefaults(), d.Canary.NotHonoured(opts.Capabilities)...) {
 				set.Warnings = append(set.Warnings, d.Label()+": "+w)
 			}
 		}

@@ -34,6 +34,9 @@ type Traffic struct {
 	Mirror bool
 	// SessionAffinity: a client routed to the canary stays there by cookie.
 	SessionAffinity bool
+	// Honours lists the optional spec fields (paths such as "spec.service.backendTimeout") the router acts on;
+	// loading warns for the others that a Canary sets (see NotHonoured).
+	Honours []string
 }
 
 // Capabilities is what the build that validates can run: validation accepts exactly that. The binaries build it

@@ -16,13 +16,19 @@ import (
 	"github.com/canaryflow/canaryflow/providers/kubeobj"
 )
 
+// gatewayAPIHonours are the optional Canary fields the HTTPRoute carries (Flagger's Gateway API router's set).
+var gatewayAPIHonours = []string{"spec.service.backendTimeout", "spec.service.mirror", "spec.service.rewrite",
+	"spec.service.headers", "spec.service.timeout", "spec.service.match", "spec.service.gatewayRefs", "spec.service.hosts",
+	"spec.analysis.sessionAffinity.domain", "spec.analysis.sessionAffinity.path", "spec.analysis.sessionAffinity.sameSite",
+	"spec.analysis.sessionAffinity.secure", "spec.analysis.sessionAffinity.httpOnly", "spec.analysis.sessionAffinity.partitioned"}
+
 func init() {
 	Register("gatewayapi", func(c Clients) Router {
 		return &GatewayAPI{crd: &crd{
 			kind: "HTTPRoute", resource: "httproutes", dyn: c.Dynamic, disc: c.Discovery,
 			candidates: []schema.GroupVersion{{Group: "gateway.networking.k8s.io", Version: "v1"}, {Group: "gateway.networking.k8s.io", Version: "v1beta1"}},
 		}}
-	}, v1beta1.Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true})
+	}, v1beta1.Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true, Honours: gatewayAPIHonours})
 }
 
 // Annotations of the HTTPRoute that keep the session affinity cookie between calls (Flagger keeps them in the

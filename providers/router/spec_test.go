@@ -103,12 +103,21 @@ func TestStickyCookieSurvivesRewritesAndExpiresAtZero(t *testing.T) {
 }
 
 func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
+	caps := Capabilities()
+	splits := map[string]v1beta1.Traffic{}
+	for p, c := range caps {
+		c.Honours = nil
+		splits[p] = c
+	}
 	require.Equal(t, map[string]v1beta1.Traffic{
 		"kubernetes": {},
 		"traefik":    {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		"gatewayapi": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		"apisix":     {Weights: true, Match: true, Mirror: true},
-	}, Capabilities())
+	}, splits)
+	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
+	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
+	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
 	require.Equal(t, []string{"apisix", "gatewayapi", "kubernetes", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")

@@ -25,7 +25,10 @@ func init() {
 			crd:    &crd{kind: "TraefikService", resource: "traefikservices", dyn: c.Dynamic, disc: c.Discovery, candidates: groups},
 			routes: &crd{kind: "IngressRoute", resource: "ingressroutes", dyn: c.Dynamic, disc: c.Discovery, candidates: groups},
 		}
-	}, v1beta1.Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true})
+	}, v1beta1.Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true,
+		// The sticky cookie's attributes; Traefik v3.6's cookie has no Partitioned.
+		Honours: []string{"spec.analysis.sessionAffinity.domain", "spec.analysis.sessionAffinity.path",
+			"spec.analysis.sessionAffinity.sameSite", "spec.analysis.sessionAffinity.secure", "spec.analysis.sessionAffinity.httpOnly"}})
 }
 
 // Traefik routes with a TraefikService named after the apex Service (traefik.io/v1alpha1, or
