@@ -22,6 +22,9 @@ type fakes struct {
 	revisions []activities.RevisionResult
 	// canaryReady / primaryReady answer the n-th (1-based) readiness check of each workload; nil = ready.
 	canaryReady, primaryReady func(n int) (bool, string)
+	// metricsErr, when set, makes the metric checks fail to run (the metrics backend down) when it returns an
+	// error; now is the test clock since the start.
+	metricsErr func(now time.Duration) error
 	// reconcileErr, when set, is what ReconcileRouter and FinalizeRouter fail with (a provider without a router).
 	reconcileErr error
 	// readyErr, when set, makes a readiness check fail (an API server outage) when it returns an error.
@@ -184,6 +187,11 @@ func (f *fakes) RunMetricChecks(_ context.Context, in activities.MetricChecksInp
 	f.mu.Lock()
 	f.metricsIn = append(f.metricsIn, in)
 	f.mu.Unlock()
+	if f.metricsErr != nil {
+		if err := f.metricsErr(f.now().Sub(f.start)); err != nil {
+			return activities.MetricChecksResult{}, err
+		}
+	}
 	var out activities.MetricChecksResult
 	for _, m := range in.Metrics {
 		var v *float64

@@ -1053,7 +1053,7 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 			return "", "", err
 		}
 		r.st.LastChecks = nil
-		return "metric checks could not run: " + err.Error(), "", nil
+		return "metric checks could not run: " + cause(err), "", nil
 	}
 	r.st.LastChecks = res.Results
 	r.memoChecks(res.Results)
@@ -1120,6 +1120,16 @@ func CheckMessage(c activities.CheckResult) string {
 		return c.Message
 	}
 	return fmt.Sprintf("%s %s", c.Metric, num(v))
+}
+
+// cause is what an activity's failure says, without the activity error's own wrapping (type, event IDs), for
+// messages a user reads.
+func cause(err error) string {
+	var ae *temporal.ActivityError
+	if errors.As(err, &ae) && ae.Unwrap() != nil {
+		return ae.Unwrap().Error()
+	}
+	return err.Error()
 }
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -628,6 +628,37 @@ func TestMetricWithNoValues(t *testing.T) {
 	})
 }
 
+// The metrics backend down (every attempt of the checks fails to reach it): each step counts one failed check,
+// as Flagger does, and the rollout rolls back at the threshold; it is never promoted on missing data. When the
+// backend comes back before the threshold, the analysis goes on.
+func TestMetricsBackendDown(t *testing.T) {
+	down := errors.New("dial tcp 127.0.0.1:9090: connect: connection refused")
+	t.Run("rolls back at the threshold", func(t *testing.T) {
+		h := newHarness(t)
+		h.f.metricsErr = func(time.Duration) error { return down }
+		res := h.run(podinfo(func(c *v1beta1.Canary) { c.Spec.Analysis.Threshold = 2 }))
+
+		h.requirePhases(PhaseProgressing, PhaseFailed)
+		require.Equal(t, PhaseFailed, res.Status.Phase)
+		require.False(t, res.Promoted)
+		require.Equal(t, 2, res.Status.FailedChecks)
+		require.Zero(t, h.count("Promote"))
+		h.requireLogged("Halt podinfo.test advancement metric checks could not run: " + down.Error())
+	})
+	t.Run("a short outage costs one failed check", func(t *testing.T) {
+		h := newHarness(t)
+		h.f.metricsErr = func(now time.Duration) error {
+			if now < 90*time.Second {
+				return down
+			}
+			return nil
+		}
+		res := h.run(podinfo(func(c *v1beta1.Canary) { c.Spec.Analysis.Threshold = 2 }))
+		require.True(t, res.Promoted)
+		require.Equal(t, 1, h.count("Promote"))
+	})
+}
+
 func TestLongHistoryContinuesAsNewCarryingTheStatus(t *testing.T) {
 	h := newHarness(t)
 	h.env.SetCurrentHistoryLength(historyLimit + 1)
