@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -203,4 +204,45 @@ func TestEventWebhookPayload(t *testing.T) {
 		Canary: activities.CanaryRef{Name: "podinfo", Namespace: "test"}})
 	require.Equal(t, "Normal", info.Metadata["eventType"])
 	require.Equal(t, "Advance podinfo.test canary weight 20", info.Metadata["eventMessage"])
+}
+
+// A webhook target that is down fails the hook at once with the reason, and a target that hangs holds only its
+// own call: another rollout's webhook answered meanwhile is not delayed by it.
+func TestWebhookTargetDownOrHangingFailsOnlyItsOwnHook(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	downURL := "http://" + l.Addr().String() + "/"
+	require.NoError(t, l.Close()) // nothing listens there any more
+
+	r, err := (&activities.Analysis{}).CallWebhook(context.Background(), hookInput(downURL, v1beta1.RolloutHook))
+	require.NoError(t, err, "a hook that fails is a result, not an activity error")
+	require.False(t, r.Passed)
+	require.Contains(t, r.Reason, "connection refused")
+
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	healthy := newHookServer(t, false, "ok", 200)
+	slow := hookInput(hung.URL, v1beta1.ConfirmPromotionHook)
+	slow.Hook.Timeout = "20s"
+	a := &activities.Analysis{}
+	hungDone := make(chan struct{})
+	go func() {
+		defer close(hungDone)
+		_, _ = a.CallWebhook(context.Background(), slow)
+	}()
+	other, err := a.CallWebhook(context.Background(), hookInput(healthy.URL, v1beta1.RolloutHook))
+	require.NoError(t, err)
+	require.True(t, other.Passed, "another rollout's hook answers while one target hangs")
+	select {
+	case <-hungDone:
+		t.Fatal("the hanging call ended before its target answered or its timeout passed")
+	default:
+	}
 }
