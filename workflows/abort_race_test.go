@@ -116,3 +116,36 @@ func TestAbortAfterPromotionCompletedChangesNothing(t *testing.T) {
 	require.Equal(t, "rev2", h.f.primary)
 	require.Zero(t, h.count("RevertPromotion rev1"))
 }
+
+// Pause, then promote: the promotion is an explicit request to finish now, so it proceeds while paused.
+func TestPromoteWhilePausedPromotes(t *testing.T) {
+	h := newHarness(t)
+	h.signal(90*time.Second, SignalPause, ActionSignal{By: "dave", Reason: "incident elsewhere"})
+	h.signal(3*m, SignalPromote, ActionSignal{By: "erin", Reason: "incident over, ship it"})
+	res := h.run(podinfo())
+
+	require.Equal(t, PhaseSucceeded, res.Status.Phase)
+	require.Equal(t, "rev2", h.f.primary)
+	require.Equal(t, "erin", res.Status.PromotedBy)
+	routes := h.f.snapshotRoutes()
+	require.Equal(t, r(100, 0, 3*m), routes[len(routes)-1], "promoted at the instant of the request, paused or not")
+}
+
+// An abort that arrives while the rollback runs changes nothing more: one rollback, Failed, primary untouched.
+func TestAbortDuringRollbackRollsBackOnce(t *testing.T) {
+	h := newHarness(t)
+	h.f.value = func(_ int, metric string) *float64 { v := 10.0; return &v }
+	h.f.during = func(call string, _ int) {
+		if call == "SetRoutes 100/0" {
+			h.env.SignalWorkflow(SignalAbort, ActionSignal{By: "bob", Reason: "make sure"})
+		}
+	}
+	res := h.run(podinfo())
+
+	require.Equal(t, PhaseFailed, res.Status.Phase)
+	require.Equal(t, 1, h.count("SetRoutes 100/0"))
+	require.Equal(t, 1, h.count("ScaleCanary down"))
+	require.Zero(t, h.count("Promote"))
+	require.Equal(t, "", h.f.primary, "the primary never changed")
+	require.Contains(t, res.Reason, "failed checks threshold reached")
+}
