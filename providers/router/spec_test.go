@@ -107,12 +107,14 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"kubernetes": {},
 		"traefik":    {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		"gatewayapi": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		// ingress-nginx takes mirroring and session affinity from the main Ingress only (lab_nginx_test.go).
+		"nginx": {Weights: true, Match: true},
 	}, Capabilities())
-	require.Equal(t, []string{"gatewayapi", "kubernetes", "traefik"}, Providers())
+	require.Equal(t, []string{"gatewayapi", "kubernetes", "nginx", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
 	_, err = NewRegistryForClients(Clients{}).Get("linkerd")
-	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for gatewayapi, kubernetes, traefik`)
+	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for gatewayapi, kubernetes, nginx, traefik`)
 }
 
 func TestTraefikMatchRules(t *testing.T) {
