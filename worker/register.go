@@ -34,7 +34,8 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
 	wl := workload.NewForClientset(k)
-	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery()})
+	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery(),
+		IngressAnnotationsPrefix: cfg.ingressAnnotationsPrefix})
 	return &dependencies{
 		workloads: &activities.Workloads{Kube: wl},
 		routing:   &activities.Routing{Routers: routers},
