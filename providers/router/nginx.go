@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
@@ -191,35 +190,28 @@ func (n *NGINX) canaryIngress(c *v1beta1.Canary, user *unstructured.Unstructured
 	if err != nil {
 		return nil, err
 	}
-	spec, _, _ := unstructured.NestedMap(user.Object, "spec")
-	spec = runtime.DeepCopyJSONValue(spec).(map[string]any)
+	spec, _, _ := unstructured.NestedMap(user.Object, "spec") // a copy, changed in place below
 	moved := 0
-	toCanary := func(backend map[string]any) {
-		if svc, ok := backend["service"].(map[string]any); ok && svc["name"] == apex {
+	toCanary := func(backend any) {
+		b, _ := backend.(map[string]any)
+		if svc, ok := b["service"].(map[string]any); ok && svc["name"] == apex {
 			svc["name"] = canary
 			moved++
 		}
 	}
-	rules, _, _ := unstructured.NestedSlice(spec, "rules")
+	rules, _ := spec["rules"].([]any)
 	for _, r := range rules {
-		paths, _, _ := unstructured.NestedSlice(r.(map[string]any), "http", "paths")
+		rule, _ := r.(map[string]any)
+		http, _ := rule["http"].(map[string]any)
+		paths, _ := http["paths"].([]any)
 		for _, p := range paths {
-			if b, ok := p.(map[string]any)["backend"].(map[string]any); ok {
-				toCanary(b)
-			}
+			path, _ := p.(map[string]any)
+			toCanary(path["backend"])
 		}
-		if len(paths) > 0 {
-			_ = unstructured.SetNestedSlice(r.(map[string]any), paths, "http", "paths")
-		}
-	}
-	if len(rules) > 0 {
-		spec["rules"] = rules
 	}
 	// Flagger leaves a default backend as it is; on the apex it would make the clone's catch-all the primary's
 	// backend, which ingress-nginx then marks as a canary backend, so it moves to the canary Service too.
-	if b, ok := spec["defaultBackend"].(map[string]any); ok {
-		toCanary(b)
-	}
+	toCanary(spec["defaultBackend"])
 	if moved == 0 {
 		return nil, kubeobj.Permanentf("Ingress %s/%s (spec.ingressRef) has no backend on Service %s: route it to %s, "+
 			"the apex Service canaryflow points at the primary, so the canary Ingress can route to %s", c.Namespace, user.GetName(), apex, apex, canary)
