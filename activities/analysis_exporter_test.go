@@ -151,13 +151,15 @@ func (e *shapeExporter) serve(w http.ResponseWriter, _ *http.Request) {
 			f.histogram("apisix_http_latency", with(l, "type", "upstream"), goodScenario, v.n, 1000, msBuckets)
 		}
 
-		// ingress-nginx: canary traffic carries canary="<ns>-<canary service>-<port>" on the main ingress.
-		ng := map[string]string{"namespace": ns, "ingress": "podinfo", "host": "app.example.com", "method": "GET", "path": "/",
+		// ingress-nginx (v1.11): every request is counted under the location of the user's Ingress (ingress and
+		// service as that Ingress names them: the apex); canary="<ns>-<canary service>-<port>" when the canary
+		// backend served it, empty otherwise (e2e/nginx_test.go reads the controller's own collector).
+		ng := map[string]string{"namespace": ns, "ingress": "podinfo", "service": "podinfo", "host": "app.example.com", "method": "GET", "path": "/",
 			"controller_class": "k8s.io/ingress-nginx", "controller_namespace": "ingress-nginx", "controller_pod": "ingress-nginx-controller-1"}
-		f.counterByCode("nginx_ingress_controller_requests", "status", with(ng, "canary", ns+"-podinfo-canary-80", "service", "podinfo-canary"), s, n, "200", "502")
-		f.counterByCode("nginx_ingress_controller_requests", "status", with(ng, "canary", "", "service", "podinfo-primary"), decoy, dn, "200", "502")
-		f.histogram("nginx_ingress_controller_response_duration_seconds", with(ng, "canary", ns+"-podinfo-canary-80", "service", "podinfo-canary", "status", "200"), s, n, 1, secondsBuckets)
-		f.histogram("nginx_ingress_controller_response_duration_seconds", with(ng, "canary", "", "service", "podinfo-primary", "status", "200"), decoy, dn, 1, secondsBuckets)
+		f.counterByCode("nginx_ingress_controller_requests", "status", with(ng, "canary", ns+"-podinfo-canary-80"), s, n, "200", "502")
+		f.counterByCode("nginx_ingress_controller_requests", "status", with(ng, "canary", ""), decoy, dn, "200", "502")
+		f.histogram("nginx_ingress_controller_response_duration_seconds", with(ng, "canary", ns+"-podinfo-canary-80", "status", "200"), s, n, 1, secondsBuckets)
+		f.histogram("nginx_ingress_controller_response_duration_seconds", with(ng, "canary", "", "status", "200"), decoy, dn, 1, secondsBuckets)
 
 		// Istio: destination-reported requests per workload.
 		for _, v := range []struct {

@@ -74,7 +74,9 @@ func TestDeployManifestsApplyServerSide(t *testing.T) {
 	kubectl := labbin.Kubectl()
 	apply := func(name, manifests string, extra ...string) {
 		t.Run(name, func(t *testing.T) {
-			args := append([]string{"--kubeconfig", env.Kubeconfig, "apply", "--server-side", "--dry-run=server",
+			// --force-conflicts: the shared lab may hold these objects as an e2e stack applied them from an older
+			// checkout (its field manager owns the rules); a dry run only asks whether the API server accepts ours.
+			args := append([]string{"--kubeconfig", env.Kubeconfig, "apply", "--server-side", "--dry-run=server", "--force-conflicts",
 				"--field-manager", "canaryflow-deploy-test", "-f", "-"}, extra...)
 			cmd := exec.Command(kubectl, args...)
 			cmd.Stdin = strings.NewReader(manifests)

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
+	"github.com/canaryflow/canaryflow/providers/router"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
@@ -26,6 +27,8 @@ type config struct {
 	logFormat      string
 	stopTimeout    time.Duration
 	metricsRefresh time.Duration
+	// ingressAnnotationsPrefix is the annotation prefix of the ingress-nginx the nginx router writes for.
+	ingressAnnotationsPrefix string
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -62,6 +65,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or console (CANARYFLOW_LOG_FORMAT)")
 	fs.DurationVar(&c.stopTimeout, "stop-timeout", envDur("STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running activities may finish before they are handed to another worker (CANARYFLOW_STOP_TIMEOUT)")
 	fs.DurationVar(&c.metricsRefresh, "metrics-refresh", envDur("METRICS_REFRESH", 10*time.Second), "how often canary metrics are re-read from Temporal visibility (CANARYFLOW_METRICS_REFRESH)")
+	fs.StringVar(&c.ingressAnnotationsPrefix, "ingress-annotations-prefix", env("INGRESS_ANNOTATIONS_PREFIX", router.DefaultIngressAnnotationsPrefix),
+		"annotation prefix of NGINX canary Ingresses, as ingress-nginx's --annotations-prefix and Flagger's flag of this name (CANARYFLOW_INGRESS_ANNOTATIONS_PREFIX)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -85,6 +90,9 @@ func (c *config) check() error {
 	case "debug", "info", "warn", "error":
 	default:
 		problems = append(problems, fmt.Sprintf("--log-level %q: use debug, info, warn or error", c.logLevel))
+	}
+	if c.ingressAnnotationsPrefix == "" {
+		problems = append(problems, "--ingress-annotations-prefix must not be empty (ingress-nginx's default is "+router.DefaultIngressAnnotationsPrefix+")")
 	}
 	if c.taskQueue == "" {
 		problems = append(problems, "--task-queue must not be empty")

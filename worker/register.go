@@ -35,7 +35,8 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
 	wl := workload.NewForClients(k, dyn)
-	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery()})
+	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery(),
+		IngressAnnotationsPrefix: cfg.ingressAnnotationsPrefix})
 	return &dependencies{
 		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities()},
 		routing:   &activities.Routing{Routers: routers},

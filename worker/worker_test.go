@@ -37,6 +37,20 @@ func TestConfigReadsEnvironmentAndFlagsWin(t *testing.T) {
 	assert.Equal(t, "staging", cfg.temporal.Namespace)
 }
 
+// The nginx router writes canary annotations under the prefix the user's ingress-nginx reads (Flagger's
+// -ingress-annotations-prefix), by default nginx.ingress.kubernetes.io.
+func TestConfigIngressAnnotationsPrefix(t *testing.T) {
+	cfg, err := parseConfig(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "nginx.ingress.kubernetes.io", cfg.ingressAnnotationsPrefix)
+	t.Setenv("CANARYFLOW_INGRESS_ANNOTATIONS_PREFIX", "custom.ingress.kubernetes.io")
+	cfg, err = parseConfig(nil)
+	require.NoError(t, err)
+	assert.Equal(t, "custom.ingress.kubernetes.io", cfg.ingressAnnotationsPrefix)
+	_, err = parseConfig([]string{"--ingress-annotations-prefix", ""})
+	require.ErrorContains(t, err, "--ingress-annotations-prefix must not be empty")
+}
+
 func TestAPIKeyImpliesTLSAndIsNotLogged(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "key")
 	require.NoError(t, os.WriteFile(key, []byte("secret-api-key\n"), 0o600))

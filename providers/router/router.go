@@ -51,11 +51,14 @@ type Router interface {
 	Finalize(ctx context.Context, c *v1beta1.Canary) error
 }
 
-// Clients are the API clients a router may use.
+// Clients are the API clients a router may use, and the one router setting the worker passes on.
 type Clients struct {
 	Kube      kubernetes.Interface
 	Dynamic   dynamic.Interface
 	Discovery discovery.DiscoveryInterface
+	// IngressAnnotationsPrefix is the annotation prefix of the ingress-nginx the nginx router writes for (the
+	// worker's -ingress-annotations-prefix, as Flagger's); empty means DefaultIngressAnnotationsPrefix.
+	IngressAnnotationsPrefix string
 }
 
 // Constructor makes a provider's router from the clients.

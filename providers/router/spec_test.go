@@ -114,15 +114,17 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"traefik":    {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		"gatewayapi": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		"apisix":     {Weights: true, Match: true, Mirror: true},
+		// ingress-nginx takes mirroring and session affinity from the main Ingress only (lab_nginx_test.go).
+		"nginx": {Weights: true, Match: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
 	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
-	require.Equal(t, []string{"apisix", "gatewayapi", "kubernetes", "traefik"}, Providers())
+	require.Equal(t, []string{"apisix", "gatewayapi", "kubernetes", "nginx", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
 	_, err = NewRegistryForClients(Clients{}).Get("linkerd")
-	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for apisix, gatewayapi, kubernetes, traefik`)
+	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for apisix, gatewayapi, kubernetes, nginx, traefik`)
 }
 
 func TestTraefikMatchRules(t *testing.T) {
