@@ -85,6 +85,13 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 		if err != nil {
 			return nil, kubeobj.APIError("get", "HorizontalPodAutoscaler", ns, ref.Name, err)
 		}
+		// The primary's autoscaler is a copy scaling the primary: copying one that scales something else would make
+		// two autoscalers fight over that workload, and leave the primary unscaled.
+		if st := p.hpa.Spec.ScaleTargetRef; st.Name != c.Spec.TargetRef.Name || st.Kind != c.Spec.TargetRef.Kind {
+			return nil, kubeobj.Permanentf("HorizontalPodAutoscaler %s/%s (spec.autoscalerRef) scales %s %s, not the target %s %s: "+
+				"name the target's own autoscaler in spec.autoscalerRef, or point this one's scaleTargetRef at %s",
+				ns, ref.Name, st.Kind, st.Name, c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Spec.TargetRef.Name)
+		}
 		name := primaryValue(ref.Name)
 		m, err := k.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, metav1.GetOptions{})
 		if err := found.check(m, err, "HorizontalPodAutoscaler", ns, name, "delete it or rename spec.autoscalerRef"); err != nil {
@@ -120,7 +127,7 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 func (k *Client) Initialize(ctx context.Context, c *v1beta1.Canary) error {
 	p, err := k.read(ctx, c, true)
 	if err != nil {
-		return err
+		return kubeobj.BeforeWrite(err)
 	}
 	if err := k.applyConfigs(ctx, p); err != nil {
 		return err
