@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/router"
 )
 
@@ -171,6 +172,8 @@ func TestWorkloadErrorsRetryUnlessPermanent(t *testing.T) {
 		{"transient", errors.New("connection refused"), ""},
 		{"permanent", permanentErr{}, ErrTypePermanent},
 		{"not found", notFound, ErrTypeNotFound},
+		{"permanent before any write", kubeobj.BeforeWrite(permanentErr{}), ErrTypeRefused},
+		{"transient before any write is still retried", kubeobj.BeforeWrite(errors.New("connection refused")), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := classify(tc.err, "scale up podinfo.test")
