@@ -6,20 +6,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/zap"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -35,13 +41,13 @@ const labQueue = "canaryflow-starter-lab"
 
 // startLabWorker runs, on the package's dev server, a worker wired as cmd/worker wires it (real workload, router
 // and analysis activities) whose Kubernetes identity holds the worker's namespaced Role in namespaces only.
-func startLabWorker(t *testing.T, e *temporalEnv, namespaces ...string) {
+func startLabWorker(t *testing.T, e *temporalEnv, namespaces ...string) *rest.Config {
 	t.Helper()
-	startLabWorkerOn(t, e, labQueue, namespaces...)
+	return startLabWorkerOn(t, e, labQueue, namespaces...)
 }
 
-// startLabWorkerOn is startLabWorker on task queue queue.
-func startLabWorkerOn(t *testing.T, e *temporalEnv, queue string, namespaces ...string) {
+// startLabWorkerOn is startLabWorker on task queue queue; it returns the worker's client config.
+func startLabWorkerOn(t *testing.T, e *temporalEnv, queue string, namespaces ...string) *rest.Config {
 	t.Helper()
 	saNS := labtest.Namespace(t, "starter-worker")
 	cfg := workloadtest.NamespacedWorkerConfig(t, labtest.RestConfig(t), saNS, namespaces...)
@@ -56,6 +62,42 @@ func startLabWorkerOn(t *testing.T, e *temporalEnv, queue string, namespaces ...
 	w.RegisterActivity(activities.NewAnalysis(activities.KubeSecrets{Client: k}, labtest.PrometheusURL(t), "lab", zap.NewNop()))
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
+	return cfg
+}
+
+// grantLimited gives the worker of cfg, in ns, its Role with only the read verbs except on the rules naming one of
+// writable, and waits until it is in force.
+func grantLimited(t *testing.T, admin kubernetes.Interface, cfg *rest.Config, ns string, writable ...string) {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile(workloadtest.RolePath(t))
+	require.NoError(t, err)
+	var role rbacv1.Role
+	require.NoError(t, yaml.UnmarshalStrict(raw, &role))
+	for i, r := range role.Rules {
+		if !slices.ContainsFunc(r.Resources, func(res string) bool { return slices.Contains(writable, res) }) {
+			role.Rules[i].Verbs = []string{"get", "list", "watch"}
+		}
+	}
+	role.ObjectMeta = metav1.ObjectMeta{Name: "canaryflow-read", Namespace: ns}
+	_, err = admin.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{})
+	require.NoError(t, err)
+	// The worker's identity: system:serviceaccount:<namespace>:<name>.
+	who, err := kubernetes.NewForConfigOrDie(cfg).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	parts := strings.Split(who.Status.UserInfo.Username, ":")
+	require.Len(t, parts, 4, who.Status.UserInfo.Username)
+	_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "canaryflow-read", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "canaryflow-read"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: parts[3], Namespace: parts[2]}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	worker := kubernetes.NewForConfigOrDie(cfg)
+	require.Eventually(t, func() bool {
+		_, err := worker.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		return err == nil
+	}, 20*time.Second, 100*time.Millisecond, "the read-only Role in %s never took effect", ns)
 }
 
 // objects lists what a namespace holds of the kinds a rollout writes, as kind/name@resourceVersion.
@@ -112,7 +154,7 @@ type badInputCase struct {
 	name string
 	// setup prepares the namespace with the admin client and returns the file's content.
 	setup    func(t *testing.T, admin kubernetes.Interface, ns string) []byte
-	granted  bool // the worker's Role is bound in the namespace
+	access   string // what the worker may do in the namespace: "" its Role, "none", "read" (get, list, watch only), "deployments" (write only those)
 	wantCode int
 	wantErr  []string // in stdout+stderr; NS stands for the namespace
 	// notStarted: the starter itself refuses, so no workflow exists
@@ -131,16 +173,16 @@ func TestRolloutOfBadInputChangesNothingAndSaysWhatToFix(t *testing.T) {
 	e := startTemporal(t)
 	_, admin := labtest.Kube(t)
 	cases := []badInputCase{
-		{name: "target does not exist", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "target does not exist", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			return []byte(badInputCanary(ns, "", ""))
 		}, wantCode: 2, wantErr: []string{"refused before any change", "Deployment NS/podinfo (spec.targetRef of Canary NS/podinfo) not found: create it first or fix spec.targetRef"}},
-		{name: "primary made by someone else", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "primary made by someone else", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			_, err := admin.AppsV1().Deployments(ns).Create(context.Background(), workloadtest.Podinfo(ns, "podinfo-primary", "5.0.0", 1), metav1.CreateOptions{})
 			require.NoError(t, err)
 			return []byte(badInputCanary(ns, "", ""))
 		}, wantCode: 2, wantErr: []string{"refused before any change", "Deployment NS/podinfo-primary exists and is not managed by canaryflow (no label app.kubernetes.io/managed-by=canaryflow): delete it or rename the target"}},
-		{name: "apex Service made by someone else", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "apex Service made by someone else", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			_, err := admin.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
 				ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: ns},
@@ -149,11 +191,11 @@ func TestRolloutOfBadInputChangesNothingAndSaysWhatToFix(t *testing.T) {
 			require.NoError(t, err)
 			return []byte(badInputCanary(ns, "", ""))
 		}, wantCode: 2, wantErr: []string{"refused before any change", "Service NS/podinfo exists and is not managed by canaryflow (no label app.kubernetes.io/managed-by=canaryflow): delete it or rename spec.service.name"}},
-		{name: "autoscaler does not exist", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "autoscaler does not exist", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			return []byte(badInputCanary(ns, "  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}\n", ""))
 		}, wantCode: 2, wantErr: []string{"refused before any change", "HorizontalPodAutoscaler NS/podinfo (spec.autoscalerRef) not found: create it or remove spec.autoscalerRef"}},
-		{name: "autoscaler scales another Deployment", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "autoscaler scales another Deployment", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			minR := int32(1)
 			_, err := admin.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(context.Background(), &autoscalingv2.HorizontalPodAutoscaler{
@@ -167,26 +209,35 @@ func TestRolloutOfBadInputChangesNothingAndSaysWhatToFix(t *testing.T) {
 			return []byte(badInputCanary(ns, "  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: podinfo}\n", ""))
 		}, wantCode: 2, wantErr: []string{"refused before any change", "HorizontalPodAutoscaler NS/podinfo (spec.autoscalerRef) scales Deployment backend, " +
 			"not the target Deployment podinfo: name the target's own autoscaler in spec.autoscalerRef, or point this one's scaleTargetRef at podinfo"}},
-		{name: "5 MB document", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "5 MB document", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			return []byte(badInputCanary(ns, "", "") + "# " + strings.Repeat("x", 5<<20) + "\n")
 		}, wantCode: 2, wantErr: []string{"canary.yaml#1: document is larger than 4194304 bytes"}, notStarted: true},
-		{name: "binary garbage", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "binary garbage", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			b := make([]byte, 4096)
 			_, _ = rand.Read(b)
 			return b
 		}, wantCode: 2, wantErr: []string{"canary.yaml#1: not valid YAML or JSON"}, notStarted: true},
-		{name: "namespace the worker may not write", granted: false, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "namespace the worker may only read", access: "read", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+			podinfoTarget(t, admin, ns)
+			return []byte(badInputCanary(ns, "", ""))
+		}, wantCode: 2, wantErr: []string{"refused before any change", "canaryflow's worker may not create deployments.apps, patch deployments.apps, " +
+			"create services, patch services in namespace NS, which the first rollout of NS/podinfo needs: grant them in its Role or ClusterRole"}},
+		{name: "namespace where the worker may write Deployments but not Services", access: "deployments", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+			podinfoTarget(t, admin, ns)
+			return []byte(badInputCanary(ns, "", ""))
+		}, wantCode: 2, wantErr: []string{"refused before any change", "canaryflow's worker may not create services, patch services in namespace NS"}},
+		{name: "namespace the worker may not touch", access: "none", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			return []byte(badInputCanary(ns, "", ""))
 		}, wantCode: 2, wantErr: []string{"refused before any change", `cannot get resource "deployments" in API group "apps" in the namespace "NS"`,
 			"canaryflow's worker may not get Deployment in namespace NS"}},
-		{name: "webhook URL with a password", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "webhook URL with a password", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			return []byte(badInputCanary(ns, "", "    webhooks:\n    - {name: load, url: 'http://ci:hunter2@loadtester.test/'}\n"))
 		}, wantCode: 2, wantErr: []string{"spec.analysis.webhooks[0].url: carries credentials (user:password@)"}, notStarted: true},
-		{name: "webhook URL with a token in the query", granted: true, setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
+		{name: "webhook URL with a token in the query", setup: func(t *testing.T, admin kubernetes.Interface, ns string) []byte {
 			podinfoTarget(t, admin, ns)
 			return []byte(badInputCanary(ns, "", "    webhooks:\n    - {name: load, url: 'http://loadtester.test/?token=hunter2'}\n"))
 		}, wantCode: 2, wantErr: []string{"spec.analysis.webhooks[0].url: carries a credential in its query (token=…)"}, notStarted: true},
@@ -195,11 +246,19 @@ func TestRolloutOfBadInputChangesNothingAndSaysWhatToFix(t *testing.T) {
 	var granted []string
 	for i, tc := range cases {
 		nss[i] = labtest.Namespace(t, "starter-bad")
-		if tc.granted {
+		if tc.access == "" {
 			granted = append(granted, nss[i])
 		}
 	}
-	startLabWorker(t, e, granted...)
+	cfg := startLabWorker(t, e, granted...)
+	for i, tc := range cases {
+		switch tc.access {
+		case "read":
+			grantLimited(t, admin, cfg, nss[i])
+		case "deployments":
+			grantLimited(t, admin, cfg, nss[i], "deployments")
+		}
+	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := nss[i]

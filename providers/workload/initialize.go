@@ -126,6 +126,10 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 // activities.WorkloadClient). An existing primary's pod template is left alone.
 func (k *Client) Initialize(ctx context.Context, c *v1beta1.Canary) error {
 	p, err := k.read(ctx, c, true)
+	if err == nil && p.primary == nil {
+		// Only a first initialisation: a primary that exists proves the rights, and re-runs cost nothing more.
+		err = k.checkRights(ctx, c, writes(p))
+	}
 	if err != nil {
 		return kubeobj.BeforeWrite(err)
 	}
