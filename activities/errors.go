@@ -26,6 +26,9 @@ const (
 	ErrTypeInvalidSpec = "InvalidSpec"
 	// ErrTypePermanent: a dependency said retrying cannot help (its error has Permanent() true).
 	ErrTypePermanent = "Permanent"
+	// ErrTypeRefused: the step refused before writing anything (a conflicting object that is not canaryflow's, a
+	// missing autoscaler): the Canary or the cluster must change first, and nothing needs undoing.
+	ErrTypeRefused = "Refused"
 	// ErrTypeForbidden: the Kubernetes API server refused the worker's request (403 Forbidden or 401
 	// Unauthorized). Retrying cannot grant a right; the message names the verb, resource and namespace to grant.
 	ErrTypeForbidden = "Forbidden"
@@ -43,7 +46,10 @@ func classify(err error, what string) error {
 	}
 	msg := fmt.Sprintf("%s: %v", what, err)
 	var p permanent
+	var u interface{ NothingWritten() bool }
 	switch {
+	case errors.As(err, &u) && u.NothingWritten():
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeRefused, err)
 	case errors.As(err, &p) && p.Permanent():
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, err)
 	case apierrors.IsNotFound(err):

@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -70,6 +72,10 @@ type Workloads struct {
 	// a Canary it cannot (a Canary started without starter validate, or a worker older than the starter) before
 	// anything is written. Nil skips the check.
 	Capabilities *v1beta1.Capabilities
+	// Namespaces, when not empty, are the only namespaces this worker runs Canaries in (its namespaced mode, where
+	// its Roles grant nothing elsewhere): DetectRevision refuses a Canary of any other namespace before any read
+	// or write, naming the namespace, instead of failing later on a Forbidden halfway through a rollout.
+	Namespaces []string
 }
 
 // Workload names which side of a rollout an activity looks at.
@@ -129,6 +135,13 @@ func describe(c *v1beta1.Canary) string { return c.Name + "." + c.Namespace }
 
 // DetectRevision reads the target's and the primary's revisions and says whether a rollout is due.
 func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (RevisionResult, error) {
+	if ns := in.Canary.Namespace; len(w.Namespaces) > 0 && !slices.Contains(w.Namespaces, ns) {
+		return RevisionResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"this worker runs Canaries only in namespaces %s (CANARYFLOW_NAMESPACES), not %s in namespace %q; nothing was changed: "+
+				"run it on a worker that serves %q (its own task queue), or add %q to this worker's namespaces and grant its Role "+
+				"there (deploy/namespaced/rbac, Helm rbac.namespaces)",
+			strings.Join(w.Namespaces, ", "), describe(&in.Canary), ns, ns, ns), ErrTypeInvalidSpec, nil)
+	}
 	if w.Capabilities != nil {
 		if errs := in.Canary.Validate(w.Capabilities, v1beta1.RefCheck{}); len(errs) > 0 {
 			return RevisionResult{}, temporal.NewNonRetryableApplicationError(

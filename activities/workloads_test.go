@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/router"
 )
 
@@ -108,6 +109,40 @@ func TestDetectRevisionRefusesACanaryThisWorkerCannotRun(t *testing.T) {
 	require.Empty(t, kube.calls)
 }
 
+// A worker in namespaced mode refuses a Canary of a namespace it does not serve, naming the namespace, before any
+// read or write; one of its namespaces runs.
+func TestDetectRevisionRefusesACanaryOutsideTheWorkersNamespaces(t *testing.T) {
+	for _, tc := range []struct {
+		name, namespace string
+		refused         bool
+	}{
+		{"served namespace", "team-a", false},
+		{"foreign namespace", "team-c", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			kube := &fakeKube{target: "abc"}
+			w := &Workloads{Kube: kube, Namespaces: []string{"team-a", "team-b"}}
+			env.RegisterActivity(w)
+			c := testCanary()
+			c.Namespace = tc.namespace
+			_, err := env.ExecuteActivity(w.DetectRevision, WorkloadInput{Canary: c})
+			if !tc.refused {
+				require.NoError(t, err)
+				return
+			}
+			require.Equal(t, ErrTypeInvalidSpec, appErrType(t, err))
+			require.ErrorContains(t, err, `this worker runs Canaries only in namespaces team-a, team-b (CANARYFLOW_NAMESPACES), `+
+				`not podinfo.team-c in namespace "team-c"; nothing was changed`)
+			require.ErrorContains(t, err, `add "team-c" to this worker's namespaces`)
+			var ae *temporal.ApplicationError
+			require.ErrorAs(t, err, &ae)
+			require.True(t, ae.NonRetryable(), "retrying cannot grant a namespace")
+		})
+	}
+}
+
 func TestCheckReadyFailsPermanentlyPastTheProgressDeadline(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
@@ -137,6 +172,8 @@ func TestWorkloadErrorsRetryUnlessPermanent(t *testing.T) {
 		{"transient", errors.New("connection refused"), ""},
 		{"permanent", permanentErr{}, ErrTypePermanent},
 		{"not found", notFound, ErrTypeNotFound},
+		{"permanent before any write", kubeobj.BeforeWrite(permanentErr{}), ErrTypeRefused},
+		{"transient before any write is still retried", kubeobj.BeforeWrite(errors.New("connection refused")), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := classify(tc.err, "scale up podinfo.test")

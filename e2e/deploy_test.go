@@ -65,7 +65,7 @@ func TestDeployManifestsApplyServerSide(t *testing.T) {
 	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
 	ctx := context.Background()
-	for _, ns := range []string{"canaryflow-system", "loadtest"} {
+	for _, ns := range []string{"canaryflow-system", "loadtest", "team-a", "team-b"} {
 		_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
 			require.NoError(t, err)
@@ -87,7 +87,10 @@ func TestDeployManifestsApplyServerSide(t *testing.T) {
 	}
 	apply("kustomize deploy", run(t, root, kubectl, "kustomize", "deploy"))
 	apply("kustomize deploy/loadtester", run(t, root, kubectl, "kustomize", "deploy/loadtester"), "-n", "loadtest")
+	apply("kustomize deploy/namespaced", run(t, root, kubectl, "kustomize", "deploy/namespaced"))
+	apply("kustomize deploy/namespaced/rbac", run(t, root, kubectl, "kustomize", "deploy/namespaced/rbac"), "-n", "team-a")
 	apply("helm chart", helmTemplate(t, root))
+	apply("helm chart with rbac.namespaces", helmTemplate(t, root, "rbac.namespaces={team-a,team-b}"))
 	apply("helm chart with TLS and API key", helmTemplate(t, root, "temporal.tls.secretName=temporal-tls",
 		"temporal.tls.mtls=true", "temporal.apiKeySecretName=temporal-cloud"))
 }
@@ -115,6 +118,74 @@ func TestHelmClusterRoleEqualsDeployRBAC(t *testing.T) {
 	}
 	require.NotNil(t, got, "the chart renders no ClusterRole")
 	assert.Equal(t, want.Rules, got.Rules)
+}
+
+// rendered decodes every object of a rendered manifest stream.
+func rendered(t *testing.T, manifests string) []map[string]any {
+	var out []map[string]any
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifests), 4096)
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			break
+		}
+		if obj != nil {
+			out = append(out, obj)
+		}
+	}
+	return out
+}
+
+// In namespaced mode the chart grants the worker, in each listed namespace only, exactly what the namespaced Role
+// of deploy/namespaced grants, which is what the ClusterRole grants; nothing cluster-wide, and the worker is told
+// its namespaces.
+func TestHelmNamespacedRolesEqualDeployRole(t *testing.T) {
+	root, err := labtest.RepoRoot()
+	require.NoError(t, err)
+	var want rbacv1.Role
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "namespaced", "rbac", "role.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &want))
+	var cluster rbacv1.ClusterRole
+	data, err = os.ReadFile(filepath.Join(root, "deploy", "rbac", "clusterrole.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(data, &cluster))
+	require.Equal(t, cluster.Rules, want.Rules, "deploy/namespaced/rbac/role.yaml and deploy/rbac/clusterrole.yaml grant the same")
+
+	out := helmTemplate(t, root, "rbac.namespaces={team-a,team-b}")
+	roles, bindings := map[string]rbacv1.Role{}, map[string]rbacv1.RoleBinding{}
+	for _, obj := range rendered(t, out) {
+		js, _ := yaml.Marshal(obj)
+		switch obj["kind"] {
+		case "ClusterRole", "ClusterRoleBinding":
+			t.Errorf("namespaced mode renders a %s", obj["kind"])
+		case "Role":
+			var r rbacv1.Role
+			require.NoError(t, yaml.Unmarshal(js, &r))
+			roles[r.Namespace] = r
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			require.NoError(t, yaml.Unmarshal(js, &b))
+			bindings[b.Namespace] = b
+		}
+	}
+	require.Len(t, roles, 2)
+	require.Len(t, bindings, 2)
+	for _, ns := range []string{"team-a", "team-b"} {
+		assert.Equal(t, want.Rules, roles[ns].Rules, ns)
+		b := bindings[ns]
+		assert.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: roles[ns].Name}, b.RoleRef, ns)
+		assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "canaryflow", Namespace: "canaryflow-system"}}, b.Subjects, ns)
+	}
+	assert.Contains(t, out, `{name: CANARYFLOW_NAMESPACES, value: "team-a,team-b"}`)
+	assert.NotContains(t, helmTemplate(t, root), "CANARYFLOW_NAMESPACES", "the default is every namespace")
+
+	// The kustomize variant: no cluster-wide grant, and the worker told its namespaces.
+	kz := run(t, root, labbin.Kubectl(), "kustomize", "deploy/namespaced")
+	for _, obj := range rendered(t, kz) {
+		assert.NotContains(t, []any{"ClusterRole", "ClusterRoleBinding"}, obj["kind"])
+	}
+	assert.Contains(t, kz, "CANARYFLOW_NAMESPACES")
 }
 
 // TLS and API key values mount the Secrets and point the worker at their files.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -99,13 +100,42 @@ func (s *Server) allowed(name string) bool {
 	return slices.Contains(s.cfg.Allow, filepath.Base(name))
 }
 
+// resolve finds an allowed command on PATH. A command named with a path is accepted only when it is the very file
+// PATH gives for its name: otherwise /tmp/x/hey or ../../x/hey would pass the allow-list by its last element.
+func (s *Server) resolve(name string) (int, string, error) {
+	if !s.allowed(name) {
+		return http.StatusForbidden, "", fmt.Errorf("command %q is not allowed (allowed: %s)", name, strings.Join(s.cfg.Allow, ", "))
+	}
+	base := filepath.Base(name)
+	path, err := exec.LookPath(base)
+	if err != nil {
+		return http.StatusBadRequest, "", fmt.Errorf("command %q not found", base)
+	}
+	if name != base && filepath.Clean(name) != path {
+		return http.StatusForbidden, "", fmt.Errorf("command %q is not the allowed %s (%s): name it without a path", name, base, path)
+	}
+	return 0, path, nil
+}
+
+// maxBody caps a webhook payload: Flagger's are a few hundred bytes.
+const maxBody = 1 << 20
+
 func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		reply(w, http.StatusMethodNotAllowed, "POST a webhook payload")
 		return
 	}
+	// Only JSON: a browser can send a text/plain or form POST to any address without asking (CSRF), never JSON.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		reply(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: send the webhook payload as application/json", r.Header.Get("Content-Type")))
+		return
+	}
 	var p Payload
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&p); err != nil {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&p); err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			reply(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("payload over %d bytes", maxBody))
+			return
+		}
 		reply(w, http.StatusBadRequest, "decoding the payload: "+err.Error())
 		return
 	}
@@ -132,14 +162,12 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 			reply(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if !s.allowed(argv[0]) {
-			reply(w, http.StatusForbidden, fmt.Sprintf("command %q is not allowed (allowed: %s)", argv[0], strings.Join(s.cfg.Allow, ", ")))
+		code, path, err := s.resolve(argv[0])
+		if err != nil {
+			reply(w, code, err.Error())
 			return
 		}
-		if _, err := exec.LookPath(argv[0]); err != nil {
-			reply(w, http.StatusBadRequest, fmt.Sprintf("command %q not found", argv[0]))
-			return
-		}
+		argv[0] = path
 		started, err := s.runner.Start(canary, command, argv, logOutput)
 		switch {
 		case err != nil:
@@ -187,7 +215,8 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 var ErrShellSyntax = errors.New("cmd tasks run without a shell")
 
 // SplitCommand splits a command line into words with shell-like quoting ('…', "…", backslash), and refuses
-// unquoted shell syntax (pipes, redirections, ;, &, $, backquotes, parentheses).
+// unquoted shell syntax (pipes, redirections, ;, &, $, backquotes, parentheses, newlines, which end a command in
+// a shell).
 func SplitCommand(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder
@@ -221,13 +250,13 @@ func SplitCommand(s string) ([]string, error) {
 			i++
 			cur.WriteByte(s[i])
 			inWord = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		case c == ' ' || c == '\t':
 			if inWord {
 				words = append(words, cur.String())
 				cur.Reset()
 				inWord = false
 			}
-		case strings.IndexByte("|&;<>()$`", c) >= 0:
+		case strings.IndexByte("|&;<>()$`\n\r", c) >= 0:
 			return nil, fmt.Errorf("%w: %q in %q; use a bash task", ErrShellSyntax, c, s)
 		default:
 			cur.WriteByte(c)

@@ -8,6 +8,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/converter"
 
@@ -43,6 +44,8 @@ type decisionReader struct {
 	lastCanary int
 	// watch, when set, follows the revision a waiting starter rolled out (rollout --wait).
 	watch *supersession
+	// refused is the message of a refusal that came before the run changed anything (see refusal), "" when none.
+	refused string
 }
 
 func newDecisionReader() *decisionReader {
@@ -67,7 +70,11 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 		texts = r.completedActivity(r.scheduled[a.GetScheduledEventId()], a.GetResult())
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
 		a := ev.GetActivityTaskFailedEventAttributes()
-		texts = []string{fmt.Sprintf("%s failed: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage())}
+		name := r.scheduled[a.GetScheduledEventId()]
+		texts = []string{fmt.Sprintf("%s failed: %s", name, a.GetFailure().GetMessage())}
+		if r.refused == "" && refusal(name, a.GetFailure()) {
+			r.refused = a.GetFailure().GetMessage()
+		}
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		a := ev.GetActivityTaskTimedOutEventAttributes()
 		texts = []string{fmt.Sprintf("%s timed out: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage())}
@@ -93,6 +100,9 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 			break
 		}
 		text, code := outcome(res)
+		if code != exitOK && r.refused != "" {
+			text, code = refusedText(r.refused), exitBadInput
+		}
 		texts, end = []string{text}, &runEnd{code: code}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
 		text := "canceled"
@@ -103,7 +113,11 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 		texts, end = []string{text}, &runEnd{code: exitFailed}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
 		a := ev.GetWorkflowExecutionFailedEventAttributes()
-		texts, end = []string{"failed: " + a.GetFailure().GetMessage()}, &runEnd{code: exitFailed}
+		if r.refused != "" {
+			texts, end = []string{refusedText(r.refused)}, &runEnd{code: exitBadInput}
+			break
+		}
+		texts, end = []string{"failed: " + rootMessage(a.GetFailure())}, &runEnd{code: exitFailed}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT:
 		texts, end = []string{"workflow timed out"}, &runEnd{code: exitFailed}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED:
@@ -130,6 +144,29 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 		out = append(out, decision{Time: at, Text: t})
 	}
 	return out, end
+}
+
+// refusal says whether an activity's final failure is a refusal that changed nothing: any non-retryable failure of
+// DetectRevision (the first step of a run, which only reads), or a step that refused before its first write
+// (activities.ErrTypeRefused). Such a run ends with exit 2, like input the starter refuses itself.
+func refusal(activity string, f *failurepb.Failure) bool {
+	app := f.GetApplicationFailureInfo()
+	if app == nil || !app.GetNonRetryable() {
+		return false
+	}
+	return activity == "DetectRevision" || app.GetType() == activities.ErrTypeRefused
+}
+
+func refusedText(msg string) string {
+	return "refused before any change (nothing was written; fix it and run the rollout again): " + msg
+}
+
+// rootMessage is the innermost cause of a failure: the workflow's own message is "activity error".
+func rootMessage(f *failurepb.Failure) string {
+	for f.GetCause() != nil {
+		f = f.GetCause()
+	}
+	return f.GetMessage()
 }
 
 // outcome words a run's result and gives the exit code it means: 0 when the target is what runs (promoted,
@@ -230,11 +267,11 @@ func (r *decisionReader) completedActivity(name string, result *commonpb.Payload
 func checkLine(c activities.CheckResult) string {
 	rng := "[" + bound(c.Min) + ", " + bound(c.Max) + "]"
 	if c.Value == nil {
-		t := c.Metric + " no values found " + string(c.Verdict)
-		if c.Message != "" && c.Message != "no values found" {
-			t += ": " + c.Message
+		// No value: the check's message says why (no values found, a query the backend refused, a timeout).
+		if c.Message == "" || c.Message == "no values found" {
+			return c.Metric + " no values found " + string(c.Verdict)
 		}
-		return t
+		return c.Metric + " " + string(c.Verdict) + ": " + c.Message
 	}
 	rel := "in"
 	if (c.Min != nil && *c.Value < *c.Min) || (c.Max != nil && *c.Value > *c.Max) {

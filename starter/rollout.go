@@ -24,7 +24,7 @@ type waitFlags struct {
 
 func (w *waitFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&w.wait, "wait", false, "stream one line per decision until the rollout ends; exit 0 promoted, 1 rolled back or failed, "+
-		"3 timeout, 4 superseded (a newer revision replaced this one mid-analysis; the line names it)")
+		"2 refused before any change (missing target, objects not canaryflow's, a namespace the worker may not touch), 3 timeout, 4 superseded (a newer revision replaced this one mid-analysis; the line names it)")
 	cmd.Flags().DurationVar(&w.timeout, "timeout", 30*time.Minute, "with --wait: how long to wait (the rollout keeps going after it)")
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/worker"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
 	"github.com/canaryflow/canaryflow/providers/router"
@@ -29,6 +30,8 @@ type config struct {
 	metricsRefresh time.Duration
 	// ingressAnnotationsPrefix is the annotation prefix of the ingress-nginx the nginx router writes for.
 	ingressAnnotationsPrefix string
+	// namespaces, when set, are the only namespaces whose Canaries this worker runs (namespaced RBAC mode).
+	namespaces []string
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -67,11 +70,18 @@ func parseConfig(args []string) (*config, error) {
 	fs.DurationVar(&c.metricsRefresh, "metrics-refresh", envDur("METRICS_REFRESH", 10*time.Second), "how often canary metrics are re-read from Temporal visibility (CANARYFLOW_METRICS_REFRESH)")
 	fs.StringVar(&c.ingressAnnotationsPrefix, "ingress-annotations-prefix", env("INGRESS_ANNOTATIONS_PREFIX", router.DefaultIngressAnnotationsPrefix),
 		"annotation prefix of NGINX canary Ingresses, as ingress-nginx's --annotations-prefix and Flagger's flag of this name (CANARYFLOW_INGRESS_ANNOTATIONS_PREFIX)")
+	namespaces := fs.String("namespaces", env("NAMESPACES", ""), "comma-separated namespaces whose Canaries this worker runs, for "+
+		"namespaced RBAC (deploy/namespaced); a Canary elsewhere is refused before any write. Empty: every namespace (CANARYFLOW_NAMESPACES)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q: the worker takes flags only", fs.Args())
+	}
+	for _, ns := range strings.Split(*namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			c.namespaces = append(c.namespaces, ns)
+		}
 	}
 	return c, c.check()
 }
@@ -96,6 +106,11 @@ func (c *config) check() error {
 	}
 	if c.taskQueue == "" {
 		problems = append(problems, "--task-queue must not be empty")
+	}
+	for _, ns := range c.namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("--namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; ")))
+		}
 	}
 	if c.stopTimeout < 0 {
 		problems = append(problems, "--stop-timeout must not be negative")

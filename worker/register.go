@@ -38,7 +38,7 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery(),
 		IngressAnnotationsPrefix: cfg.ingressAnnotationsPrefix})
 	return &dependencies{
-		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities()},
+		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
 		routing:   &activities.Routing{Routers: routers},
 		analysis:  activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log),
 	}, nil

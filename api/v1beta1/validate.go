@@ -283,7 +283,10 @@ func (c *Canary) validateAnalysis(e *errs, a *CanaryAnalysis, caps *Capabilities
 		if w.URL == "" {
 			e.add(path+".url", "required: the http(s) address to POST to")
 		} else if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			e.add(path+".url", "%q is not an http(s) URL", w.URL)
+			e.add(path+".url", "%q is not an http(s) URL", redactURL(w.URL))
+		} else if where := credentialsIn(u); where != "" {
+			e.add(path+".url", "%s: the Canary is the rollout's input and stays readable in its history, so a secret must not be in it; "+
+				"let the webhook's receiver authenticate otherwise (a Secret it reads, a network policy)", where)
 		}
 		checkDuration(e, path+".timeout", w.Timeout)
 		if w.Retries < 0 {
@@ -372,6 +375,34 @@ func (p *AlertProvider) Validate(doc string) ErrorList {
 		}
 	}
 	return e.list
+}
+
+// credentialQuery are query parameter names (lowercased, "-" and "_" dropped) that carry a credential.
+var credentialQuery = []string{"token", "accesstoken", "apikey", "key", "secret", "clientsecret", "password", "passwd", "pwd",
+	"auth", "authorization", "sig", "signature", "xamzsignature", "credential", "credentials"}
+
+// credentialsIn says where a URL carries a credential (user info, or a query parameter named like one), "" when it
+// does not. The message never repeats the credential.
+func credentialsIn(u *url.URL) string {
+	if u.User != nil {
+		return "carries credentials (user:password@)"
+	}
+	for k := range u.Query() {
+		norm := strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(k))
+		if contains(credentialQuery, norm) || strings.HasSuffix(norm, "token") || strings.HasSuffix(norm, "secret") {
+			return fmt.Sprintf("carries a credential in its query (%s=…)", k)
+		}
+	}
+	return ""
+}
+
+// redactURL drops the user info of a URL for messages (an unparsable URL is said without its text).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 func checkDuration(e *errs, path, value string) {

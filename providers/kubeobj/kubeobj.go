@@ -9,6 +9,7 @@ package kubeobj
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -101,6 +102,33 @@ func Permanent(err error) error {
 // Permanentf formats a permanent error.
 func Permanentf(format string, args ...any) error {
 	return &PermanentError{Err: fmt.Errorf(format, args...)}
+}
+
+// UnwrittenError is a permanent refusal that came before the step wrote anything: the Canary or the cluster's
+// objects must change first, and there is nothing to undo.
+type UnwrittenError struct {
+	Err error
+}
+
+func (e *UnwrittenError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *UnwrittenError) Unwrap() error { return e.Err }
+
+// Permanent says that retrying cannot help.
+func (e *UnwrittenError) Permanent() bool { return true }
+
+// NothingWritten says that the step changed nothing.
+func (e *UnwrittenError) NothingWritten() bool { return true }
+
+// BeforeWrite marks err, met before a step's first write, as a refusal that changed nothing when it is permanent;
+// a transient error stays as it is, to be retried.
+func BeforeWrite(err error) error {
+	var p interface{ Permanent() bool }
+	if errors.As(err, &p) && p.Permanent() {
+		return &UnwrittenError{Err: err}
+	}
+	return err
 }
 
 // NotOurs is the error for an object that exists and lacks canaryflow's marker.

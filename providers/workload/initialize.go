@@ -85,6 +85,13 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 		if err != nil {
 			return nil, kubeobj.APIError("get", "HorizontalPodAutoscaler", ns, ref.Name, err)
 		}
+		// The primary's autoscaler is a copy scaling the primary: copying one that scales something else would make
+		// two autoscalers fight over that workload, and leave the primary unscaled.
+		if st := p.hpa.Spec.ScaleTargetRef; st.Name != c.Spec.TargetRef.Name || st.Kind != c.Spec.TargetRef.Kind {
+			return nil, kubeobj.Permanentf("HorizontalPodAutoscaler %s/%s (spec.autoscalerRef) scales %s %s, not the target %s %s: "+
+				"name the target's own autoscaler in spec.autoscalerRef, or point this one's scaleTargetRef at %s",
+				ns, ref.Name, st.Kind, st.Name, c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Spec.TargetRef.Name)
+		}
 		name := primaryValue(ref.Name)
 		m, err := k.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, metav1.GetOptions{})
 		if err := found.check(m, err, "HorizontalPodAutoscaler", ns, name, "delete it or rename spec.autoscalerRef"); err != nil {
@@ -119,8 +126,12 @@ func (k *Client) read(ctx context.Context, c *v1beta1.Canary, withServices bool)
 // activities.WorkloadClient). An existing primary's pod template is left alone.
 func (k *Client) Initialize(ctx context.Context, c *v1beta1.Canary) error {
 	p, err := k.read(ctx, c, true)
+	if err == nil && p.primary == nil {
+		// Only a first initialisation: a primary that exists proves the rights, and re-runs cost nothing more.
+		err = k.checkRights(ctx, c, writes(p))
+	}
 	if err != nil {
-		return err
+		return kubeobj.BeforeWrite(err)
 	}
 	if err := k.applyConfigs(ctx, p); err != nil {
 		return err

@@ -33,6 +33,56 @@ func ClusterRolePath(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "deploy", "rbac", "clusterrole.yaml")
 }
 
+// RolePath is the worker's namespaced Role in the repository (deploy/namespaced: no ClusterRole).
+func RolePath(t testing.TB) string {
+	return filepath.Join(filepath.Dir(ClusterRolePath(t)), "..", "namespaced", "rbac", "role.yaml")
+}
+
+// NamespacedWorkerConfig returns a client config for the API server of admin authenticated as a fresh
+// ServiceAccount of namespace saNS bound, in each of namespaces only, to the worker's namespaced Role
+// (deploy/namespaced/rbac/role.yaml, applied there as a user would) by a RoleBinding; nothing cluster-wide.
+func NamespacedWorkerConfig(t testing.TB, admin *rest.Config, saNS string, namespaces ...string) *rest.Config {
+	t.Helper()
+	adminCS, err := kubernetes.NewForConfig(admin)
+	require.NoError(t, err)
+	ctx := context.Background()
+	raw, err := os.ReadFile(RolePath(t))
+	require.NoError(t, err)
+	var role rbacv1.Role
+	require.NoError(t, yaml.UnmarshalStrict(raw, &role))
+	const sa = "canaryflow-namespaced"
+	_, err = adminCS.CoreV1().ServiceAccounts(saNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	for _, ns := range namespaces {
+		r := role.DeepCopy()
+		r.Namespace = ns
+		_, err = adminCS.RbacV1().Roles(ns).Create(ctx, r, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = adminCS.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: saNS}},
+		}, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	expiry := int64(3600)
+	tok, err := adminCS.CoreV1().ServiceAccounts(saNS).CreateToken(ctx, sa,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	cfg := rest.AnonymousClientConfig(admin)
+	cfg.BearerToken = tok.Status.Token
+	cs, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	// The RBAC authorizer learns of new bindings through a watch: wait until every Role is in force.
+	for _, ns := range namespaces {
+		require.Eventually(t, func() bool {
+			_, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+			return err == nil
+		}, 20*time.Second, 100*time.Millisecond, "the worker Role in %s never took effect", ns)
+	}
+	return cfg
+}
+
 // WorkerConfig returns a client config for the API server of admin (an administrator's config) authenticated as a
 // fresh ServiceAccount of namespace ns bound only to a copy of the worker's ClusterRole (same rules, a name of its
 // own); the role and binding are removed at the end.
