@@ -67,8 +67,18 @@ func TestRolloutSurvivesAWorkerCrash(t *testing.T) {
 // after prefix; on failure the processes' logs go into the test log.
 func startScenarios(t *testing.T, prefix string, within time.Duration) (context.Context, *Scenarios) {
 	t.Helper()
+	ctx, s := startStack(t, within)
+	sc, err := NewScenarios(s, labtest.Namespace(t, prefix))
+	require.NoError(t, err)
+	t.Cleanup(func() { sc.Temporal.Close() })
+	return ctx, sc
+}
+
+// startStack starts the stack (worker, load tester) on the lab for at most within; on failure the processes'
+// logs go into the test log.
+func startStack(t *testing.T, within time.Duration) (context.Context, *Stack) {
+	t.Helper()
 	env := labtest.Lab(t)
-	ns := labtest.Namespace(t, prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	t.Cleanup(cancel)
 	s, err := Start(ctx, env, t.Logf)
@@ -81,8 +91,5 @@ func startScenarios(t *testing.T, prefix string, within time.Duration) (context.
 		}
 		s.Close()
 	})
-	sc, err := NewScenarios(s, ns)
-	require.NoError(t, err)
-	t.Cleanup(func() { sc.Temporal.Close() })
-	return ctx, sc
+	return ctx, s
 }

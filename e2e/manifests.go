@@ -14,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
+	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 )
 
@@ -50,11 +52,12 @@ func (s *Stack) ApplyPodinfo(ctx context.Context, ns, version string) error {
 }
 
 // ApplyIngressRoutes routes Host podinfo.<ns> to the TraefikService canaryflow generates (named after the apex
-// Service) and Host podinfo-canary.<ns> straight to the canary Service, for acceptance tests.
+// Service) and Host podinfo-canary.<ns> straight to the canary Service, for acceptance tests. The second route is
+// not named podinfo-canary: with A/B testing that is the name of canaryflow's copy of the first.
 func (s *Stack) ApplyIngressRoutes(ctx context.Context, ns string) error {
 	routes := []*unstructured.Unstructured{
 		labtest.IngressRoute(ns, "podinfo", "podinfo."+ns, map[string]any{"name": "podinfo", "kind": "TraefikService"}),
-		labtest.IngressRoute(ns, "podinfo-canary", "podinfo-canary."+ns, map[string]any{"name": "podinfo-canary", "port": int64(9898)}),
+		labtest.IngressRoute(ns, "podinfo-canary-direct", "podinfo-canary."+ns, map[string]any{"name": "podinfo-canary", "port": int64(9898)}),
 	}
 	for _, r := range routes {
 		if _, err := s.Dynamic.Resource(labtest.IngressRoutes).Namespace(ns).Create(ctx, r, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -74,7 +77,27 @@ type CanaryOptions struct {
 	// ConfirmPromotion adds a confirm-promotion gate that only an approval opens.
 	ConfirmPromotion bool
 
+	// Filled in by WriteCanary: the lab's addresses and the webhooks' commands.
 	TraefikURL, LoadTesterURL, PrometheusURL string
+	AcceptanceCmd, LoadCmd                   string
+}
+
+// acceptanceCmd is the acceptance test of Flagger's tutorials on the lab: a token from the canary, through the
+// lab's Traefik (the IngressRoute podinfo-canary.<ns> of ApplyIngressRoutes). It retries for a few seconds:
+// canaryflow runs pre-rollout hooks as soon as the canary is ready, and Traefik takes up to 2 s to route to new
+// endpoints (Flagger runs them an interval later, so its tutorials' curl tries once).
+func acceptanceCmd(traefikURL, ns string) string {
+	return fmt.Sprintf("curl -sf --retry 5 --retry-delay 1 --retry-all-errors -d 'test' -H 'Host: podinfo-canary.%s' %s/token | grep token", ns, traefikURL)
+}
+
+// loadCmd is the tutorials' load test on the lab: hey for duration at 10 requests a second from each of 2
+// workers, to host through the lab's Traefik, with the given request headers ("Name: value").
+func loadCmd(traefikURL, host, path, duration string, headers ...string) string {
+	cmd := fmt.Sprintf("hey -z %s -q 10 -c 2 -host %s", duration, host)
+	for _, h := range headers {
+		cmd += fmt.Sprintf(" -H '%s'", h)
+	}
+	return cmd + " " + traefikURL + path
 }
 
 // The Canary of the Traefik seed article, on the lab: the acceptance test and the load test go through the lab's
@@ -120,14 +143,14 @@ spec:
         timeout: 15s
         metadata:
           type: bash
-          cmd: "curl -sd 'test' -H 'Host: podinfo-canary.{{.Namespace}}' {{.TraefikURL}}/token | grep token"
+          cmd: "{{.AcceptanceCmd}}"
       - name: load-test
         type: rollout
         url: {{.LoadTesterURL}}
         timeout: 5s
         metadata:
           type: cmd
-          cmd: "hey -z {{.LoadDuration}} -q 10 -c 2 -host podinfo.{{.Namespace}} {{.TraefikURL}}{{.LoadPath}}"
+          cmd: "{{.LoadCmd}}"
 {{- if .ConfirmPromotion}}
       - name: release-manager
         type: confirm-promotion
@@ -144,6 +167,8 @@ func (s *Stack) WriteCanary(name string, opts CanaryOptions) (string, error) {
 		opts.LoadDuration = "2m"
 	}
 	opts.TraefikURL, opts.LoadTesterURL, opts.PrometheusURL = s.Lab.TraefikURL, s.LoadTesterURL, s.Lab.PrometheusURL
+	opts.AcceptanceCmd = acceptanceCmd(s.Lab.TraefikURL, opts.Namespace)
+	opts.LoadCmd = loadCmd(s.Lab.TraefikURL, "podinfo."+opts.Namespace, opts.LoadPath, opts.LoadDuration)
 	var b bytes.Buffer
 	if err := canaryTemplate.Execute(&b, opts); err != nil {
 		return "", err
@@ -154,9 +179,46 @@ func (s *Stack) WriteCanary(name string, opts CanaryOptions) (string, error) {
 
 // TraefikWeights reads the weights of the primary and the canary from the generated TraefikService.
 func (s *Stack) TraefikWeights(ctx context.Context, ns, apex string) (primary, canary int64, err error) {
-	ts, err := s.Dynamic.Resource(labtest.TraefikServices).Namespace(ns).Get(ctx, apex, metav1.GetOptions{})
+	sp, err := s.TraefikSplit(ctx, ns, apex, apex)
+	return sp.Primary, sp.Canary, err
+}
+
+// Split is the traffic split a TraefikService holds: the weights of the primary and the canary Services, or, when
+// it mirrors the primary, the percentage of its requests copied to the canary.
+type Split struct {
+	Primary, Canary int64
+	MirrorPercent   int64
+}
+
+func (sp Split) String() string {
+	if sp.MirrorPercent > 0 {
+		return fmt.Sprintf("%d/%d mirroring %d%%", sp.Primary, sp.Canary, sp.MirrorPercent)
+	}
+	return fmt.Sprintf("%d/%d", sp.Primary, sp.Canary)
+}
+
+// TraefikSplit reads the split of the TraefikService name over the Services <apex>-primary and <apex>-canary.
+func (s *Stack) TraefikSplit(ctx context.Context, ns, name, apex string) (Split, error) {
+	ts, err := s.Dynamic.Resource(labtest.TraefikServices).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return 0, 0, err
+		return Split{}, err
+	}
+	return splitOf(ts, apex), nil
+}
+
+func splitOf(ts *unstructured.Unstructured, apex string) Split {
+	var sp Split
+	if m, ok, _ := unstructured.NestedMap(ts.Object, "spec", "mirroring"); ok {
+		if m["name"] == apex+"-primary" {
+			sp.Primary = 100
+		}
+		mirrors, _, _ := unstructured.NestedSlice(m, "mirrors")
+		for _, mr := range mirrors {
+			if mm, _ := mr.(map[string]any); mm["name"] == apex+"-canary" {
+				sp.MirrorPercent, _ = mm["percent"].(int64)
+			}
+		}
+		return sp
 	}
 	services, _, _ := unstructured.NestedSlice(ts.Object, "spec", "weighted", "services")
 	for _, sv := range services {
@@ -165,12 +227,61 @@ func (s *Stack) TraefikWeights(ctx context.Context, ns, apex string) (primary, c
 		w, _ := m["weight"].(int64)
 		switch name {
 		case apex + "-primary":
-			primary = w
+			sp.Primary = w
 		case apex + "-canary":
-			canary = w
+			sp.Canary = w
 		}
 	}
-	return primary, canary, nil
+	return sp
+}
+
+// SeedCanary reads one of Flagger's tutorial Canaries (api/v1beta1/testdata/flagger/<seed>.yaml) and adapts it
+// to the lab: namespace ns, the traefik router (Traefik is the lab's data plane, so an NGINX tutorial's
+// ingressRef has nothing to clone there), the lab's Prometheus, port 9898 (the IngressRoutes of
+// ApplyIngressRoutes), and its two webhooks run by the e2e load tester against the lab's Traefik: the acceptance
+// test on the canary's host, the load test on the users' host. The analysis — schedule, metrics, thresholds,
+// matches, mirroring, session affinity — is the tutorial's until the caller changes it.
+func (s *Stack) SeedCanary(seed, ns string) (*v1beta1.Canary, error) {
+	path := filepath.Join(s.Root, "api", "v1beta1", "testdata", "flagger", seed+".yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c v1beta1.Canary
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.Spec.Analysis == nil {
+		return nil, fmt.Errorf("%s: no spec.analysis", path)
+	}
+	c.Namespace = ns
+	c.Spec.Provider, c.Spec.IngressRef = "traefik", nil
+	c.Spec.MetricsServer = s.Lab.PrometheusURL
+	c.Spec.Service.Port = 9898
+	for i := range c.Spec.Analysis.Webhooks {
+		h := &c.Spec.Analysis.Webhooks[i]
+		h.URL = s.LoadTesterURL
+		switch h.Name {
+		case "acceptance-test":
+			h.Metadata = &map[string]string{"type": "bash", "cmd": acceptanceCmd(s.Lab.TraefikURL, ns)}
+			h.Timeout = "15s"
+		case "load-test":
+			h.Metadata = &map[string]string{"type": "cmd", "cmd": loadCmd(s.Lab.TraefikURL, "podinfo."+ns, "/", "2m")}
+		default:
+			return nil, fmt.Errorf("%s: webhook %q has no lab counterpart", path, h.Name)
+		}
+	}
+	return &c, nil
+}
+
+// WriteCanaryObject writes c as the Canary file name.yaml and returns its path.
+func (s *Stack) WriteCanaryObject(name string, c *v1beta1.Canary) (string, error) {
+	data, err := yaml.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(s.Dir, name+".yaml")
+	return path, os.WriteFile(path, data, 0o644)
 }
 
 // Image returns the image of the first container of a Deployment, and its replicas.

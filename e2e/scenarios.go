@@ -42,6 +42,8 @@ type Scenarios struct {
 	NS       string
 	Temporal client.Client
 	Figures  Figures
+	// Say narrates this namespace's scenarios and streams its starter output (the Stack's Say by default).
+	Say func(format string, args ...any)
 
 	kubeSoFar int // the worker's request counter at the last record
 }
@@ -52,7 +54,7 @@ func NewScenarios(s *Stack, ns string) (*Scenarios, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Scenarios{S: s, NS: ns, Temporal: c,
+	return &Scenarios{S: s, NS: ns, Temporal: c, Say: s.Say,
 		Figures: Figures{Events: map[string]int{}, RolloutTime: map[string]time.Duration{}, KubeRequests: map[string]int{}}}, nil
 }
 
@@ -130,19 +132,24 @@ func expectCode(what string, r Result, want int) error {
 // Initialise applies podinfo 6.0.0 and the IngressRoutes and runs the first rollout: the primary is created and
 // takes all traffic, the target is scaled to zero.
 func (sc *Scenarios) Initialise(ctx context.Context) error {
+	file, err := sc.S.WriteCanary("canary", CanaryOptions{Namespace: sc.NS})
+	if err != nil {
+		return err
+	}
+	return sc.InitialiseWith(ctx, file)
+}
+
+// InitialiseWith is Initialise with the Canary file given.
+func (sc *Scenarios) InitialiseWith(ctx context.Context, file string) error {
 	s := sc.S
-	s.Say("1. Initialisation: podinfo 6.0.0 (Deployment + HPA), IngressRoute podinfo.%s → TraefikService podinfo", sc.NS)
+	sc.Say("1. Initialisation: podinfo 6.0.0 (Deployment + HPA), IngressRoute podinfo.%s → TraefikService podinfo", sc.NS)
 	if err := s.ApplyPodinfo(ctx, sc.NS, "6.0.0"); err != nil {
 		return err
 	}
 	if err := s.ApplyIngressRoutes(ctx, sc.NS); err != nil {
 		return err
 	}
-	file, err := s.WriteCanary("canary", CanaryOptions{Namespace: sc.NS})
-	if err != nil {
-		return err
-	}
-	r := s.Starter(ctx, "rollout", "-f", file, "--wait", "--timeout", "5m", "--by", "demo")
+	r := s.StarterTo(ctx, sc.Say, "rollout", "-f", file, "--wait", "--timeout", "5m", "--by", "demo")
 	sc.record("initialise", r)
 	if err := expectCode("starter rollout (initialisation)", r, 0); err != nil {
 		return err
@@ -160,7 +167,7 @@ func (sc *Scenarios) Initialise(ctx context.Context) error {
 	if err := sc.waitServing(ctx, "6.0.0", 60*time.Second); err != nil {
 		return err
 	}
-	s.Say("   primary podinfo-primary runs 6.0.0 and takes 100%% of the traffic; podinfo is scaled to zero")
+	sc.Say("   primary podinfo-primary runs 6.0.0 and takes 100%% of the traffic; podinfo is scaled to zero")
 	return nil
 }
 
@@ -426,24 +433,55 @@ func (sc *Scenarios) waitServing(ctx context.Context, version string, within tim
 
 // version asks podinfo, through Traefik, which version answers.
 func (sc *Scenarios) version(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sc.S.Lab.TraefikURL+"/version", nil)
+	a, err := sc.ask(ctx, "/api/info", nil)
+	return a.Version, err
+}
+
+// Answer is what podinfo answered one request through Traefik: its version, the pod that served it (in the
+// scenarios' namespace) and the cookies it set.
+type Answer struct {
+	Version string
+	Pod     string
+	Cookies []*http.Cookie
+}
+
+// Primary reports whether a pod of the primary Deployment answered (not one of the canary, the target podinfo).
+func (a Answer) Primary() bool { return strings.HasPrefix(a.Pod, "podinfo-primary-") }
+
+// ask sends GET path (/api/info, which names the pod, or /version) with header to podinfo.<ns> through Traefik,
+// as a user of the canary's host.
+func (sc *Scenarios) ask(ctx context.Context, path string, header http.Header) (Answer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sc.S.Lab.TraefikURL+path, nil)
 	if err != nil {
-		return "", err
+		return Answer{}, err
 	}
 	req.Host = "podinfo." + sc.NS
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", err
+		return Answer{}, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	// The lab's podinfo says "<namespace>/<pod>" in its message.
 	var v struct {
 		Version string `json:"version"`
+		Message string `json:"message"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Answer{}, fmt.Errorf("answer %d %q", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	if err := json.Unmarshal(body, &v); err != nil {
-		return "", fmt.Errorf("answer %d %q: %w", resp.StatusCode, strings.TrimSpace(string(body)), err)
+		return Answer{}, fmt.Errorf("answer %d %q: %w", resp.StatusCode, strings.TrimSpace(string(body)), err)
 	}
-	return v.Version, nil
+	ns, pod, _ := strings.Cut(v.Message, "/")
+	if pod != "" && ns != sc.NS {
+		// Two live pods were given one IP (seen after kwok restarted mid-run): podnet runs only the newer's process.
+		return Answer{}, fmt.Errorf("answered by pod %s of another namespace: the lab gave it the IP of one of %s's pods", v.Message, sc.NS)
+	}
+	return Answer{Version: v.Version, Pod: pod, Cookies: resp.Cookies()}, nil
 }
 
 func (sc *Scenarios) waitStatus(ctx context.Context, within time.Duration, ok func(workflows.Status) bool) error {

@@ -370,6 +370,12 @@ type Result struct {
 
 // Starter runs the starter CLI against the lab, streaming its output lines to Say as they come.
 func (s *Stack) Starter(ctx context.Context, args ...string) Result {
+	return s.StarterTo(ctx, s.Say, args...)
+}
+
+// StarterTo runs the starter CLI like Starter, streaming its output lines to say (each rollout of concurrent
+// scenarios to its own test log).
+func (s *Stack) StarterTo(ctx context.Context, say func(string, ...any), args ...string) Result {
 	cmd := exec.CommandContext(ctx, filepath.Join(s.Bin, "starter"), args...)
 	cmd.Env = append(os.Environ(),
 		"CANARYFLOW_TEMPORAL_ADDRESS="+s.Lab.TemporalAddress,
@@ -388,7 +394,7 @@ func (s *Stack) Starter(ctx context.Context, args ...string) Result {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			buf.WriteString(sc.Text() + "\n")
-			s.Say("  │ %s", sc.Text())
+			say("  │ %s", sc.Text())
 		}
 		close(done)
 	}()

@@ -221,6 +221,16 @@ func TestTraefikABSendsMatchingRequestsToTheCanaryOnly(t *testing.T) {
 
 	host := e.ns + ".traefik.lab"
 	e.ingressRoute(t, host)
+	// A route of the user's that already bears the clone's name (here one straight to the canary, for tests) is
+	// left alone, and the error says which name to change: the clone's is "<ingressroute>-canary".
+	routes := labtest.Dynamic(t).Resource(labtest.IngressRoutes).Namespace(e.ns)
+	_, err = routes.Create(ctx, labtest.IngressRoute(e.ns, "podinfo-canary", "canary."+host, map[string]any{"name": "podinfo-canary", "port": int64(9898)}), metav1.CreateOptions{})
+	require.NoError(t, err)
+	err = rt.Reconcile(ctx, c)
+	require.ErrorContains(t, err, "IngressRoute "+e.ns+"/podinfo-canary exists and is not managed by canaryflow")
+	require.ErrorContains(t, err, "canaryflow names its A/B copy of IngressRoute podinfo so: rename or delete this one")
+	require.NoError(t, routes.Delete(ctx, "podinfo-canary", metav1.DeleteOptions{}))
+
 	require.NoError(t, rt.Reconcile(ctx, c))
 	require.NoError(t, rt.Reconcile(ctx, c))
 	require.NoError(t, rt.SetRoutes(ctx, c, 0, 100, false))

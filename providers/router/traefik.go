@@ -217,7 +217,8 @@ func (t *Traefik) reconcileRoutes(ctx context.Context, c *v1beta1.Canary) error 
 		}
 		name := ir.GetName() + "-canary"
 		if old := listed[name]; old != nil && !kubeobj.IsManaged(old) { // the list holds the clone if it exists
-			return kubeobj.NotOurs(t.routes.kind, c.Namespace, name, "delete it or rename spec.service.name")
+			return kubeobj.NotOurs(t.routes.kind, c.Namespace, name, fmt.Sprintf(
+				"canaryflow names its A/B copy of IngressRoute %s so: rename or delete this one", ir.GetName()))
 		}
 		if err := t.routes.apply(ctx, traefikService(c, name, spec), true); err != nil {
 			return err
