@@ -145,7 +145,8 @@ func (s *Stack) installWorkerIdentity(ctx context.Context) error {
 	}
 	// The e2e worker runs as a process with that token.
 	if err := kubectl("apply", "--server-side", "--field-manager", "canaryflow-e2e",
-		"-f", "deploy/worker/namespace.yaml", "-f", "deploy/rbac/"); err != nil {
+		"-f", "deploy/worker/namespace.yaml", "-f", "deploy/rbac/serviceaccount.yaml",
+		"-f", "deploy/rbac/clusterrole.yaml", "-f", "deploy/rbac/clusterrolebinding.yaml"); err != nil {
 		return err
 	}
 	seconds := int64(4 * 3600)
