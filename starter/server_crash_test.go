@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,10 +16,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows"
@@ -132,8 +137,13 @@ func TestRolloutWaitFollowsThroughATemporalServerCrash(t *testing.T) {
 	}
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 	assert.Regexp(t, `(?m) promoted revision rev2$`, out.String())
-	// Every weight of the schedule set exactly once, in order, across the crash; then all traffic back.
-	assert.Equal(t, []string{"90/10", "80/20", "70/30", "60/40", "50/50", "100/0"}, cluster.Get("test", "survives").Routes)
+	// Every weight of the schedule decided exactly once, in order, across the crash (from the history); then all
+	// traffic back. An activity the crash caught in flight may run again (at-least-once): it writes the same
+	// absolute split, so the cluster sees a repeat of the same decision, never a new one.
+	schedule := []string{"90/10", "80/20", "70/30", "60/40", "50/50", "100/0"}
+	assert.Equal(t, schedule, scheduledSplits(t, c, "canary/test/survives"), "decisions in the history")
+	applied := cluster.Get("test", "survives").Routes
+	assert.Equal(t, schedule, slices.Compact(slices.Clone(applied)), "splits applied, repeats of one decision aside")
 	var advances []string
 	for _, w := range []int{10, 20, 30, 40, 50} {
 		n := len(linesWith(out.String(), fmt.Sprintf("Advance survives.test canary weight %d", w)))
@@ -142,6 +152,26 @@ func TestRolloutWaitFollowsThroughATemporalServerCrash(t *testing.T) {
 	assert.Equal(t, []string{"1", "1", "1", "1", "1"}, advances, "each advance reported exactly once")
 	st := e.status(t, "test", "survives")
 	assert.Equal(t, workflows.PhaseSucceeded, st.Status.Phase)
-	t.Logf("killed at %d routes set; outage %s; promoted %s after the restart",
-		routesAtKill, restarted.Sub(killedAt).Round(time.Second), time.Since(restarted).Round(time.Second))
+	t.Logf("killed at %d routes set; outage %s; promoted %s after the restart; %d splits applied for %d decisions",
+		routesAtKill, restarted.Sub(killedAt).Round(time.Second), time.Since(restarted).Round(time.Second), len(applied), len(schedule))
+}
+
+// scheduledSplits reads a rollout's history and returns the split of every SetRoutes activity the workflow
+// scheduled: its decisions, each once, whatever the activity's attempts.
+func scheduledSplits(t *testing.T, c client.Client, id string) []string {
+	t.Helper()
+	var out []string
+	it := c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		a := ev.GetActivityTaskScheduledEventAttributes()
+		if a == nil || a.GetActivityType().GetName() != "SetRoutes" {
+			continue
+		}
+		var in activities.RoutesInput
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &in))
+		out = append(out, fmt.Sprintf("%d/%d", in.PrimaryWeight, in.CanaryWeight))
+	}
+	return out
 }
