@@ -70,13 +70,14 @@ func (s *devServerProcess) start() {
 	s.cmd = exec.Command(labbin.Temporal(), args...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	require.NoError(s.t, s.cmd.Start())
+	// Listening comes before the frontend answers its health check, which client.Dial requires.
 	require.Eventually(s.t, func() bool {
-		c, err := net.DialTimeout("tcp", s.addr(), time.Second)
+		c, err := client.Dial(client.Options{HostPort: s.addr(), Namespace: "default", Logger: quietLogger{}})
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
-	}, time.Minute, 100*time.Millisecond, "the dev server did not listen on %s", s.addr())
+	}, time.Minute, 200*time.Millisecond, "the dev server at %s never became healthy", s.addr())
 }
 
 // kill stops the server at once, as a crash does.
