@@ -270,15 +270,7 @@ func TestPrometheusCredentialsFromTheTemplateSecretStayOutOfResults(t *testing.T
 // A metrics backend that accepts connections and never answers fails the check within the query timeout, as a
 // failed check, instead of an activity error that Temporal would retry for minutes.
 func TestAHungMetricsBackendFailsTheCheckWithinTheQueryTimeout(t *testing.T) {
-	release := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hung.Close()
-	defer close(release)
+	hung := hungServer(t)
 	a := &activities.Analysis{DefaultMetricsServer: hung.URL}
 	ref := canaryRef("traefik", "test")
 	ref.Interval = "10s"

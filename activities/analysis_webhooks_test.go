@@ -53,6 +53,19 @@ func newHookServer(t *testing.T, tls bool, body string, statuses ...int) *hookSe
 	return h
 }
 
+// hungServer accepts requests and never answers them, until the test ends.
+func hungServer(t *testing.T) *httptest.Server {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	return srv
+}
+
 func hookInput(url string, typ v1beta1.HookType) activities.WebhookInput {
 	md := map[string]string{"type": "cmd", "cmd": "hey -z 1m http://podinfo-canary.test/"}
 	return activities.WebhookInput{
@@ -125,15 +138,7 @@ func TestWebhookRetriesUntilYesAndReportsAttempts(t *testing.T) {
 }
 
 func TestWebhookTimeoutFailsTheHook(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
-	defer close(release)
+	srv := hungServer(t)
 	in := hookInput(srv.URL, v1beta1.RolloutHook)
 	in.Hook.Timeout = "300ms"
 	start := time.Now()
@@ -219,15 +224,7 @@ func TestWebhookTargetDownOrHangingFailsOnlyItsOwnHook(t *testing.T) {
 	require.False(t, r.Passed)
 	require.Contains(t, r.Reason, "connection refused")
 
-	release := make(chan struct{})
-	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hung.Close()
-	defer close(release)
+	hung := hungServer(t)
 	healthy := newHookServer(t, false, "ok", 200)
 	slow := hookInput(hung.URL, v1beta1.ConfirmPromotionHook)
 	slow.Hook.Timeout = "20s"
