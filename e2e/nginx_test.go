@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -52,7 +51,7 @@ func TestNGINXSeedCanariesOnTheIngressNginxController(t *testing.T) {
 	defer cancel()
 
 	workloadtest.CreatePodinfo(t, admin, ns, "podinfo", "6.0.0", 1, 1)
-	_, err := admin.NetworkingV1().Ingresses(ns).Create(ctx, tutorialIngress(ns), metav1.CreateOptions{})
+	_, err := admin.NetworkingV1().Ingresses(ns).Create(ctx, labtest.TutorialIngress(ns), metav1.CreateOptions{})
 	require.NoError(t, err)
 	ctrl := labtest.StartIngressNginx(t, ns, "--sync-rate-limit=10")
 	prom := promtest.Start(t, ctrl.MetricsTarget())
@@ -178,23 +177,6 @@ func TestNGINXSeedCanariesOnTheIngressNginxController(t *testing.T) {
 	user, err := admin.NetworkingV1().Ingresses(ns).Get(ctx, "podinfo", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Equal(t, "podinfo", user.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name, "the user's Ingress still routes to the apex")
-}
-
-// tutorialIngress is the user's Ingress of Flagger's NGINX tutorial: host app.example.com to the apex Service.
-func tutorialIngress(ns string) *networkingv1.Ingress {
-	prefix := networkingv1.PathTypePrefix
-	return &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: ns, Labels: map[string]string{"app": "podinfo"},
-			Annotations: map[string]string{"kubernetes.io/ingress.class": "nginx"}},
-		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{
-			Host: "app.example.com",
-			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
-				Path: "/", PathType: &prefix,
-				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
-					Name: "podinfo", Port: networkingv1.ServiceBackendPort{Number: 80}}},
-			}}}},
-		}}},
-	}
 }
 
 // monitorFeed reports, every 100 ms, ten canary requests and ten primary requests to the controller's metrics

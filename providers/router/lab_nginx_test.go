@@ -8,29 +8,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 )
-
-// tutorialIngress is the user's Ingress of Flagger's NGINX tutorial: host app.example.com to the apex Service.
-func tutorialIngress(ns string) *networkingv1.Ingress {
-	prefix := networkingv1.PathTypePrefix
-	return &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: ns, Labels: map[string]string{"app": "podinfo"},
-			Annotations: map[string]string{"kubernetes.io/ingress.class": "nginx"}},
-		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{
-			Host: "app.example.com",
-			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
-				Path: "/", PathType: &prefix,
-				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
-					Name: "podinfo", Port: networkingv1.ServiceBackendPort{Number: 80}}},
-			}}}},
-		}}},
-	}
-}
 
 func nginxCanary(ns string, mod func(*v1beta1.Canary)) *v1beta1.Canary {
 	return canary(ns, "nginx", func(c *v1beta1.Canary) {
@@ -51,7 +33,7 @@ func TestNGINXOnTheIngressNginxController(t *testing.T) {
 	ctx := context.Background()
 	c := nginxCanary(e.ns, nil)
 	e.rollout(t, c)
-	user, err := e.admin.NetworkingV1().Ingresses(e.ns).Create(ctx, tutorialIngress(e.ns), metav1.CreateOptions{})
+	user, err := e.admin.NetworkingV1().Ingresses(e.ns).Create(ctx, labtest.TutorialIngress(e.ns), metav1.CreateOptions{})
 	require.NoError(t, err)
 	ctrl := labtest.StartIngressNginx(t, e.ns, "--sync-rate-limit=10") // Flagger's 0.3 syncs a second would slow the test, not change it
 	rt, err := e.routers.Get("nginx")
