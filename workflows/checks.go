@@ -1,0 +1,161 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+)
+
+func (r *rollout) hooks(t v1beta1.HookType) []v1beta1.CanaryWebhook {
+	var out []v1beta1.CanaryWebhook
+	for _, h := range r.a.Webhooks {
+		if h.Type == t {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// runHooks calls the webhooks of a type in order and stops at the first failure, returning what failed ("" when
+// all passed). Post-rollout hooks are all called; their failures are reported, never acted on.
+func (r *rollout) runHooks(t v1beta1.HookType) (string, error) {
+	hooks := r.hooks(t)
+	if len(hooks) == 0 {
+		return "", nil
+	}
+	r.st.LastWebhooks = nil
+	failed := ""
+	for _, h := range hooks {
+		res, err := r.callHook(h)
+		if err != nil {
+			return "", err
+		}
+		if !res.Passed && failed == "" {
+			failed = fmt.Sprintf("%s check %s failed %s", t, h.Name, res.Reason)
+			if t != v1beta1.PostRolloutHook {
+				break
+			}
+		}
+	}
+	if t == v1beta1.PostRolloutHook {
+		if failed != "" {
+			r.warn(fmt.Sprintf("Post-rollout hook of %s failed: %s", r.name(), failed), failed)
+		}
+		return "", nil
+	}
+	return failed, nil
+}
+
+// callHook calls one webhook; an activity that failed for good counts as the hook failing.
+func (r *rollout) callHook(h v1beta1.CanaryWebhook) (activities.WebhookResult, error) {
+	phase := r.st.Phase
+	if phase == "" {
+		phase = PhaseWaiting // the first confirm-rollout call, before the run has a phase
+	}
+	in := activities.WebhookInput{Hook: h, Payload: activities.WebhookPayload{
+		Name: r.c.Name, Namespace: r.c.Namespace, Phase: string(phase), Checksum: r.st.Revision, Metadata: h.MetadataMap(),
+	}}
+	var res activities.WebhookResult
+	if err := r.exec(webhookOptions(h), activities.ActivityCallWebhook, in, &res); err != nil {
+		if errors.Is(err, errCanceled) {
+			return res, err
+		}
+		res = activities.WebhookResult{Name: h.Name, Type: h.Type, Passed: false, Reason: err.Error()}
+	}
+	if h.Type != v1beta1.EventHook {
+		r.st.LastWebhooks = append(r.st.LastWebhooks, res)
+	}
+	return res, nil
+}
+
+// runMetrics runs every metric check of the step in one activity. It returns the first failure (counted as one
+// failed check) or the first hold (halts the step without counting).
+func (r *rollout) runMetrics() (failed, hold string, err error) {
+	if len(r.a.Metrics) == 0 {
+		return "", "", nil
+	}
+	in := activities.MetricChecksInput{Canary: r.ref, Metrics: r.a.Metrics, Templates: r.in.Templates}
+	var res activities.MetricChecksResult
+	if err := r.exec(metricOptions(), activities.ActivityRunMetricChecks, in, &res); err != nil {
+		if errors.Is(err, errCanceled) {
+			return "", "", err
+		}
+		r.st.LastChecks = nil
+		return "metric checks could not run: " + cause(err), "", nil
+	}
+	r.st.LastChecks = res.Results
+	r.memoChecks(res.Results)
+	for _, c := range res.Results {
+		switch c.Verdict {
+		case activities.VerdictFail:
+			return CheckMessage(c), "", nil
+		case activities.VerdictHold:
+			if hold == "" {
+				hold = CheckMessage(c)
+			}
+		}
+	}
+	return "", hold, nil
+}
+
+// memoChecks records the step's metric values in the memo ("lastChecks": metric → value), where the workers'
+// canaryflow_canary_metric_analysis metric reads them from visibility: every worker replica sees the same values.
+func (r *rollout) memoChecks(results []activities.CheckResult) {
+	if workflow.GetVersion(r.ctx, versionMemoChecks, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	values := make(map[string]float64, len(results))
+	for _, c := range results {
+		if c.Value != nil {
+			values[c.Metric] = *c.Value
+		}
+	}
+	if err := workflow.UpsertMemo(r.ctx, map[string]any{"lastChecks": values}); err != nil {
+		r.log.Warn("recording the metric values in the memo failed: "+err.Error(), r.keyvals("memo")...)
+	}
+}
+
+// CheckMessage words a metric result as Flagger does ("success rate 53.42% < 99%").
+func CheckMessage(c activities.CheckResult) string {
+	if c.Value == nil {
+		return "no values found for metric " + c.Metric
+	}
+	v := *c.Value
+	switch c.Metric {
+	case v1beta1.MetricRequestSuccessRate:
+		if c.Min != nil && v < *c.Min {
+			return fmt.Sprintf("success rate %.2f%% < %s%%", v, num(*c.Min))
+		}
+	case v1beta1.MetricRequestDuration:
+		if c.Max != nil && v > *c.Max {
+			return fmt.Sprintf("request duration %sms > %sms", num(v), num(*c.Max))
+		}
+	}
+	switch {
+	case c.Min != nil && v < *c.Min:
+		return fmt.Sprintf("%s %s < %s", c.Metric, num(v), num(*c.Min))
+	case c.Max != nil && v > *c.Max:
+		return fmt.Sprintf("%s %s > %s", c.Metric, num(v), num(*c.Max))
+	case c.Message != "":
+		return c.Message
+	}
+	return fmt.Sprintf("%s %s", c.Metric, num(v))
+}
+
+// cause is what an activity's failure says, without the activity error's own wrapping (type, event IDs), for
+// messages a user reads.
+func cause(err error) string {
+	var ae *temporal.ActivityError
+	if errors.As(err, &ae) && ae.Unwrap() != nil {
+		return ae.Unwrap().Error()
+	}
+	return err.Error()
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

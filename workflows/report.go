@@ -1,0 +1,114 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/workflows/searchattr"
+)
+
+func (r *rollout) setPhase(p Phase) {
+	if r.st.Phase == p {
+		return
+	}
+	r.st.Phase = p
+	r.st.LastTransitionTime = workflow.Now(r.ctx)
+	r.syncSearchAttributes()
+}
+
+func (r *rollout) setCondition(s ConditionStatus, reason, msg string) {
+	now := workflow.Now(r.ctx)
+	if len(r.st.Conditions) == 1 && r.st.Conditions[0].Status == s && r.st.Conditions[0].Reason == reason {
+		r.st.Conditions[0].Message = msg
+		return
+	}
+	r.st.Conditions = []Condition{{Type: ConditionPromoted, Status: s, Reason: reason, Message: msg, LastTransitionTime: now}}
+}
+
+// syncSearchAttributes upserts the phase, weight and revision that changed since the last upsert.
+func (r *rollout) syncSearchAttributes() {
+	var ups []temporal.SearchAttributeUpdate
+	if r.st.Phase != r.saPhase {
+		ups = append(ups, searchattr.CanaryPhase.ValueSet(string(r.st.Phase)))
+	}
+	if r.st.CanaryWeight != r.saWeight {
+		ups = append(ups, searchattr.CanaryWeight.ValueSet(int64(r.st.CanaryWeight)))
+	}
+	if r.st.Revision != r.saRevision && r.st.Revision != "" {
+		ups = append(ups, searchattr.CanaryRevision.ValueSet(r.st.Revision))
+	}
+	if len(ups) == 0 {
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(r.ctx, ups...); err != nil {
+		// Only an unregistered attribute fails here: visibility suffers, the rollout must not.
+		r.warn("Upsert search attributes of "+r.name()+" failed: "+err.Error(), "search attributes")
+		return
+	}
+	r.saPhase, r.saWeight, r.saRevision = r.st.Phase, r.st.CanaryWeight, r.st.Revision
+}
+
+// decide logs a decision, records it as the status message and sends it as an event to the event webhooks and,
+// with alert, to the alerts.
+func (r *rollout) decide(t activities.EventType, sev v1beta1.AlertSeverity, alert bool, msg, reason string, checks ...activities.CheckResult) {
+	switch sev {
+	case v1beta1.SeverityError:
+		r.log.Error(msg, r.keyvals(reason)...)
+	case v1beta1.SeverityWarn:
+		r.log.Warn(msg, r.keyvals(reason)...)
+	default:
+		r.log.Info(msg, r.keyvals(reason)...)
+	}
+	r.st.Message = msg
+	r.emit(r.event(t, sev, msg, checks), alert)
+}
+
+func (r *rollout) event(t activities.EventType, sev v1beta1.AlertSeverity, msg string, checks []activities.CheckResult) activities.Event {
+	return activities.Event{
+		Type: t, Severity: sev, Message: msg, Canary: r.ref, Revision: r.st.Revision, Phase: string(r.st.Phase),
+		Weight: r.st.CanaryWeight, FailedChecks: r.st.FailedChecks, Checks: checks, Timestamp: workflow.Now(r.ctx),
+	}
+}
+
+// emit sends an event to the event webhooks and the alerts. Delivery failures are logged, never acted on; with
+// no alerts and no event webhooks no activity runs, to keep history small.
+func (r *rollout) emit(ev activities.Event, alert bool) {
+	for _, h := range r.hooks(v1beta1.EventHook) {
+		// Flagger's event payload (eventType Normal or Warning), over the hook's own metadata.
+		payload := activities.EventWebhookPayload(ev)
+		md := h.MetadataMap()
+		for k, v := range payload.Metadata {
+			md[k] = v
+		}
+		payload.Metadata = md
+		in := activities.WebhookInput{Hook: h, Payload: payload}
+		var res activities.WebhookResult
+		if err := r.exec(webhookOptions(h), activities.ActivityCallWebhook, in, &res); err != nil {
+			r.log.Warn("Event webhook "+h.Name+" failed: "+err.Error(), r.keyvals("event webhook")...)
+		}
+	}
+	if !alert || len(r.a.Alerts) == 0 {
+		return
+	}
+	in := activities.AlertInput{Event: ev, Alerts: r.a.Alerts, Providers: r.in.AlertProviders}
+	var res activities.AlertResult
+	if err := r.exec(alertOptions(), activities.ActivitySendAlerts, in, &res); err != nil {
+		r.log.Warn("Alerts failed: "+err.Error(), r.keyvals("alert")...)
+	}
+}
+
+func (r *rollout) info(msg, reason string) {
+	r.log.Info(msg, r.keyvals(reason)...)
+	r.st.Message = msg
+}
+
+func (r *rollout) warn(msg, reason string) {
+	r.log.Warn(msg, r.keyvals(reason)...)
+	r.st.Message = msg
+}
+
+func (r *rollout) keyvals(reason string) []any {
+	return []any{"canary", r.name(), "revision", r.st.Revision, "phase", string(r.st.Phase), "weight", r.st.CanaryWeight, "reason", reason}
+}

@@ -1,0 +1,158 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// wait blocks for d, returning early when stop says a signal needs handling or the workflow is cancelled. While
+// paused (and pausable) no timer runs: after resume a fresh full d starts, so a pause leaves no hidden timer state.
+func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
+	for {
+		r.drain()
+		if stop() {
+			return nil
+		}
+		if pausable && r.st.Paused {
+			sel := r.signalSelector()
+			for r.st.Paused && !stop() {
+				sel.Select(r.ctx)
+				if r.ctx.Err() != nil {
+					return errCanceled
+				}
+			}
+			continue
+		}
+		tctx, cancel := workflow.WithCancel(r.ctx)
+		fired := false
+		sel := r.signalSelector()
+		sel.AddFuture(workflow.NewTimer(tctx, d), func(workflow.Future) { fired = true })
+		for !fired && !stop() && !(pausable && r.st.Paused) {
+			sel.Select(r.ctx)
+			if r.ctx.Err() != nil {
+				cancel()
+				return errCanceled
+			}
+		}
+		if fired {
+			return nil
+		}
+		cancel()
+	}
+}
+
+// signalSelector selects on every signal channel and on cancellation.
+func (r *rollout) signalSelector() workflow.Selector {
+	sel := workflow.NewSelector(r.ctx)
+	sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+	sel.AddReceive(r.approveCh, func(c workflow.ReceiveChannel, _ bool) { r.receiveApprove(c) })
+	sel.AddReceive(r.abortCh, func(c workflow.ReceiveChannel, _ bool) { r.receiveAbort(c) })
+	sel.AddReceive(r.pauseCh, func(c workflow.ReceiveChannel, _ bool) { r.receivePause(c) })
+	sel.AddReceive(r.resumeCh, func(c workflow.ReceiveChannel, _ bool) { r.receiveResume(c) })
+	sel.AddReceive(r.promoteCh, func(c workflow.ReceiveChannel, _ bool) { r.receivePromote(c) })
+	sel.AddReceive(r.revisionCh, func(c workflow.ReceiveChannel, _ bool) { r.receiveRevision(c) })
+	sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(r.ctx, nil) })
+	return sel
+}
+
+// drain takes every signal already received, in a fixed order of channels.
+func (r *rollout) drain() {
+	for more := true; more; {
+		more = false
+		for _, c := range []struct {
+			ch workflow.ReceiveChannel
+			fn func(workflow.ReceiveChannel)
+		}{
+			{r.approveCh, r.receiveApprove}, {r.abortCh, r.receiveAbort}, {r.pauseCh, r.receivePause},
+			{r.resumeCh, r.receiveResume}, {r.promoteCh, r.receivePromote}, {r.revisionCh, r.receiveRevision},
+			{r.wake, func(c workflow.ReceiveChannel) { c.Receive(r.ctx, nil) }},
+		} {
+			if c.ch.Len() > 0 {
+				c.fn(c.ch)
+				more = true
+			}
+		}
+	}
+}
+
+func (r *rollout) receiveApprove(c workflow.ReceiveChannel) {
+	var s ApproveSignal
+	c.Receive(r.ctx, &s)
+	r.applyApprove(s)
+}
+
+func (r *rollout) applyApprove(s ApproveSignal) {
+	if !s.Gate.Valid() {
+		r.warn(fmt.Sprintf("Ignoring approval of %s by %s: %q is not a gate (confirm-rollout, confirm-traffic-increase, confirm-promotion)", r.name(), s.By, s.Gate), "invalid gate")
+		return
+	}
+	r.st.Approvals = append(r.st.Approvals, Approval{Gate: s.Gate, By: s.By, Reason: s.Reason, At: workflow.Now(r.ctx)})
+	if !r.hasOpenGate(s.Gate) {
+		r.st.OpenGates = append(r.st.OpenGates, s.Gate)
+	}
+	r.info(fmt.Sprintf("Approved %s of %s by %s: %s", s.Gate, r.name(), s.By, s.Reason), "approve signal")
+}
+
+func (r *rollout) receiveAbort(c workflow.ReceiveChannel) {
+	var s ActionSignal
+	c.Receive(r.ctx, &s)
+	r.applyAbort(s)
+}
+
+func (r *rollout) applyAbort(s ActionSignal) {
+	if r.st.Phase == PhaseSucceeded || r.st.Phase == PhaseFailed {
+		// The release already ended (a signal drained while the run finishes): there is nothing left to abort,
+		// and the status keeps saying what happened.
+		r.log.Info(fmt.Sprintf("Ignoring abort of %s by %s: the rollout already ended %s", r.name(), s.By, r.st.Phase), r.keyvals("abort signal")...)
+		return
+	}
+	if r.abort == nil {
+		r.abort = &s
+		r.st.AbortedBy, r.st.AbortReason = s.By, s.Reason
+	}
+	r.warn(fmt.Sprintf("Abort of %s requested by %s: %s", r.name(), s.By, s.Reason), "abort signal")
+}
+
+func (r *rollout) receivePause(c workflow.ReceiveChannel) {
+	var s ActionSignal
+	c.Receive(r.ctx, &s)
+	r.applyPause(s)
+}
+
+func (r *rollout) applyPause(s ActionSignal) {
+	r.st.Paused, r.st.PausedBy, r.st.PauseReason = true, s.By, s.Reason
+	r.info(fmt.Sprintf("Pause %s at canary weight %d by %s: %s", r.name(), r.st.CanaryWeight, s.By, s.Reason), "pause signal")
+}
+
+func (r *rollout) receiveResume(c workflow.ReceiveChannel) {
+	var s ActionSignal
+	c.Receive(r.ctx, &s)
+	r.applyResume(s)
+}
+
+func (r *rollout) applyResume(s ActionSignal) {
+	if !r.st.Paused {
+		return
+	}
+	r.st.Paused = false
+	r.info(fmt.Sprintf("Resume %s by %s: %s", r.name(), s.By, s.Reason), "resume signal")
+}
+
+func (r *rollout) receivePromote(c workflow.ReceiveChannel) {
+	var s ActionSignal
+	c.Receive(r.ctx, &s)
+	r.applyPromote(s)
+}
+
+func (r *rollout) applyPromote(s ActionSignal) {
+	r.promote = &s
+	r.info(fmt.Sprintf("Promotion of %s requested by %s: %s", r.name(), s.By, s.Reason), "promote signal")
+}
+
+func (r *rollout) receiveRevision(c workflow.ReceiveChannel) {
+	var s ActionSignal
+	c.Receive(r.ctx, &s)
+	r.revision = &s
+}

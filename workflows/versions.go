@@ -1,0 +1,18 @@
+package workflows
+
+// Change IDs of workflow.GetVersion, every one in this block, as Temporal's own scheduler workflow keeps them: a
+// change of the command sequence that open rollouts could meet gets a new ID here, its call site branches on the
+// version, and a history recorded before the change stays in testdata/histories so that the replay test keeps
+// proving the old branch.
+const (
+	// versionUndoInit marks runs that undo a failed or cancelled initialisation.
+	versionUndoInit = "undo-failed-init"
+
+	// versionMemoChecks marks runs that record their last metric values in the memo (runs recorded before it do
+	// not, and replay without it).
+	versionMemoChecks = "memo-last-checks"
+
+	// versionRevertPromotion marks runs whose rollback after the promotion began restores the primary's previous
+	// revision (runs recorded before it routed back to a primary that already ran the rolled-back revision).
+	versionRevertPromotion = "revert-promotion"
+)
