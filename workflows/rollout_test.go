@@ -63,7 +63,9 @@ type harness struct {
 	env    *testsuite.TestWorkflowEnvironment
 	f      *fakes
 	phases []Phase
-	logs   *observer.ObservedLogs
+	// from is the phase the run started in: none for a fresh run, the carried one for a continued run.
+	from Phase
+	logs *observer.ObservedLogs
 }
 
 func newHarness(t *testing.T, revisions ...activities.RevisionResult) *harness {
@@ -93,6 +95,8 @@ func newHarness(t *testing.T, revisions ...activities.RevisionResult) *harness {
 			t.Log("calls:", strings.Join(h.f.calls, ", "))
 		}
 	})
+	// Registered last, so it runs first: a transition missing from the package doc shows in the dump above.
+	t.Cleanup(h.checkTransitionsAreDocumented)
 	return h
 }
 
@@ -109,9 +113,17 @@ func (h *harness) run(c v1beta1.Canary) RolloutResult {
 	return h.runInput(RolloutInput{Canary: c})
 }
 
+// execute runs the workflow to its end, whatever that is.
+func (h *harness) execute(in RolloutInput) {
+	if in.Status != nil {
+		h.from = in.Status.Phase
+	}
+	h.env.ExecuteWorkflow(CanaryRollout, in)
+}
+
 func (h *harness) runInput(in RolloutInput) RolloutResult {
 	h.t.Helper()
-	h.env.ExecuteWorkflow(CanaryRollout, in)
+	h.execute(in)
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	require.NoError(h.t, h.env.GetWorkflowError())
 	var res RolloutResult
@@ -220,7 +232,7 @@ func TestCancelledInitialisationIsUndone(t *testing.T) {
 	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1"})
 	h.f.primaryReady = func(int) (bool, string) { return false, "starting" }
 	h.at(5*time.Second, func() { h.env.CancelWorkflow() })
-	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+	h.execute(RolloutInput{Canary: podinfo()})
 	require.True(t, h.env.IsWorkflowCompleted())
 	var canceled *temporal.CanceledError
 	require.ErrorAs(t, h.env.GetWorkflowError(), &canceled)
@@ -538,7 +550,7 @@ func TestPromoteSignalSkipsTheRestOfTheAnalysis(t *testing.T) {
 func TestCancellationRollsBackAndEndsCanceledWithAFailedResult(t *testing.T) {
 	h := newHarness(t)
 	h.at(90*time.Second, h.env.CancelWorkflow)
-	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+	h.execute(RolloutInput{Canary: podinfo()})
 
 	require.True(t, h.env.IsWorkflowCompleted())
 	err := h.env.GetWorkflowError()
@@ -662,7 +674,7 @@ func TestMetricsBackendDown(t *testing.T) {
 func TestLongHistoryContinuesAsNewCarryingTheStatus(t *testing.T) {
 	h := newHarness(t)
 	h.env.SetCurrentHistoryLength(historyLimit + 1)
-	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+	h.execute(RolloutInput{Canary: podinfo()})
 
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
@@ -677,7 +689,7 @@ func TestLongHistoryContinuesAsNewCarryingTheStatus(t *testing.T) {
 
 	// The next run picks up at weight 10 and finishes the release.
 	h2 := newHarness(t)
-	h2.env.ExecuteWorkflow(CanaryRollout, next)
+	h2.execute(next)
 	require.NoError(t, h2.env.GetWorkflowError())
 	var res RolloutResult
 	require.NoError(t, h2.env.GetWorkflowResult(&res))
@@ -787,7 +799,7 @@ func TestRevisionSignalledDuringPromotionStartsANewRun(t *testing.T) {
 	h := newHarness(t, newRevision("rev2"), newRevision("rev3"))
 	h.f.primaryReady = func(n int) (bool, string) { return n >= 3, "rolling out" }
 	h.signal(5*m+time.Second, SignalRevision, ActionSignal{By: "starter", Reason: "image podinfo:6.0.3"})
-	h.env.ExecuteWorkflow(CanaryRollout, RolloutInput{Canary: podinfo()})
+	h.execute(RolloutInput{Canary: podinfo()})
 
 	// The promotion of rev2 finishes (at 5m6s, after three primary checks), then a new run starts for rev3.
 	var can *workflow.ContinueAsNewError
