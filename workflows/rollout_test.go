@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -854,4 +855,121 @@ func TestMetricValuesAreRecordedInTheMemo(t *testing.T) {
 	require.Positive(t, steps)
 	require.Equal(t, len(h.f.metricsIn), steps, "one memo upsert per metric step")
 	require.Contains(t, last, v1beta1.MetricRequestSuccessRate)
+}
+
+// The signals move a run between phases as the package doc's map says: a promote signal promotes from any phase
+// before the promotion, a revision signal back to the primary's revision ends the run Initialized (nothing left
+// to roll out), and a new revision restarts the analysis at the confirm-rollout gate.
+func TestSignalsMoveBetweenPhasesAsThePhaseMapSays(t *testing.T) {
+	backToPrimary := activities.RevisionResult{TargetRevision: "rev1", PrimaryRevision: "rev1", PrimaryExists: true}
+	closed := func(gates []v1beta1.HookType, firstPasses bool) func(v1beta1.CanaryWebhook, int) bool {
+		return func(hk v1beta1.CanaryWebhook, n int) bool {
+			return !slices.Contains(gates, hk.Type) || (firstPasses && hk.Type == v1beta1.ConfirmRolloutHook && n == 1)
+		}
+	}
+	promote := ActionSignal{By: "erin", Reason: "hotfix"}
+	revision := ActionSignal{By: "starter", Reason: "target changed"}
+	abort := ActionSignal{By: "bob", Reason: "enough"}
+	for _, tc := range []struct {
+		name      string
+		revisions []activities.RevisionResult
+		gates     []v1beta1.HookType // closed gates, each with one webhook that fails
+		// firstPasses opens a closed confirm-rollout gate on its webhook's first call: the first revision gets
+		// through, the next one waits there.
+		firstPasses bool
+		signals     func(h *harness)
+		phases      []Phase
+		noNewRun    bool
+	}{
+		{
+			name:    "promote before the first phase",
+			signals: func(h *harness) { h.duringFirst("DetectRevision", SignalPromote, promote) },
+			phases:  []Phase{PhasePromoting, PhaseFinalising, PhaseSucceeded},
+		},
+		{
+			name:    "promote while waiting at confirm-rollout",
+			gates:   []v1beta1.HookType{v1beta1.ConfirmRolloutHook},
+			signals: func(h *harness) { h.signal(30*time.Second, SignalPromote, promote) },
+			phases:  []Phase{PhaseWaiting, PhasePromoting, PhaseFinalising, PhaseSucceeded},
+		},
+		{
+			name:      "target back at the primary while waiting at confirm-rollout",
+			revisions: []activities.RevisionResult{newRevision("rev2"), backToPrimary},
+			gates:     []v1beta1.HookType{v1beta1.ConfirmRolloutHook},
+			signals:   func(h *harness) { h.signal(30*time.Second, SignalRevision, revision) },
+			phases:    []Phase{PhaseWaiting, PhaseInitialized},
+			noNewRun:  true,
+		},
+		{
+			name:      "target back at the primary while progressing",
+			revisions: []activities.RevisionResult{newRevision("rev2"), backToPrimary},
+			signals:   func(h *harness) { h.signal(90*time.Second, SignalRevision, revision) },
+			phases:    []Phase{PhaseProgressing, PhaseInitialized},
+			noNewRun:  true,
+		},
+		{
+			name:      "target back at the primary while waiting for promotion",
+			revisions: []activities.RevisionResult{newRevision("rev2"), backToPrimary},
+			gates:     []v1beta1.HookType{v1beta1.ConfirmPromotionHook},
+			signals:   func(h *harness) { h.signal(5*m+30*time.Second, SignalRevision, revision) },
+			phases:    []Phase{PhaseProgressing, PhaseWaitingPromotion, PhaseInitialized},
+			noNewRun:  true,
+		},
+		{
+			name:      "new revision while progressing, its confirm-rollout closed",
+			revisions: []activities.RevisionResult{newRevision("rev2"), newRevision("rev3")},
+			gates:     []v1beta1.HookType{v1beta1.ConfirmRolloutHook}, firstPasses: true,
+			signals: func(h *harness) {
+				h.signal(90*time.Second, SignalRevision, revision)
+				h.signal(3*m, SignalAbort, abort)
+			},
+			phases: []Phase{PhaseProgressing, PhaseWaiting, PhaseFailed},
+		},
+		{
+			name:      "new revision while waiting for promotion",
+			revisions: []activities.RevisionResult{newRevision("rev2"), newRevision("rev3")},
+			gates:     []v1beta1.HookType{v1beta1.ConfirmPromotionHook},
+			signals: func(h *harness) {
+				h.signal(5*m+30*time.Second, SignalRevision, revision)
+				h.signal(8*m, SignalAbort, abort)
+			},
+			phases: []Phase{PhaseProgressing, PhaseWaitingPromotion, PhaseProgressing, PhaseFailed},
+		},
+		{
+			name:      "new revision while waiting for promotion, its confirm-rollout closed",
+			revisions: []activities.RevisionResult{newRevision("rev2"), newRevision("rev3")},
+			gates:     []v1beta1.HookType{v1beta1.ConfirmRolloutHook, v1beta1.ConfirmPromotionHook}, firstPasses: true,
+			signals: func(h *harness) {
+				h.signal(5*m+30*time.Second, SignalRevision, revision)
+				h.signal(7*m, SignalAbort, abort)
+			},
+			phases: []Phase{PhaseProgressing, PhaseWaitingPromotion, PhaseWaiting, PhaseFailed},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.revisions...)
+			h.f.hookPasses = closed(tc.gates, tc.firstPasses)
+			tc.signals(h)
+			res := h.run(podinfo(func(c *v1beta1.Canary) {
+				for _, g := range tc.gates {
+					c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(g, "gate"))
+				}
+			}))
+
+			h.requirePhases(tc.phases...)
+			require.Equal(t, tc.phases[len(tc.phases)-1], res.Status.Phase)
+			require.Equal(t, tc.noNewRun, res.NoNewRun)
+		})
+	}
+}
+
+// duringFirst sends a signal while the first call of an activity runs.
+func (h *harness) duringFirst(call, name string, payload any) {
+	sent := false
+	h.f.during = func(c string, _ int) {
+		if c == call && !sent {
+			sent = true
+			h.env.SignalWorkflow(name, payload)
+		}
+	}
 }
