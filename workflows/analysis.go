@@ -10,79 +10,47 @@ import (
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
 
-// outcome is what the analysis decided.
-type outcome int
+// outcome is what the analysis decided, carrying what acting on it needs; release acts on it.
+type outcome interface{ isOutcome() }
 
-const (
-	keepGoing       outcome = iota
-	doPromote               // promote now
-	doRollback              // roll back (reason in rollout.rollbackReason)
-	doRestart               // a new revision: restart the analysis on it
-	doRevert                // the target went back to the primary's revision: nothing left to roll out
-	doContinueAsNew         // the history is long: continue as new with the status
-)
+// keepGoing is no decision: the analysis goes on.
+var keepGoing outcome
 
-// analyse runs the analysis of the current revision from where the status says it is.
+// toPromote: promote now.
+type toPromote struct{}
+
+// toRollback: roll back, for reason (in Flagger's words), reporting event.
+type toRollback struct {
+	reason string
+	event  activities.EventType
+}
+
+// toRestart: the target changed to a new revision, rev: restart the analysis on it.
+type toRestart struct{ rev activities.RevisionResult }
+
+// toRevert: the target went back to the primary's revision, rev: nothing left to roll out.
+type toRevert struct{ rev activities.RevisionResult }
+
+// toContinueAsNew: the history is long: continue as new with the status.
+type toContinueAsNew struct{}
+
+func (toPromote) isOutcome()       {}
+func (toRollback) isOutcome()      {}
+func (toRestart) isOutcome()       {}
+func (toRevert) isOutcome()        {}
+func (toContinueAsNew) isOutcome() {}
+
+// analyse runs the analysis of the current revision from where the status says it is: the confirm-rollout gate
+// (Waiting), the canary's start (Progressing), then the steps.
 func (r *rollout) analyse() (outcome, error) {
-	interval := r.a.IntervalDuration()
 	resumeSteps := r.resumed && r.st.Phase != PhaseWaiting && r.st.Phase != ""
 	r.resumed = false
 	if !resumeSteps {
-		// The gate before any traffic: confirm-rollout, tried again every interval (Waiting).
-		for {
-			if out, err := r.urgent(); out != keepGoing || err != nil {
-				return out, err
-			}
-			if r.st.Paused {
-				// Held before any traffic: the gate is not even tried until resumed.
-				if err := r.wait(interval, true, r.hasUrgent); err != nil {
-					return keepGoing, err
-				}
-				continue
-			}
-			open, err := r.gate(GateConfirmRollout)
-			if err != nil {
-				return keepGoing, err
-			}
-			if open {
-				break
-			}
-			r.setPhase(PhaseWaiting)
-			r.setCondition(ConditionUnknown, "Waiting", "Waiting for approval.")
-			r.info(fmt.Sprintf("Halt %s advancement waiting for approval %s", r.name(), GateConfirmRollout), "confirm-rollout closed")
-			if err := r.wait(interval, true, r.hasUrgent); err != nil {
-				return keepGoing, err
-			}
-			if r.continueAsNewDue() {
-				return doContinueAsNew, nil
-			}
-		}
-
-		r.setPhase(PhaseProgressing)
-		r.setCondition(ConditionUnknown, "Progressing", "New revision detected, progressing canary analysis.")
-		r.decide(activities.EventNewRevision, v1beta1.SeverityInfo, true,
-			fmt.Sprintf("New revision detected! Scaling up %s.%s", r.c.Spec.TargetRef.Name, r.c.Namespace), "revision "+r.st.Revision)
-		var res activities.ActionResult
-		if err := r.exec(kubeOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
-			return keepGoing, err
-		}
-		if err := r.exec(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: true}, &res); err != nil {
-			return keepGoing, err
-		}
-		ready, reason, err := r.waitReady(activities.WorkloadCanary, r.hasUrgent)
-		if err != nil {
-			return keepGoing, err
-		}
-		if out, err := r.urgent(); out != keepGoing || err != nil {
+		if out, err := r.confirmRollout(); out != keepGoing || err != nil {
 			return out, err
 		}
-		if !ready {
-			return r.rollbackFor(fmt.Sprintf("Rolling back %s progress deadline exceeded %s", r.name(), reason), activities.EventRolledBack), nil
-		}
-		r.st.NotReadySince = time.Time{}
-		if r.c.Spec.SkipAnalysis {
-			r.info("Skipping analysis of "+r.name()+": promoting", "skipAnalysis")
-			return doPromote, nil
+		if out, err := r.startCanary(); out != keepGoing || err != nil {
+			return out, err
 		}
 	}
 
@@ -90,11 +58,11 @@ func (r *rollout) analyse() (outcome, error) {
 	wait := resumeSteps
 	for {
 		if wait || r.st.Paused {
-			if err := r.wait(interval, true, r.hasUrgent); err != nil {
+			if err := r.wait(r.a.IntervalDuration(), true, r.hasUrgent); err != nil {
 				return keepGoing, err
 			}
 			if r.continueAsNewDue() {
-				return doContinueAsNew, nil
+				return toContinueAsNew{}, nil
 			}
 		}
 		wait = true
@@ -103,88 +71,161 @@ func (r *rollout) analyse() (outcome, error) {
 		}
 		// An approval of the gate the last step stopped at opens it now: the checks of that step passed, so only
 		// the rest of the step (the strategy) runs.
-		gateOnly := r.st.PendingGate != "" && r.hasOpenGate(r.st.PendingGate)
-		out, err := r.step(gateOnly)
+		var out outcome
+		var err error
+		if r.st.PendingGate != "" && r.hasOpenGate(r.st.PendingGate) {
+			out, err = r.advance()
+		} else {
+			out, err = r.step()
+		}
 		if out != keepGoing || err != nil {
 			return out, err
 		}
 	}
 }
 
-// step is one analysis step, in Flagger's order (design.md §3). With strategyOnly it skips the gates and checks
-// that already passed in this interval.
-func (r *rollout) step(strategyOnly bool) (outcome, error) {
-	if !strategyOnly {
-		// 1. Rollback gate: a rollback webhook answering 2xx rolls back now.
-		if hooks := r.hooks(v1beta1.RollbackHook); len(hooks) > 0 {
-			for _, h := range hooks {
-				res, err := r.callHook(h)
-				if err != nil {
-					return keepGoing, err
-				}
-				if res.Passed {
-					return r.rollbackFor(fmt.Sprintf("Rolling back %s manual webhook invoked", r.name()), activities.EventRolledBack), nil
-				}
-			}
-		}
-		// 2. The canary must be ready; not ready halts, not ready past the progress deadline rolls back.
-		ready, reason, err := r.checkCanaryReady()
-		if err != nil {
-			return keepGoing, err
-		}
-		if !ready && r.deadlinePassed() {
-			return r.rollbackFor(fmt.Sprintf("Rolling back %s progress deadline exceeded %s", r.name(),
-				deadlineReason(activities.WorkloadCanary, r.c, reason)), activities.EventRolledBack), nil
-		}
-		if !ready {
-			r.decide(activities.EventHalted, v1beta1.SeverityWarn, false,
-				fmt.Sprintf("Halt advancement %s.%s %s", r.c.Spec.TargetRef.Name, r.c.Namespace, reason), "canary not ready")
-			return keepGoing, nil
-		}
-		// 3. Failed checks at the threshold roll back (normally caught when counted, below; kept for resumed runs).
-		if r.st.FailedChecks >= r.a.Threshold {
-			return r.thresholdRollback(), nil
-		}
-		// 4. Checks: pre-rollout hooks on the first step, then rollout hooks and metrics on every other one.
-		if r.st.CanaryWeight == 0 && r.st.Iterations == 0 && !r.st.Mirrored {
-			r.info("Starting canary analysis for "+r.name(), "first step")
-			if failed, err := r.runHooks(v1beta1.PreRolloutHook); err != nil || failed != "" {
-				if err != nil {
-					return keepGoing, err
-				}
-				return r.failedCheck(failed, nil), nil
-			}
-		} else {
-			if failed, err := r.runHooks(v1beta1.RolloutHook); err != nil || failed != "" {
-				if err != nil {
-					return keepGoing, err
-				}
-				return r.failedCheck(failed, nil), nil
-			}
-			failed, hold, err := r.runMetrics()
-			if err != nil {
-				return keepGoing, err
-			}
-			if failed != "" {
-				return r.failedCheck(failed, r.st.LastChecks), nil
-			}
-			if hold != "" {
-				r.decide(activities.EventHalted, v1beta1.SeverityInfo, false,
-					fmt.Sprintf("Halt %s advancement %s", r.name(), hold), "metric on hold")
-				return keepGoing, nil
-			}
-		}
-		// A signal that came in during the checks wins over advancing.
+// confirmRollout is the gate before any traffic: confirm-rollout, tried again every interval (Waiting). It
+// returns keepGoing once the gate opens.
+func (r *rollout) confirmRollout() (outcome, error) {
+	interval := r.a.IntervalDuration()
+	for {
 		if out, err := r.urgent(); out != keepGoing || err != nil {
 			return out, err
 		}
+		if r.st.Paused {
+			// Held before any traffic: the gate is not even tried until resumed.
+			if err := r.wait(interval, true, r.hasUrgent); err != nil {
+				return keepGoing, err
+			}
+			continue
+		}
+		open, err := r.gate(GateConfirmRollout)
+		if err != nil {
+			return keepGoing, err
+		}
+		if open {
+			return keepGoing, nil
+		}
+		r.setPhase(PhaseWaiting)
+		r.setCondition(ConditionUnknown, "Waiting", "Waiting for approval.")
+		r.info(fmt.Sprintf("Halt %s advancement waiting for approval %s", r.name(), GateConfirmRollout), "confirm-rollout closed")
+		if err := r.wait(interval, true, r.hasUrgent); err != nil {
+			return keepGoing, err
+		}
+		if r.continueAsNewDue() {
+			return toContinueAsNew{}, nil
+		}
 	}
-	// 5. The strategy.
+}
+
+// startCanary enters Progressing: the router is reconciled, the canary scaled up and waited for. It returns
+// keepGoing when the steps are to run (the canary is ready and the analysis not skipped).
+func (r *rollout) startCanary() (outcome, error) {
+	r.setPhase(PhaseProgressing)
+	r.setCondition(ConditionUnknown, "Progressing", "New revision detected, progressing canary analysis.")
+	r.decide(activities.EventNewRevision, v1beta1.SeverityInfo, true,
+		fmt.Sprintf("New revision detected! Scaling up %s.%s", r.c.Spec.TargetRef.Name, r.c.Namespace), "revision "+r.st.Revision)
+	var res activities.ActionResult
+	if err := r.exec(kubeOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
+		return keepGoing, err
+	}
+	if err := r.exec(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: true}, &res); err != nil {
+		return keepGoing, err
+	}
+	ready, reason, err := r.waitReady(activities.WorkloadCanary, r.hasUrgent)
+	if err != nil {
+		return keepGoing, err
+	}
+	if out, err := r.urgent(); out != keepGoing || err != nil {
+		return out, err
+	}
+	if !ready {
+		return r.rollbackFor(fmt.Sprintf("Rolling back %s progress deadline exceeded %s", r.name(), reason), activities.EventRolledBack), nil
+	}
+	r.st.NotReadySince = time.Time{}
+	if r.c.Spec.SkipAnalysis {
+		r.info("Skipping analysis of "+r.name()+": promoting", "skipAnalysis")
+		return toPromote{}, nil
+	}
+	return keepGoing, nil
+}
+
+// step is one analysis step, in Flagger's order (design.md §3): the gates and checks (1-4), then the strategy.
+func (r *rollout) step() (outcome, error) {
+	// 1. Rollback gate: a rollback webhook answering 2xx rolls back now.
+	if hooks := r.hooks(v1beta1.RollbackHook); len(hooks) > 0 {
+		for _, h := range hooks {
+			res, err := r.callHook(h)
+			if err != nil {
+				return keepGoing, err
+			}
+			if res.Passed {
+				return r.rollbackFor(fmt.Sprintf("Rolling back %s manual webhook invoked", r.name()), activities.EventRolledBack), nil
+			}
+		}
+	}
+	// 2. The canary must be ready; not ready halts, not ready past the progress deadline rolls back.
+	ready, reason, err := r.checkCanaryReady()
+	if err != nil {
+		return keepGoing, err
+	}
+	if !ready && r.deadlinePassed() {
+		return r.rollbackFor(fmt.Sprintf("Rolling back %s progress deadline exceeded %s", r.name(),
+			deadlineReason(activities.WorkloadCanary, r.c, reason)), activities.EventRolledBack), nil
+	}
+	if !ready {
+		r.decide(activities.EventHalted, v1beta1.SeverityWarn, false,
+			fmt.Sprintf("Halt advancement %s.%s %s", r.c.Spec.TargetRef.Name, r.c.Namespace, reason), "canary not ready")
+		return keepGoing, nil
+	}
+	// 3. Failed checks at the threshold roll back (normally caught when counted, below; kept for resumed runs).
+	if r.st.FailedChecks >= r.a.Threshold {
+		return r.thresholdRollback(), nil
+	}
+	// 4. Checks: pre-rollout hooks on the first step, then rollout hooks and metrics on every other one.
+	if r.st.CanaryWeight == 0 && r.st.Iterations == 0 && !r.st.Mirrored {
+		r.info("Starting canary analysis for "+r.name(), "first step")
+		if failed, err := r.runHooks(v1beta1.PreRolloutHook); err != nil || failed != "" {
+			if err != nil {
+				return keepGoing, err
+			}
+			return r.failedCheck(failed, nil), nil
+		}
+	} else {
+		if failed, err := r.runHooks(v1beta1.RolloutHook); err != nil || failed != "" {
+			if err != nil {
+				return keepGoing, err
+			}
+			return r.failedCheck(failed, nil), nil
+		}
+		failed, hold, err := r.runMetrics()
+		if err != nil {
+			return keepGoing, err
+		}
+		if failed != "" {
+			return r.failedCheck(failed, r.st.LastChecks), nil
+		}
+		if hold != "" {
+			r.decide(activities.EventHalted, v1beta1.SeverityInfo, false,
+				fmt.Sprintf("Halt %s advancement %s", r.name(), hold), "metric on hold")
+			return keepGoing, nil
+		}
+	}
+	// A signal that came in during the checks wins over advancing.
+	if out, err := r.urgent(); out != keepGoing || err != nil {
+		return out, err
+	}
+	return r.advance()
+}
+
+// advance is the strategy's part of a step (5); alone, it is the rest of a step whose checks passed but whose
+// gate was closed, once an approval opens the gate.
+func (r *rollout) advance() (outcome, error) {
 	switch r.st.Strategy {
 	case v1beta1.StrategyABTesting:
-		return r.stepIterations(false)
+		return r.stepABTesting()
 	case v1beta1.StrategyBlueGreen, v1beta1.StrategyBlueGreenMirroring:
-		return r.stepIterations(true)
+		return r.stepBlueGreen()
 	default:
 		return r.stepWeights()
 	}
@@ -222,35 +263,49 @@ func (r *rollout) stepWeights() (outcome, error) {
 	return r.promotionGate()
 }
 
-// stepIterations runs one iteration of A/B testing (matching requests go to the canary) or blue/green (no user
-// traffic, or mirrored traffic), or promotes after the last iteration.
-func (r *rollout) stepIterations(blueGreen bool) (outcome, error) {
-	if r.st.Iterations < r.a.Iterations {
-		switch {
-		case !blueGreen && r.st.CanaryWeight != 100:
-			if err := r.setRoutes(kubeOptions(), 0, 100, false); err != nil {
-				return keepGoing, err
-			}
-		case blueGreen && r.a.Mirror && !r.st.Mirrored:
-			if err := r.setRoutes(kubeOptions(), 100, 0, true); err != nil {
-				return keepGoing, err
-			}
-			r.info("Start traffic mirroring for "+r.name(), "mirror")
+// stepABTesting runs one iteration of A/B testing (matching requests go to the canary), or promotes after the
+// last one.
+func (r *rollout) stepABTesting() (outcome, error) {
+	if r.st.Iterations >= r.a.Iterations {
+		return r.promotionGate()
+	}
+	if r.st.CanaryWeight != 100 {
+		if err := r.setRoutes(kubeOptions(), 0, 100, false); err != nil {
+			return keepGoing, err
 		}
-		r.st.Iterations++
-		r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false,
-			fmt.Sprintf("Advance %s canary iteration %d/%d", r.name(), r.st.Iterations, r.a.Iterations), "checks passed")
-		return keepGoing, nil
 	}
-	out, err := r.promotionGate()
-	if out != doPromote || err != nil || !blueGreen {
-		return out, err
+	return r.iterated(), nil
+}
+
+// stepBlueGreen runs one iteration of blue/green (no user traffic, or mirrored traffic), or switches all traffic
+// to the canary and promotes after the last one.
+func (r *rollout) stepBlueGreen() (outcome, error) {
+	if r.st.Iterations >= r.a.Iterations {
+		out, err := r.promotionGate()
+		if _, promote := out.(toPromote); !promote || err != nil {
+			return out, err
+		}
+		r.info("Routing all traffic to canary "+r.name(), "blue/green switch")
+		if err := r.setRoutes(kubeOptions(), 0, 100, false); err != nil {
+			return keepGoing, err
+		}
+		return toPromote{}, nil
 	}
-	r.info("Routing all traffic to canary "+r.name(), "blue/green switch")
-	if err := r.setRoutes(kubeOptions(), 0, 100, false); err != nil {
-		return keepGoing, err
+	if r.a.Mirror && !r.st.Mirrored {
+		if err := r.setRoutes(kubeOptions(), 100, 0, true); err != nil {
+			return keepGoing, err
+		}
+		r.info("Start traffic mirroring for "+r.name(), "mirror")
 	}
-	return doPromote, nil
+	return r.iterated(), nil
+}
+
+// iterated counts an iteration whose checks passed.
+func (r *rollout) iterated() outcome {
+	r.st.Iterations++
+	r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false,
+		fmt.Sprintf("Advance %s canary iteration %d/%d", r.name(), r.st.Iterations, r.a.Iterations), "checks passed")
+	return keepGoing
 }
 
 // promotionGate opens on confirm-promotion (webhooks or an approval); closed, the rollout waits in
@@ -266,7 +321,7 @@ func (r *rollout) promotionGate() (outcome, error) {
 		r.info(fmt.Sprintf("Halt %s advancement waiting for promotion approval", r.name()), "confirm-promotion closed")
 		return keepGoing, nil
 	}
-	return doPromote, nil
+	return toPromote{}, nil
 }
 
 // failedCheck counts one failed check and halts the step, or rolls back when the count reaches the threshold
@@ -285,8 +340,7 @@ func (r *rollout) thresholdRollback() outcome {
 }
 
 func (r *rollout) rollbackFor(reason string, ev activities.EventType) outcome {
-	r.rollbackReason, r.rollbackEvent = reason, ev
-	return doRollback
+	return toRollback{reason: reason, event: ev}
 }
 
 // urgent acts on abort, promote and revision requests, in that order of precedence.
@@ -300,22 +354,21 @@ func (r *rollout) urgent() (outcome, error) {
 		r.decide(activities.EventApproved, v1beta1.SeverityInfo, true,
 			fmt.Sprintf("Promote %s now: requested by %s: %s", r.name(), r.promote.By, r.promote.Reason), "promote signal")
 		r.promote = nil
-		return doPromote, nil
+		return toPromote{}, nil
 	case r.revision != nil:
 		r.revision = nil
 		rev, err := r.detect()
 		if err != nil {
 			return keepGoing, err
 		}
-		r.nextRevision = rev
 		switch {
 		case !rev.Changed:
-			return doRevert, nil
+			return toRevert{rev}, nil
 		case rev.TargetRevision == r.st.Revision:
 			r.info(fmt.Sprintf("Revision of %s unchanged (%s): analysis goes on", r.name(), rev.TargetRevision), "revision signal")
 			return keepGoing, nil
 		}
-		return doRestart, nil
+		return toRestart{rev}, nil
 	}
 	return keepGoing, nil
 }

@@ -191,8 +191,7 @@ func (r *rollout) canceled() (RolloutResult, error) {
 
 // restart routes traffic back to the primary, resets the counters and sets the new revision; analyse then
 // starts again from the confirm-rollout gate.
-func (r *rollout) restart() error {
-	rev := r.nextRevision
+func (r *rollout) restart(rev activities.RevisionResult) error {
 	r.info(fmt.Sprintf("New revision detected! Restarting analysis for %s", r.name()), "revision "+rev.TargetRevision)
 	if r.st.PrimaryWeight != 100 || r.st.Mirrored {
 		if err := r.setRoutes(kubeOptions(), 100, 0, false); err != nil {
@@ -209,8 +208,8 @@ func (r *rollout) restart() error {
 }
 
 // revert ends a run whose target went back to what the primary runs: traffic to the primary, canary down.
-func (r *rollout) revert() (RolloutResult, error) {
-	msg := fmt.Sprintf("No new run for %s: the target is back at the primary's revision %s", r.name(), r.nextRevision.TargetRevision)
+func (r *rollout) revert(rev activities.RevisionResult) (RolloutResult, error) {
+	msg := fmt.Sprintf("No new run for %s: the target is back at the primary's revision %s", r.name(), rev.TargetRevision)
 	r.info(msg, "revision reverted")
 	if err := r.setRoutes(cleanupOptions(), 100, 0, false); err != nil {
 		return r.fail(err)
@@ -219,7 +218,7 @@ func (r *rollout) revert() (RolloutResult, error) {
 	if err := r.exec(cleanupOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
 		return r.fail(err)
 	}
-	r.st.Revision = r.nextRevision.TargetRevision
+	r.st.Revision = rev.TargetRevision
 	r.st.FailedChecks, r.st.Iterations, r.st.PendingGate = 0, 0, ""
 	r.setPhase(PhaseInitialized)
 	r.setCondition(ConditionTrue, "Initialized", msg)

@@ -81,11 +81,6 @@ type rollout struct {
 	// Requests received and not yet acted on.
 	abort, promote, revision *ActionSignal
 
-	// rollback reason and event of a doRollback outcome; next revision of a doRestart/doRevert.
-	rollbackReason string
-	rollbackEvent  activities.EventType
-	nextRevision   activities.RevisionResult
-
 	// resumed is true when this run continues a previous one (Status carried by continue-as-new).
 	resumed bool
 	// primaryWritten is set when the promotion may have given the primary the canary's template: a rollback
@@ -257,18 +252,18 @@ func (r *rollout) release() (RolloutResult, error) {
 		if err != nil {
 			return r.fail(err)
 		}
-		switch out {
-		case doPromote:
+		switch out := out.(type) {
+		case toPromote:
 			return r.promoteNow()
-		case doRollback:
-			return r.rollback(r.rollbackReason, r.rollbackEvent)
-		case doRestart:
-			if err := r.restart(); err != nil {
+		case toRollback:
+			return r.rollback(out.reason, out.event)
+		case toRestart:
+			if err := r.restart(out.rev); err != nil {
 				return r.fail(err)
 			}
-		case doRevert:
-			return r.revert()
-		case doContinueAsNew:
+		case toRevert:
+			return r.revert(out.rev)
+		case toContinueAsNew:
 			r.info(fmt.Sprintf("History of %s has %d events: continuing as new", r.name(),
 				workflow.GetInfo(r.ctx).GetCurrentHistoryLength()), "history limit")
 			return RolloutResult{}, workflow.NewContinueAsNewError(r.ctx, WorkflowName, RolloutInput{
