@@ -14,8 +14,14 @@ HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
 # The deploy tests run this helm (make tools installs it).
 export CANARYFLOW_HELM := $(HELM)
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+XTOOLS_VERSION ?= v0.52.0
+REVIVE_VERSION ?= v1.17.0
+GOIMPORTS := $(TOOLS)/goimports-$(XTOOLS_VERSION)/goimports
+DEADCODE := $(TOOLS)/deadcode-$(XTOOLS_VERSION)/deadcode
+REVIVE := $(TOOLS)/revive-$(REVIVE_VERSION)/revive
+GO_FILES = $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)
 
-.PHONY: all build tools test test-unit lint fmt vet staticcheck fuzz bench lab-build lab-up lab-down demo clean
+.PHONY: all build tools test test-unit test-lab test-long lint fmt vet staticcheck revive deadcode fuzz bench lab-build lab-up lab-down demo clean
 
 all: build
 
@@ -25,46 +31,82 @@ build:
 	$(GO) build -o bin/loadtester ./loadtester/cmd/loadtester
 
 ## tools: helm and staticcheck from the Go module proxy, into the cache, once per version.
-tools: $(HELM) $(STATICCHECK)
+tools: $(HELM) $(STATICCHECK) $(GOIMPORTS) $(DEADCODE) $(REVIVE)
 
 $(HELM):
 	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
-## test: every test the project has; builds and starts what the tests need.
+## test: both tiers: lint, fuzz, the unit tier with the race detector, then the lab tier (the packages that have
+## lab tests, run with -tags lab on the lab, started once).
 test: lab-build tools
 	$(MAKE) lint
 	$(MAKE) fuzz
-	./lab/with-lab.sh $(GO) test -count=1 -timeout 60m ./...
+	$(MAKE) test-unit
+	$(MAKE) test-lab
 
-## test-unit: the fast tests that need no lab: the packages whose tests do not import lab/labtest.
-test-unit:
-	CANARYFLOW_LAB=off $(GO) test -count=1 $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... \
-		| grep -v 'canaryflow/lab/labtest' | cut -d' ' -f1)
+## test-unit: every test that needs no running lab, in every package, with -race. Lab tests carry the build tag
+## `lab` (//go:build lab) and are left out; CANARYFLOW_LAB=off makes a lab call in an untagged test fail at once.
+## Tests that start a private Temporal dev server use the lab's temporal binary (built here if missing).
+test-unit: tools
+	./lab/build.sh temporal
+	CANARYFLOW_LAB=off $(GO) test -race -count=1 -timeout 30m ./...
+
+## test-lab: the lab tier: the packages with //go:build lab test files, on the lab (lab/with-lab.sh starts it
+## once and stops it afterwards if it started it). CANARYFLOW_LONG=1 (make test-long) adds the long fault variants.
+LAB_PKGS = $$(grep -rl --include='*_test.go' '^//go:build lab' . | xargs -n1 dirname | sort -u)
+test-lab: lab-build tools
+	./lab/with-lab.sh $(GO) test -tags lab -count=1 -timeout 60m $(LAB_PKGS)
+
+## test-long: the lab tier with the long variants of the fault suite.
+test-long: lab-build tools
+	CANARYFLOW_LONG=1 ./lab/with-lab.sh $(GO) test -tags lab -count=1 -timeout 120m $(LAB_PKGS)
 
 ## fuzz: bounded fuzzing of the spec loader; it must find no panic.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./api/v1beta1
 
-lint: fmt vet staticcheck
+## lint: gofmt and goimports (our imports grouped last), go vet and staticcheck over both tiers, revive
+## (exported symbols documented, no unused parameters; revive.toml), and no dead code (deadcode over the
+## binaries and every test, lab tier included).
+lint: fmt vet staticcheck revive deadcode
 
-fmt:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
+fmt: $(GOIMPORTS)
+	@out=$$(gofmt -l $(GO_FILES)); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$($(GOIMPORTS) -local github.com/canaryflow/canaryflow -l $(GO_FILES)); \
+	if [ -n "$$out" ]; then echo "goimports -local github.com/canaryflow/canaryflow would change:"; echo "$$out"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags lab ./...
 
 staticcheck: $(STATICCHECK)
-	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags lab ./...
+
+revive: $(REVIVE)
+	GOFLAGS=-tags=lab $(REVIVE) -config revive.toml ./...
+
+deadcode: $(DEADCODE)
+	@out=$$($(DEADCODE) -test -tags lab ./...); \
+	if [ -n "$$out" ]; then echo "dead code (deadcode -test -tags lab):"; echo "$$out"; exit 1; fi
 
 # Installed from the Go module proxy into the cache, once per version.
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+$(GOIMPORTS):
+	GOBIN=$(dir $@) $(GO) install golang.org/x/tools/cmd/goimports@$(XTOOLS_VERSION)
+
+$(DEADCODE):
+	GOBIN=$(dir $@) $(GO) install golang.org/x/tools/cmd/deadcode@$(XTOOLS_VERSION)
+
+$(REVIVE):
+	GOBIN=$(dir $@) $(GO) install github.com/mgechev/revive@$(REVIVE_VERSION)
+
 ## bench: the Go benchmarks, figures in BENCHMARKS.md. BenchmarkConcurrentRollouts starts its own Temporal dev
 ## server from the lab's temporal binary and runs CANARYFLOW_BENCH_ROLLOUTS (default 1000) rollouts at once.
 bench: lab-build
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m -tags lab ./...
 
 ## The local lab (see lab/README.md).
 lab-build:

@@ -100,7 +100,7 @@ func TestSecretValuesNeverReachWorkflowHistory(t *testing.T) {
 		fmt.Fprint(w, `{"status":"ok","series":[{"pointlist":[[1700000000000,12.5]]}]}`)
 	}))
 	defer dd.Close()
-	graphite := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	graphite := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		// Wrong password on purpose: the failure's message must not echo the credentials.
 		w.WriteHeader(401)
 		fmt.Fprint(w, "unauthorized")
@@ -115,7 +115,7 @@ func TestSecretValuesNeverReachWorkflowHistory(t *testing.T) {
 		slackHits++
 	}))
 	defer chat.Close()
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(202) }))
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(202) }))
 	defer hook.Close()
 
 	a := &activities.Analysis{ClusterName: "lab", Secrets: fakeSecrets{

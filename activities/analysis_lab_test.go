@@ -1,3 +1,5 @@
+//go:build lab
+
 package activities_test
 
 // Against the lab's real Traefik and Prometheus: the traefik builtin checks judge live podinfo traffic.

@@ -1,3 +1,5 @@
+//go:build lab
+
 package activities_test
 
 // After a real rollout (CanaryRollout on the lab's Temporal, real workload, router and analysis activities

@@ -56,7 +56,7 @@ func newHookServer(t *testing.T, tls bool, body string, statuses ...int) *hookSe
 // hungServer accepts requests and never answers them, until the test ends.
 func hungServer(t *testing.T) *httptest.Server {
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():

@@ -230,7 +230,11 @@ func (sc *Scenarios) waitCanaryErrorsGone(ctx context.Context, within time.Durat
 	deadline := time.Now().Add(within)
 	var last string
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(sc.S.Lab.PrometheusURL + "/api/v1/query?query=" + url.QueryEscape(q))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, sc.S.Lab.PrometheusURL+"/api/v1/query?query="+url.QueryEscape(q), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			var body struct {
 				Data struct {
@@ -248,7 +252,11 @@ func (sc *Scenarios) waitCanaryErrorsGone(ctx context.Context, within time.Durat
 				}
 			}
 		}
-		time.Sleep(2 * time.Second)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
 	}
 	return fmt.Errorf("the canary still answers 5xx at %s/s after %s", last, within)
 }

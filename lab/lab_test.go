@@ -1,3 +1,5 @@
+//go:build lab
+
 package lab_test
 
 // Proof that the lab works end to end (issue 3): real Deployments roll out on

@@ -1,3 +1,5 @@
+//go:build lab
+
 package loadtester_test
 
 // Against the lab: a cmd task's hey really sends the rate it asks for through Traefik to podinfo, as

@@ -45,7 +45,7 @@ func newTestServer(t *testing.T, cfg Config) (*Server, string) {
 // it asks for, and ends by itself after its -z.
 func TestCmdTaskRunsOnceInTheBackgroundAndStops(t *testing.T) {
 	var hits atomic.Int64
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	target := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, _ *http.Request) { hits.Add(1) }))
 	defer target.Close()
 	s, url := newTestServer(t, Config{})
 	cmd := "hey -z 3s -q 10 -c 1 " + target.URL + "/"
@@ -74,7 +74,7 @@ func TestCmdTaskRunsOnceInTheBackgroundAndStops(t *testing.T) {
 }
 
 func TestCmdTaskIsKilledAfterMaxDuration(t *testing.T) {
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	target := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, _ *http.Request) {}))
 	defer target.Close()
 	s, url := newTestServer(t, Config{MaxDuration: time.Second})
 	code, _ := post(t, url, map[string]string{"cmd": "hey -z 60s -q 2 -c 1 " + target.URL + "/"})

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -100,26 +98,6 @@ func (r *Runner) Run(ctx context.Context, argv []string) ([]byte, error) {
 	defer cancel()
 	defer context.AfterFunc(r.base, cancel)()
 	return runBlocking(ctx, argv)
-}
-
-// Running lists the commands running now, as "canary: command".
-func (r *Runner) Running() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.running))
-	for k := range r.running {
-		canary, command, _ := strings.Cut(k, "\x00")
-		out = append(out, canary+": "+command)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Started is how many commands the runner has started in all.
-func (r *Runner) Started() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.started
 }
 
 // Stop kills every running command (its whole process group), waits for them, and refuses new ones.

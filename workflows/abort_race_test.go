@@ -134,7 +134,7 @@ func TestPromoteWhilePausedPromotes(t *testing.T) {
 // An abort that arrives while the rollback runs changes nothing more: one rollback, Failed, primary untouched.
 func TestAbortDuringRollbackRollsBackOnce(t *testing.T) {
 	h := newHarness(t)
-	h.f.value = func(_ int, metric string) *float64 { v := 10.0; return &v }
+	h.f.value = func(int, string) *float64 { v := 10.0; return &v }
 	h.f.during = func(call string, _ int) {
 		if call == "SetRoutes 100/0" {
 			h.env.SignalWorkflow(SignalAbort, ActionSignal{By: "bob", Reason: "make sure"})

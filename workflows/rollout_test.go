@@ -304,7 +304,7 @@ func TestStepWeightPromotionMovesTrafficBackOneIntervalPerStep(t *testing.T) {
 
 func TestFailedChecksReachingTheThresholdRollBack(t *testing.T) {
 	h := newHarness(t)
-	h.f.value = func(n int, metric string) *float64 {
+	h.f.value = func(_ int, metric string) *float64 {
 		v := 53.42
 		if metric == v1beta1.MetricRequestDuration {
 			v = 120

@@ -36,7 +36,7 @@ func (r *rollout) registerUpdates() error {
 		{UpdatePromote, r.applyPromote, r.validatePromote},
 	} {
 		err := workflow.SetUpdateHandlerWithOptions(r.ctx, h.name,
-			func(ctx workflow.Context, s ActionSignal) (Status, error) {
+			func(_ workflow.Context, s ActionSignal) (Status, error) {
 				h.apply(s)
 				r.wake.SendAsync(nil)
 				return r.st, nil
@@ -47,7 +47,7 @@ func (r *rollout) registerUpdates() error {
 		}
 	}
 	err := workflow.SetUpdateHandlerWithOptions(r.ctx, UpdateApprove,
-		func(ctx workflow.Context, s ApproveSignal) (Status, error) {
+		func(_ workflow.Context, s ApproveSignal) (Status, error) {
 			r.applyApprove(s)
 			r.wake.SendAsync(nil)
 			return r.st, nil

@@ -72,6 +72,7 @@ func (f *Cluster) Get(ns, name string) Canary {
 	return c
 }
 
+// DetectRevision reports the target revision the test set, and whether it is new.
 func (a *Activities) DetectRevision(_ context.Context, in activities.WorkloadInput) (activities.RevisionResult, error) {
 	a.c.mu.Lock()
 	defer a.c.mu.Unlock()
@@ -80,37 +81,45 @@ func (a *Activities) DetectRevision(_ context.Context, in activities.WorkloadInp
 		PrimaryExists: c.Primary != "", Changed: c.Primary != "" && c.Primary != c.Target}, nil
 }
 
+// InitializeWorkloads marks the canary initialised, as the real activity would after creating the primary.
 func (a *Activities) InitializeWorkloads(_ context.Context, in activities.WorkloadInput) (activities.ActionResult, error) {
 	a.c.Set(in.Canary.Namespace, in.Canary.Name, func(c *Canary) { c.Primary = c.Target })
 	return activities.ActionResult{}, nil
 }
 
+// ScaleCanary succeeds without effect: the in-memory cluster has no replicas.
 func (a *Activities) ScaleCanary(context.Context, activities.ScaleInput) (activities.ActionResult, error) {
 	return activities.ActionResult{}, nil
 }
 
+// CheckReady reports every workload ready.
 func (a *Activities) CheckReady(context.Context, activities.ReadyInput) (activities.ReadyResult, error) {
 	return activities.ReadyResult{Ready: true}, nil
 }
 
+// Promote records the target revision as the primary's.
 func (a *Activities) Promote(_ context.Context, in activities.WorkloadInput) (activities.ActionResult, error) {
 	a.c.Set(in.Canary.Namespace, in.Canary.Name, func(c *Canary) { c.Primary = c.Target })
 	return activities.ActionResult{}, nil
 }
 
+// RevertPromotion puts the primary back on the revision the workflow names.
 func (a *Activities) RevertPromotion(_ context.Context, in activities.RevertInput) (activities.ActionResult, error) {
 	a.c.Set(in.Canary.Namespace, in.Canary.Name, func(c *Canary) { c.Primary = in.Revision })
 	return activities.ActionResult{}, nil
 }
 
+// FinalizeWorkloads succeeds without effect.
 func (a *Activities) FinalizeWorkloads(context.Context, activities.WorkloadInput) (activities.ActionResult, error) {
 	return activities.ActionResult{}, nil
 }
 
+// ReconcileRouter succeeds without effect: the in-memory cluster has no router objects.
 func (a *Activities) ReconcileRouter(context.Context, activities.RouterInput) (activities.ActionResult, error) {
 	return activities.ActionResult{}, nil
 }
 
+// SetRoutes records the weights, as the router would hold them.
 func (a *Activities) SetRoutes(_ context.Context, in activities.RoutesInput) (activities.ActionResult, error) {
 	now := time.Now()
 	a.c.Set(in.Canary.Namespace, in.Canary.Name, func(c *Canary) {
@@ -120,10 +129,12 @@ func (a *Activities) SetRoutes(_ context.Context, in activities.RoutesInput) (ac
 	return activities.ActionResult{}, nil
 }
 
+// FinalizeRouter succeeds without effect.
 func (a *Activities) FinalizeRouter(context.Context, activities.RouterInput) (activities.ActionResult, error) {
 	return activities.ActionResult{}, nil
 }
 
+// RunMetricChecks judges every metric against its range with the success rate the test set as its value.
 func (a *Activities) RunMetricChecks(_ context.Context, in activities.MetricChecksInput) (activities.MetricChecksResult, error) {
 	rate := a.c.Get(in.Canary.Namespace, in.Canary.Name).SuccessRate
 	var out activities.MetricChecksResult
@@ -139,6 +150,7 @@ func (a *Activities) RunMetricChecks(_ context.Context, in activities.MetricChec
 	return out, nil
 }
 
+// CallWebhook passes every hook except rollback hooks and the gates the test closed.
 func (a *Activities) CallWebhook(_ context.Context, in activities.WebhookInput) (activities.WebhookResult, error) {
 	c := a.c.Get(in.Payload.Namespace, in.Payload.Name)
 	res := activities.WebhookResult{Name: in.Hook.Name, Type: in.Hook.Type, Passed: true, StatusCode: 200, Attempts: 1}
@@ -148,6 +160,7 @@ func (a *Activities) CallWebhook(_ context.Context, in activities.WebhookInput) 
 	return res, nil
 }
 
+// SendAlerts succeeds without sending anything.
 func (a *Activities) SendAlerts(context.Context, activities.AlertInput) (activities.AlertResult, error) {
 	return activities.AlertResult{}, nil
 }

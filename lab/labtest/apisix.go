@@ -75,7 +75,7 @@ func APISIX(t testing.TB) *APISIXTranslator {
 		t.Fatal(err)
 	}
 	// Its health check of the APISIX admin API is a TCP connect; without an answer it stops translating.
-	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	admin := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, _ *http.Request) {}))
 	t.Cleanup(admin.Close)
 	etcdAddr, httpAddr := freeAddr(t), freeAddr(t)
 	cfg := map[string]any{

@@ -22,7 +22,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/canaryflow/canaryflow/lab/labbin"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/canaryflow/canaryflow/lab/labbin"
 
 	"go.temporal.io/sdk/client"
 	corev1 "k8s.io/api/core/v1"

@@ -192,7 +192,7 @@ func TestGoogleChatCard(t *testing.T) {
 
 // A failed delivery names the host, never the token in the webhook's path.
 func TestDeliveryErrorsKeepTheWebhookTokenOut(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(404) }))
 	defer srv.Close()
 	for _, typ := range []string{"slack", "discord", "rocket", "msteams", "gchat"} {
 		n, err := New(Config{Type: typ, Address: srv.URL + "/hooks/SECRET-TOKEN"})

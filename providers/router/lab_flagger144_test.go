@@ -1,3 +1,5 @@
+//go:build lab
+
 package router_test
 
 import (

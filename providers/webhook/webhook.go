@@ -75,7 +75,8 @@ func Pauses(retries int) time.Duration {
 	return total
 }
 
-// Only an invalid URL or an unencodable payload is an error; the hook saying no is a Result.
+// Call sends one webhook request. Only an invalid URL or an unencodable payload is an error; the hook saying
+// no is a Result.
 func (c Client) Call(ctx context.Context, r Request) (Result, error) {
 	u, err := url.Parse(r.URL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {

@@ -89,8 +89,8 @@ func TestPrimaryScaledObjectTriggerQueriesFollowThePrimary(t *testing.T) {
 }
 
 func TestPrimaryScaledObjectScalesThePrimaryAndIsNeverPaused(t *testing.T) {
-	min, max := int32(3), int32(9)
-	got := primaryScaledObject(soCanary(nil, &v1beta1.ScalerReplicas{MinReplicas: &min, MaxReplicas: &max}), targetScaledObject())
+	lowest, highest := int32(3), int32(9)
+	got := primaryScaledObject(soCanary(nil, &v1beta1.ScalerReplicas{MinReplicas: &lowest, MaxReplicas: &highest}), targetScaledObject())
 	require.Equal(t, "podinfo-so-primary", got.GetName())
 	require.Equal(t, "keda.sh/v1alpha1", got.GetAPIVersion())
 	name, _, _ := unstructured.NestedString(got.Object, "spec", "scaleTargetRef", "name")

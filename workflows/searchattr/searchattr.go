@@ -43,13 +43,3 @@ func Definitions() []Definition {
 	}
 	return out
 }
-
-// Map returns Definitions as name → indexed type, the shape of Temporal's
-// operator API (AddSearchAttributesRequest.SearchAttributes).
-func Map() map[string]enumspb.IndexedValueType {
-	m := make(map[string]enumspb.IndexedValueType, len(all))
-	for _, d := range Definitions() {
-		m[d.Name] = d.Type
-	}
-	return m
-}
