@@ -32,6 +32,7 @@ func TestSeedScenario(t *testing.T) {
 	f := sc.Figures
 	require.Positive(t, f.KubeRequests["promote"], "the worker's request counter must count the promotion's requests")
 	require.Zero(t, f.IdleKubeRequests, "an idle worker must not call the Kubernetes API")
+	require.Positive(t, f.AbortAtWeight, "the abort figure counts only while the canary holds traffic")
 	require.Less(t, f.AbortToPrimaryObject, time.Second, "an abort must move all traffic back to the primary within a second")
 	t.Logf("abort → TraefikService 100/0: %s; → all answers from the primary: %s", f.AbortToPrimaryObject, f.AbortToPrimaryTraffic)
 	for _, name := range []string{"initialise", "promote", "rollback", "approve", "abort"} {

@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
+
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -115,8 +116,7 @@ func TestNGINXSeedCanariesOnTheIngressNginxController(t *testing.T) {
 		}
 		seen.reset()
 		start := time.Now()
-		run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: c.WorkflowID(), TaskQueue: queue}, workflows.WorkflowName,
-			workflows.RolloutInput{Canary: c})
+		run, err := rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: c}, workflows.ActionSignal{By: "e2e"})
 		require.NoError(t, err)
 		var res workflows.RolloutResult
 		require.NoError(t, run.Get(ctx, &res))

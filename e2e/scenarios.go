@@ -19,6 +19,8 @@ import (
 
 // Figures are what the scenarios measure.
 type Figures struct {
+	// AbortAtWeight is the canary's weight in the TraefikService when the abort started (always > 0).
+	AbortAtWeight int64
 	// AbortToPrimaryObject is from `starter abort` starting to the TraefikService holding 100/0.
 	AbortToPrimaryObject time.Duration
 	// AbortToPrimaryTraffic is from `starter abort` starting to the last answer the canary gave through Traefik
@@ -325,6 +327,16 @@ func (sc *Scenarios) Abort(ctx context.Context) error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	// The figure means something only while the canary holds traffic: the router object must give it weight
+	// when the clock starts, or the "abort" would measure a split that never left the primary.
+	p, c, err := s.TraefikWeights(ctx, sc.NS, "podinfo")
+	if err != nil {
+		return fmt.Errorf("read the TraefikService before the abort: %w", err)
+	}
+	if c == 0 {
+		return fmt.Errorf("the canary answered through Traefik but the TraefikService gives it no weight (%d/%d): no abort figure to take", p, c)
+	}
+	sc.Figures.AbortAtWeight = c
 	start := time.Now()
 	objDone, trafficDone := make(chan time.Duration, 1), make(chan time.Duration, 1)
 	go func() { // the router object
@@ -365,8 +377,8 @@ func (sc *Scenarios) Abort(ctx context.Context) error {
 	if sc.Figures.AbortToPrimaryTraffic > 4*time.Second {
 		return fmt.Errorf("the canary still answered %s after the abort", sc.Figures.AbortToPrimaryTraffic)
 	}
-	s.Say("   aborted: TraefikService at 100/0 %s after `starter abort` started; the canary's last answer through Traefik came %s after it",
-		sc.Figures.AbortToPrimaryObject.Round(time.Millisecond), sc.Figures.AbortToPrimaryTraffic.Round(time.Millisecond))
+	s.Say("   aborted at canary weight %d: TraefikService at 100/0 %s after `starter abort` started; the canary's last answer through Traefik came %s after it",
+		sc.Figures.AbortAtWeight, sc.Figures.AbortToPrimaryObject.Round(time.Millisecond), sc.Figures.AbortToPrimaryTraffic.Round(time.Millisecond))
 	return sc.expectPrimary(ctx, "6.0.3")
 }
 

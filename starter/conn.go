@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/user"
 
+	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
+
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -59,6 +61,11 @@ func (g *globals) connectTo(ctx context.Context, ref *canaryRef, args []string) 
 		return "", "", nil, err
 	}
 	return ns, name, tc, nil
+}
+
+// rollouts is the rollout client of this starter's task queue over tc.
+func (g *globals) rollouts(tc client.Client) rolloutclient.Client {
+	return rolloutclient.Client{Temporal: tc, TaskQueue: g.taskQueue}
 }
 
 func (g *globals) dial(ctx context.Context) (client.Client, error) {

@@ -63,15 +63,9 @@ func newRetryCmd(g *globals) *cobra.Command {
 			}
 			// Signal-with-start records who retried (a revision signal, which a fresh run treats as a no-op).
 			signalCtx, marker := withMarker(ctx)
-			run, err := tc.SignalWithStartWorkflow(signalCtx, id, workflows.SignalRevision, workflows.ActionSignal{By: w.by, Reason: w.reason},
-				client.StartWorkflowOptions{
-					ID:                       id,
-					TaskQueue:                g.taskQueue,
-					WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-				}, workflows.WorkflowName, in)
+			run, err := g.rollouts(tc).Release(signalCtx, in, workflows.ActionSignal{By: w.by, Reason: w.reason})
 			if err != nil {
-				return &exitError{code: exitFailed, err: fmt.Errorf("start %s: %w", id, err)}
+				return &exitError{code: exitFailed, err: err}
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "retrying the rollout of %s/%s with the input of run %s\n", ns, name, last)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,9 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
 
 	"github.com/canaryflow/canaryflow/workflows"
 )
@@ -84,17 +81,12 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			}
 			sig := workflows.ActionSignal{By: w.by, Reason: w.reason}
 
-			id := c.WorkflowID()
-			openRun := ""
-			if d, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil {
-				info := d.GetWorkflowExecutionInfo()
-				switch info.GetStatus() {
-				case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-					openRun = info.GetExecution().GetRunId()
-				case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-					input.FailedRevision = failedRevision(ctx, tc, id, info.GetExecution().GetRunId())
-				}
+			rc := g.rollouts(tc)
+			openRun, failed, err := rc.Latest(ctx, c.WorkflowID())
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
 			}
+			input.FailedRevision = failed
 			// Everything Temporal could refuse is checked before the target changes: a patched image with no
 			// rollout to analyse it would reach users on the next scale-up unchecked.
 			if err := checkPayloads(g.dc, c, input, sig); err != nil {
@@ -112,27 +104,20 @@ func newRolloutCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(out, done)
 			}
 			signalCtx, marker := withMarker(ctx)
-			run, err := tc.SignalWithStartWorkflow(signalCtx, id, workflows.SignalRevision, sig,
-				client.StartWorkflowOptions{
-					ID:        id,
-					TaskQueue: g.taskQueue,
-					// Every past rollout stays under the ID; a new one may start after any closed run.
-					WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-				}, workflows.WorkflowName, input)
+			run, err := rc.Release(signalCtx, input, sig)
 			if err != nil {
-				return &exitError{code: exitFailed, err: fmt.Errorf("signal-with-start %s: %w", id, err)}
+				return &exitError{code: exitFailed, err: err}
 			}
 			if run.GetRunID() == openRun {
 				fmt.Fprintf(out, "signalled revision to the open rollout of %s/%s\n", c.Namespace, c.Name)
 			} else {
 				fmt.Fprintf(out, "started the rollout of %s/%s\n", c.Namespace, c.Name)
 			}
-			printRun(out, g, id, run.GetRunID())
+			printRun(out, g, c.WorkflowID(), run.GetRunID())
 			if !wf.wait {
 				return nil
 			}
-			return follow(ctx, tc, id, run.GetRunID(), marker, wf.timeout, out)
+			return follow(ctx, tc, c.WorkflowID(), run.GetRunID(), marker, wf.timeout, out)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file with one Canary (and its MetricTemplates and AlertProviders)")
@@ -153,14 +138,4 @@ func printRun(out interface{ Write([]byte) (int, error) }, g *globals, id, runID
 func isNotFound(err error) bool {
 	var nf *serviceerror.NotFound
 	return errors.As(err, &nf)
-}
-
-// failedRevision is the revision the canary's last release run (completed, runID) rolled back, "" when it did not:
-// the workflow then refuses to analyse that revision again until the target changes, as Flagger does.
-func failedRevision(ctx context.Context, tc client.Client, id, runID string) string {
-	res, err := closeResult(ctx, tc, id, runID)
-	if err == nil && res.Phase == workflows.PhaseFailed && res.Status.PrimaryRevision != "" {
-		return res.Revision
-	}
-	return ""
 }

@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
+
 	"github.com/spf13/cobra"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -114,22 +116,7 @@ func latestStatus(ctx context.Context, tc client.Client, ns, name string) (canar
 
 // closeResult reads the RolloutResult a closed run recorded (completed: its result; canceled: its details).
 func closeResult(ctx context.Context, tc client.Client, id, runID string) (workflows.RolloutResult, error) {
-	var res workflows.RolloutResult
-	it := tc.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
-	r := newDecisionReader()
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			return res, err
-		}
-		if a := ev.GetWorkflowExecutionCompletedEventAttributes(); a != nil {
-			return res, r.first(a.GetResult(), &res)
-		}
-		if a := ev.GetWorkflowExecutionCanceledEventAttributes(); a != nil {
-			return res, r.first(a.GetDetails(), &res)
-		}
-	}
-	return res, fmt.Errorf("run %s of %s recorded no result", runID, id)
+	return rolloutclient.Client{Temporal: tc}.Result(ctx, id, runID)
 }
 
 // printAs writes v as indented JSON (output "json") or as YAML (any other output).

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
+	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
+
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -135,12 +136,8 @@ func runRound(ctx context.Context, b *testing.B, tc client.Client, cluster *acti
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			id := c.WorkflowID()
 			started[i] = time.Now()
-			runs[i], errs[i] = tc.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, workflows.ActionSignal{By: "bench"},
-				client.StartWorkflowOptions{ID: id, TaskQueue: queue,
-					WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING},
-				workflows.WorkflowName, workflows.RolloutInput{Canary: *c})
+			runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: *c}, workflows.ActionSignal{By: "bench"})
 		}()
 	}
 	wg.Wait()

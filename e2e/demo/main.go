@@ -46,8 +46,8 @@ func run() error {
 		}
 	}
 	f := sc.Figures
-	say("\nAll five parts passed. Abort → 100%% primary: %s (router object), %s (traffic).",
-		f.AbortToPrimaryObject.Round(time.Millisecond), f.AbortToPrimaryTraffic.Round(time.Millisecond))
+	say("\nAll five parts passed. Abort at canary weight %d → 100%% primary: %s (router object), %s (traffic).",
+		f.AbortAtWeight, f.AbortToPrimaryObject.Round(time.Millisecond), f.AbortToPrimaryTraffic.Round(time.Millisecond))
 	for _, name := range []string{"initialise", "promote", "rollback", "approve", "abort"} {
 		say("  %-10s %6s  %4d history events", name, f.RolloutTime[name].Round(time.Second), f.Events[name])
 	}

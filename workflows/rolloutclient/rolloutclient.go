@@ -1,0 +1,95 @@
+// Package rolloutclient is the one way to start or signal a rollout from outside the worker: `starter rollout`,
+// `starter retry`, the benchmarks and the end-to-end tests use it, so the workflow ID, the start options, the
+// signal-with-start contract and the failed-revision rule are written once.
+package rolloutclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/canaryflow/canaryflow/workflows"
+)
+
+// Client starts and signals the rollouts of one task queue.
+type Client struct {
+	// Temporal is the connection; the caller closes it.
+	Temporal client.Client
+	// TaskQueue is the queue the workers of these rollouts poll.
+	TaskQueue string
+}
+
+// StartOptions are the options of every rollout run of the workflow ID id: every past rollout stays under the
+// ID, a new run may start after any closed one, and an open run is signalled instead of a second one started.
+func (c Client) StartOptions(id string) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                c.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}
+}
+
+// Latest describes the latest run of the rollout id: the run ID of the open run ("" when none is open), and
+// the revision a new run must not promote again unchanged (the failed-revision rule: the last run completed
+// Failed after its primary existed, so the same target revision is a known-bad release; "" otherwise). A
+// rollout that never ran is neither.
+func (c Client) Latest(ctx context.Context, id string) (openRun, failedRevision string, err error) {
+	d, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("describe %s: %w", id, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	switch info.GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return info.GetExecution().GetRunId(), "", nil
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		res, err := c.Result(ctx, id, info.GetExecution().GetRunId())
+		if err == nil && res.Phase == workflows.PhaseFailed && res.Status.PrimaryRevision != "" {
+			return "", res.Revision, nil
+		}
+	}
+	return "", "", nil
+}
+
+// Release signals-with-start the rollout of in.Canary: a new run starts with in when none is open, otherwise
+// the open run gets the revision signal sig and restarts its analysis on the target's new revision. Pass ctx
+// through an interceptor's marker to recognise the signal in history.
+func (c Client) Release(ctx context.Context, in workflows.RolloutInput, sig workflows.ActionSignal) (client.WorkflowRun, error) {
+	id := in.Canary.WorkflowID()
+	run, err := c.Temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, sig, c.StartOptions(id), workflows.WorkflowName, in)
+	if err != nil {
+		return nil, fmt.Errorf("signal-with-start %s: %w", id, err)
+	}
+	return run, nil
+}
+
+// Result reads the result a closed run of id recorded (completed, or cancelled with its details).
+func (c Client) Result(ctx context.Context, id, runID string) (workflows.RolloutResult, error) {
+	var res workflows.RolloutResult
+	dc := converter.GetDefaultDataConverter()
+	it := c.Temporal.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return res, err
+		}
+		p := ev.GetWorkflowExecutionCompletedEventAttributes().GetResult()
+		if a := ev.GetWorkflowExecutionCanceledEventAttributes(); a != nil {
+			p = a.GetDetails()
+		}
+		if len(p.GetPayloads()) > 0 {
+			return res, dc.FromPayload(p.GetPayloads()[0], &res)
+		}
+	}
+	return res, fmt.Errorf("run %s of %s recorded no result", runID, id)
+}
