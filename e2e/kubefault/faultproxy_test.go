@@ -46,6 +46,7 @@ type faultProxy struct {
 
 	srv      *httptest.Server
 	upstream *httputil.ReverseProxy
+	closing  chan struct{} // closed by Close: held requests end
 
 	mu       sync.Mutex
 	rng      *rand.Rand
@@ -70,7 +71,7 @@ func startFaultProxy(server, caFile, dir string, rate float64, seed uint64) (*fa
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("no certificate in %s", caFile)
 	}
-	p := &faultProxy{Seed: seed, Rate: rate, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), injected: map[string]int{}}
+	p := &faultProxy{Seed: seed, Rate: rate, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), injected: map[string]int{}, closing: make(chan struct{})}
 	p.upstream = httputil.NewSingleHostReverseProxy(u)
 	p.upstream.Transport = &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
 	// HTTP/1.1 towards the worker, so that a reset is a TCP reset of its connection (HTTP/2 would reset a stream).
@@ -88,6 +89,7 @@ func startFaultProxy(server, caFile, dir string, rate float64, seed uint64) (*fa
 
 // Close stops the proxy and the requests it holds.
 func (p *faultProxy) Close() {
+	close(p.closing)
 	p.srv.CloseClientConnections()
 	p.srv.Close()
 }
@@ -155,6 +157,7 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Held until the client gives up (or 3 minutes, past any activity's deadline).
 		select {
 		case <-r.Context().Done():
+		case <-p.closing:
 		case <-time.After(3 * time.Minute):
 		}
 	case faultReset:
