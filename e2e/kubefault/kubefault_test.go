@@ -168,6 +168,9 @@ func TestRolloutCompletesThroughAnAPIThatFailsOneRequestInFive(t *testing.T) {
 		require.Positive(t, injected[code], "the proxy injected no %s: too few requests for every kind", code)
 		require.GreaterOrEqual(t, byCode[code], injected[code], "the worker counted fewer %s answers than the proxy gave", code)
 	}
-	require.GreaterOrEqual(t, byCode["error"], injected[faultTimeout]+injected[faultReset],
-		"the worker counted fewer requests without an answer than the proxy held or reset")
+	// A held request always ends in an error (the try's deadline); a reset one does only when Go's HTTP client
+	// cannot send it again by itself (it does, unseen, for a read on a reused connection).
+	require.Positive(t, injected[faultTimeout], "the proxy held no request: too few requests for every kind")
+	require.GreaterOrEqual(t, byCode["error"], injected[faultTimeout],
+		"the worker counted fewer requests without an answer than the proxy held")
 }
