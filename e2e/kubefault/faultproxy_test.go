@@ -32,8 +32,12 @@ const (
 	faultReset   = "reset"   // the request is forwarded and applied, then the connection is reset: the answer is lost
 )
 
-// faultKinds are injected in this order, in turn.
-var faultKinds = []string{fault409, fault500, fault429, faultTimeout, fault503, faultReset}
+// The faults are injected in turn, reads and writes each in their own order, so that a dozen faults cover every
+// kind; a write's first fault is the conflict, which the API server answers to writes only.
+var (
+	readFaults  = []string{fault500, fault503, fault429, faultTimeout, faultReset}
+	writeFaults = []string{fault409, fault503, fault500, faultTimeout, fault429, faultReset}
+)
 
 // faultProxy is a TLS reverse proxy in front of the API server that answers a share of the requests with a
 // fault instead of forwarding them. It passes the client's own credentials on, so the worker keeps its
@@ -50,10 +54,10 @@ type faultProxy struct {
 
 	mu       sync.Mutex
 	rng      *rand.Rand
-	next     int // the next kind of fault, in turn, so that a few dozen faults cover every kind
+	reads    int // faults injected into reads so far, for the next one's turn
+	writes   int // and into writes
 	requests int
 	injected map[string]int
-	log      []string // the first injected faults, for the test log
 }
 
 // startFaultProxy starts the proxy forwarding to server (whose CA is caFile), injecting a fault into rate of the
@@ -95,7 +99,7 @@ func (p *faultProxy) Close() {
 }
 
 // pick decides the fault for one request ("" for none): whether is random, at the proxy's rate; which is the
-// next kind in turn.
+// next kind in turn for a read or a write.
 func (p *faultProxy) pick(r *http.Request) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -103,17 +107,15 @@ func (p *faultProxy) pick(r *http.Request) string {
 	if p.rng.Float64() >= p.Rate {
 		return ""
 	}
-	f := faultKinds[p.next%len(faultKinds)]
-	if f == fault409 && r.Method == http.MethodGet {
-		// The API server answers 409 to writes only; a read gets the next kind.
-		p.next++
-		f = faultKinds[p.next%len(faultKinds)]
+	var f string
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		f = readFaults[p.reads%len(readFaults)]
+		p.reads++
+	} else {
+		f = writeFaults[p.writes%len(writeFaults)]
+		p.writes++
 	}
-	p.next++
 	p.injected[f]++
-	if len(p.log) < 40 {
-		p.log = append(p.log, fmt.Sprintf("%s %s %s", f, r.Method, r.URL.Path))
-	}
 	return f
 }
 
