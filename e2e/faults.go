@@ -19,10 +19,10 @@ type FaultFigures struct {
 }
 
 // RolloutAcross rolls out 6.0.1 and, once the canary has 20% or more, calls fault (if not nil), which injects a
-// fault, measures what it needs (WaitWeightPast) and returns. The rollout must then move on and promote with every step of the schedule
-// taken exactly once, and end released: the primary on 6.0.1 with its replicas, all traffic on it, the canary
-// scaled to zero.
-func (sc *Scenarios) RolloutAcross(ctx context.Context, fault func(ctx context.Context, weight int) error) (FaultFigures, error) {
+// fault, measures what it needs (WaitWeightPast) and returns. The rollout must then move on and promote with
+// every step of the schedule taken exactly once, and end released: the primary on 6.0.1 with its replicas, all
+// traffic on it, the canary scaled to zero.
+func (sc *Scenarios) RolloutAcross(ctx context.Context, fault func(context.Context, int) error) (FaultFigures, error) {
 	var f FaultFigures
 	s := sc.S
 	file, err := s.WriteCanary("canary", CanaryOptions{Namespace: sc.NS})

@@ -100,7 +100,8 @@ func roundAll(ds []time.Duration) []time.Duration {
 
 // startScenarios starts the stack (worker, load tester) on env and the scenarios on a fresh namespace named after
 // prefix; on failure the processes' logs go into the test log.
-func startScenarios(t *testing.T, env *labtest.Env, prefix string, within time.Duration) (context.Context, *e2e.Scenarios) {
+func startScenarios(t *testing.T, env *labtest.Env, prefix string, within time.Duration) (
+	context.Context, *e2e.Scenarios) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	t.Cleanup(cancel)
