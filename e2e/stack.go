@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,27 +232,39 @@ func (s *Stack) StartWorker(ctx context.Context, name string) error {
 
 // KubeRequests reads from the named worker's /metrics how many requests it has made to the Kubernetes API.
 func (s *Stack) KubeRequests(ctx context.Context, name string) (int, error) {
+	byCode, err := s.KubeRequestsByCode(ctx, name)
+	total := 0
+	for _, n := range byCode {
+		total += n
+	}
+	return total, err
+}
+
+// KubeRequestsByCode reads from the named worker's /metrics its requests to the Kubernetes API by response code
+// ("200", "409", …, "error" when no response came back), all methods together.
+func (s *Stack) KubeRequestsByCode(ctx context.Context, name string) (map[string]int, error) {
 	s.mu.Lock()
 	u, ok := s.metrics[name]
 	s.mu.Unlock()
 	if !ok {
-		return 0, fmt.Errorf("no worker named %s was started", name)
+		return nil, fmt.Errorf("no worker named %s was started", name)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	// No series yet means no request yet: the counter vector exports nothing until its first request.
-	total := 0.0
+	byCode := map[string]int{}
+	code := regexp.MustCompile(`[{,]code="([^"]*)"`)
 	for _, line := range strings.Split(string(body), "\n") {
 		if !strings.HasPrefix(line, "canaryflow_kube_requests_total{") {
 			continue
@@ -259,11 +272,15 @@ func (s *Stack) KubeRequests(ctx context.Context, name string) (int, error) {
 		fields := strings.Fields(line)
 		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
 		if err != nil {
-			return 0, fmt.Errorf("%s: %q: %w", u, line, err)
+			return nil, fmt.Errorf("%s: %q: %w", u, line, err)
 		}
-		total += v
+		m := code.FindStringSubmatch(line)
+		if m == nil {
+			return nil, fmt.Errorf("%s: %q has no code label", u, line)
+		}
+		byCode[m[1]] += int(v)
 	}
-	return int(total), nil
+	return byCode, nil
 }
 
 func (s *Stack) spawn(name, bin string, env []string, args ...string) error {

@@ -87,7 +87,8 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	}
 	kubeReqs := newKubeRequests()
 	reg.MustRegister(kubeReqs.total)
-	kube = kubeReqs.instrument(kube)
+	// Counting first, then retrying on top: every try is counted.
+	kube = retryKube(kubeReqs.instrument(kube))
 	deps, err := newDependencies(cfg, kube, log)
 	if err != nil {
 		return err

@@ -65,6 +65,7 @@ type Env struct {
 	Netns             string // network namespace of the pods
 	PodCIDR           string // pod IPs of the fake node
 	Node              string // the fake node
+	Run               string // the run directory (pids, logs, lab.env); set for a private lab (EnvAt)
 }
 
 // Lab returns the running lab, starting it if needed; it fails the test if the
@@ -163,7 +164,16 @@ func Gateway(t testing.TB) (namespace, name, listener string) {
 // deletes it when the test ends.
 func Namespace(t testing.TB, prefix string) string {
 	t.Helper()
-	_, cs := Kube(t)
+	return Lab(t).Namespace(t, prefix)
+}
+
+// Namespace is labtest.Namespace on this lab (a private one, say).
+func (env *Env) Namespace(t testing.TB, prefix string) string {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(env.RestConfig())
+	if err != nil {
+		t.Fatalf("labtest: clientset: %v", err)
+	}
 	ctx := context.Background()
 	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"},
@@ -232,6 +242,7 @@ func findOrStart() (*Env, error) {
 	defer start.Close()
 
 	if env, err := readEnv(filepath.Join(run, "lab.env")); err == nil {
+		env.Run = run
 		if err = healthy(env); err == nil {
 			return env, nil
 		}
@@ -270,6 +281,7 @@ func findOrStart() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.Run = run
 	return env, healthy(env)
 }
 
