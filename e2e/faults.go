@@ -75,7 +75,7 @@ func (sc *Scenarios) expectReleased(ctx context.Context, version string, replica
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("Deployment %s/podinfo-primary: spec %v replicas, %d ready, %d updated; want %d of each",
+			return fmt.Errorf("the Deployment %s/podinfo-primary: spec %v replicas, %d ready, %d updated; want %d of each",
 				sc.NS, p.Spec.Replicas, p.Status.ReadyReplicas, p.Status.UpdatedReplicas, replicas)
 		}
 		time.Sleep(250 * time.Millisecond)

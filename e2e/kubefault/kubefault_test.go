@@ -1,3 +1,5 @@
+//go:build lab
+
 // Package kubefault breaks the Kubernetes API server under a live rollout of the real worker binary: it stops
 // the API server of a private lab (so the tests sharing the usual lab are not disturbed), and puts a proxy that
 // injects API errors between the worker and the API server. A package of its own so that it runs beside e2e.
