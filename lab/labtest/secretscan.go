@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
@@ -157,7 +159,9 @@ func eventText(ev *historypb.HistoryEvent) string {
 	return out.String()
 }
 
-// scanAtCleanup runs ScanHistoriesForSecrets for ns against the lab's Temporal and fails t with the findings.
+// scanAtCleanup runs ScanHistoriesForSecrets for ns against the lab's Temporal and every private dev server this
+// process started (labbin.DevServer), and fails t with the findings. A private server that has stopped is
+// skipped: its histories were in memory and went with it.
 func scanAtCleanup(t interface {
 	Errorf(string, ...any)
 	Logf(string, ...any)
@@ -172,17 +176,42 @@ func scanAtCleanup(t interface {
 	if len(values) == 0 {
 		return
 	}
-	tc, err := client.DialContext(ctx, client.Options{HostPort: env.TemporalAddress, Namespace: env.TemporalNamespace})
-	if err != nil {
-		t.Errorf("labtest: secret scan of %s: temporal client: %v", ns, err)
-		return
+	scan := func(addr, temporalNS string, private bool) {
+		if private {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err != nil {
+				return // stopped
+			}
+			c.Close()
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer dcancel()
+		tc, err := client.DialContext(dctx, client.Options{HostPort: addr, Namespace: temporalNS, Logger: quiet{}})
+		if err != nil {
+			if !private {
+				t.Errorf("labtest: secret scan of %s: temporal client for %s: %v", ns, addr, err)
+			}
+			return
+		}
+		defer tc.Close()
+		findings, err := ScanHistoriesForSecrets(ctx, cs, tc, temporalNS, ns)
+		if err != nil && !private {
+			t.Errorf("labtest: secret scan of %s on %s: %v", ns, addr, err)
+		}
+		for _, f := range findings {
+			t.Errorf("labtest: a Secret's value reached a workflow history on %s: %s", addr, f)
+		}
 	}
-	defer tc.Close()
-	findings, err := ScanHistoriesForSecrets(ctx, cs, tc, env.TemporalNamespace, ns)
-	if err != nil {
-		t.Errorf("labtest: secret scan of %s: %v", ns, err)
-	}
-	for _, f := range findings {
-		t.Errorf("labtest: a Secret's value reached a workflow history: %s", f)
+	scan(env.TemporalAddress, env.TemporalNamespace, false)
+	for _, addr := range labbin.DevServers() {
+		scan(addr, "default", true)
 	}
 }
+
+// quiet drops the SDK client's log lines (a stopped private server would log its refusals).
+type quiet struct{}
+
+func (quiet) Debug(string, ...any) {}
+func (quiet) Info(string, ...any)  {}
+func (quiet) Warn(string, ...any)  {}
+func (quiet) Error(string, ...any) {}

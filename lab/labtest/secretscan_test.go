@@ -2,6 +2,7 @@ package labtest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
@@ -66,5 +68,57 @@ func TestSecretScanReportsAValueInAWorkflowInput(t *testing.T) {
 	require.NotContains(t, all, key)
 
 	// The namespace's own scan at cleanup would fail this test too; the Secret goes first.
+	require.NoError(t, cs.CoreV1().Secrets(ns).Delete(ctx, "creds", metav1.DeleteOptions{}))
+}
+
+// recorder records what the cleanup scan reports.
+type recorder struct{ errors []string }
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Logf(string, ...any) {}
+
+// TestSecretScanAtCleanupReadsPrivateDevServers: a test that runs its rollouts on a private dev server
+// (labbin.DevServer) is scanned too; once that server has stopped, it is skipped without delay.
+func TestSecretScanAtCleanupReadsPrivateDevServers(t *testing.T) {
+	env := Lab(t)
+	_, cs := Kube(t)
+	ns := Namespace(t, "secretscan-dev")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := labbin.DevServer(ctx, nil)
+	require.NoError(t, err)
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = srv.Stop()
+		}
+	}()
+
+	token := "dev-Q7x-SECRET-42"
+	_, err = cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"},
+		Data: map[string][]byte{"token": []byte(token)}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = srv.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "canary/" + ns + "/probe", TaskQueue: "nobody"},
+		"SecretScanProbe", "token "+token)
+	require.NoError(t, err)
+
+	var rec recorder
+	require.Eventually(t, func() bool {
+		rec = recorder{}
+		scanAtCleanup(&rec, env, cs, ns)
+		return len(rec.errors) > 0
+	}, 30*time.Second, 200*time.Millisecond, "the private server's history is scanned")
+	require.Len(t, rec.errors, 1, rec.errors)
+	require.Contains(t, rec.errors[0], "on "+srv.FrontendHostPort()+": Secret creds key token is in workflow canary/"+ns+"/probe")
+
+	require.NoError(t, srv.Stop())
+	stopped = true
+	start := time.Now()
+	rec = recorder{}
+	scanAtCleanup(&rec, env, cs, ns)
+	require.Empty(t, rec.errors, "a stopped private server is skipped")
+	require.Less(t, time.Since(start), 5*time.Second)
 	require.NoError(t, cs.CoreV1().Secrets(ns).Delete(ctx, "creds", metav1.DeleteOptions{}))
 }
