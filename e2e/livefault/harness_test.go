@@ -342,8 +342,8 @@ func listRuns(temporalNS, ns string) *workflowservice.ListWorkflowExecutionsRequ
 }
 
 // contextFor is a context that ends within d or at the end of the test.
-func contextFor(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
+func contextFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
-	return ctx, cancel
+	return ctx
 }
