@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/e2e"
@@ -140,14 +141,24 @@ func podinfoCanary(s *e2e.Stack, ns string) *v1beta1.Canary {
 	}
 }
 
-// write writes the canary's spec (podinfoCanary changed by edit) and returns the file.
-func (c *canary) write(name string, edit func(*v1beta1.Canary)) string {
+// write writes the canary's spec (podinfoCanary changed by edit), followed by the MetricTemplates it
+// references, and returns the file.
+func (c *canary) write(name string, edit func(*v1beta1.Canary), templates ...v1beta1.MetricTemplate) string {
 	spec := podinfoCanary(c.s, c.NS)
 	if edit != nil {
 		edit(spec)
 	}
 	file, err := c.s.WriteCanaryObject(c.NS+"-"+name, spec)
 	require.NoError(c.t, err)
+	for _, tpl := range templates {
+		data, err := yaml.Marshal(tpl)
+		require.NoError(c.t, err)
+		f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(c.t, err)
+		_, err = f.Write(append([]byte("---\n"), data...))
+		require.NoError(c.t, err)
+		require.NoError(c.t, f.Close())
+	}
 	return file
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/e2e"
@@ -76,10 +78,23 @@ func TestPrometheusAnsweringErrorsRollsBackAtTheThreshold(t *testing.T) {
 
 // TestPrometheusOutageShorterThanTheThresholdCostsOneCheck: Prometheus refuses connections until one check has
 // failed, then is back: the release goes on from where it was and is promoted, each weight decided once.
+//
+// Its second metric is a MetricTemplate without provider.address: it too queries the worker's default Prometheus.
 func TestPrometheusOutageShorterThanTheThresholdCostsOneCheck(t *testing.T) {
 	t.Parallel()
-	c, proxy := promCase(t, "prom-blip", nil)
-	file := c.write("canary", nil)
+	withTemplate := func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Metrics = append(c.Spec.Analysis.Metrics, v1beta1.CanaryMetric{Name: "canary-5xx", Interval: "1m",
+			TemplateRef:    &v1beta1.CrossNamespaceObjectReference{Name: "canary-5xx", Namespace: c.Namespace},
+			ThresholdRange: &v1beta1.CanaryThresholdRange{Max: ptr.To(1.0)}})
+	}
+	c, proxy := promCase(t, "prom-blip", nil) // initialised without it: the template comes with the release
+	template := v1beta1.MetricTemplate{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "flagger.app/v1beta1", Kind: "MetricTemplate"},
+		ObjectMeta: metav1.ObjectMeta{Name: "canary-5xx", Namespace: c.NS},
+		Spec: v1beta1.MetricTemplateSpec{Provider: v1beta1.MetricTemplateProvider{Type: "prometheus"},
+			Query: `sum(rate(traefik_service_requests_total{service=~"{{ namespace }}-{{ target }}-canary-[0-9a-zA-Z-]+@kubernetescrd",code=~"5.."}[{{ interval }}])) or vector(0)`},
+	}
+	file := c.write("canary", withTemplate, template)
 	done := c.rollout(file, "6.0.1")
 	c.waitStatus(5*time.Minute, "canary weight 10", func(st workflows.Status) bool { return st.CanaryWeight >= 10 })
 	proxy.set(t, refuse)
@@ -93,6 +108,8 @@ func TestPrometheusOutageShorterThanTheThresholdCostsOneCheck(t *testing.T) {
 	e := c.end()
 	c.requirePromoted(e, "6.0.1", 30)
 	require.Equal(t, 1, strings.Count(e.History, "RunMetricChecks failed"), "one failed check for the outage:\n%s", e.History)
+	require.Positive(t, proxy.queried(`code=~"5.."`), "the MetricTemplate without an address queried the worker's default Prometheus")
+	require.GreaterOrEqual(t, strings.Count(e.History, "check canary-5xx 0 in [—, 1] pass"), 2, e.History)
 	gaps := c.stepGaps(e.History)
 	t.Logf("Prometheus down %s (until the first failed check): promoted; step gaps %v", outage.Round(time.Second), gaps)
 }

@@ -1,15 +1,18 @@
 package livefault
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,8 +45,8 @@ type faultProxy struct {
 	mode     fault
 	listener net.Listener
 	server   *http.Server
-	seen     map[fault]int // requests answered (or refused connections not counted) by mode
-	served   atomic.Int64
+	seen     map[fault]int // requests answered by mode (refused connections reach no handler)
+	queries  []string      // the PromQL of the Prometheus queries answered, in order
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -68,11 +71,20 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 func (p *faultProxy) serve(l net.Listener) {
 	rp := httputil.NewSingleHostReverseProxy(p.target)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The Prometheus client POSTs its query as a form: read it, then hand the body on unchanged.
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		q := r.URL.Query().Get("query")
+		if form, err := url.ParseQuery(string(body)); err == nil && form.Get("query") != "" {
+			q = form.Get("query")
+		}
 		p.mu.Lock()
 		mode := p.mode
 		p.seen[mode]++
+		if q != "" {
+			p.queries = append(p.queries, q)
+		}
 		p.mu.Unlock()
-		p.served.Add(1)
 		switch mode {
 		case answer500:
 			http.Error(w, "injected fault: internal server error", http.StatusInternalServerError)
@@ -144,6 +156,18 @@ func (p *faultProxy) refused(ctx context.Context) bool {
 		c.Close()
 		return false
 	}
-	var op *net.OpError
-	return errors.As(err, &op)
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// queried counts the queries answered that hold substr.
+func (p *faultProxy) queried(substr string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, q := range p.queries {
+		if strings.Contains(q, substr) {
+			n++
+		}
+	}
+	return n
 }
