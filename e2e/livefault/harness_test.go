@@ -46,15 +46,17 @@ var long = os.Getenv("CANARYFLOW_LONG") == "1"
 // minimum), so the package stays within minutes.
 const interval = 10 * time.Second
 
-// startStack starts a worker and a load tester of their own (task queue named after the test) for at most
-// within, with opts; on failure their logs go into the test log.
+// startStack starts a worker and a load tester of their own (task queue named after the test and this process,
+// so that no other worker, not even this package's in another `go test`, takes its tasks) for at most within,
+// with opts; on failure their logs go into the test log.
 func startStack(t *testing.T, within time.Duration, opts e2e.Options) (context.Context, *e2e.Stack) {
 	t.Helper()
 	env := labtest.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	t.Cleanup(cancel)
 	if opts.TaskQueue == "" {
-		opts.TaskQueue = "livefault-" + strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
+		opts.TaskQueue = fmt.Sprintf("livefault-%d-%s", os.Getpid(),
+			strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")))
 	}
 	s, err := e2e.StartWith(ctx, env, t.Logf, opts)
 	require.NoError(t, err)
