@@ -52,6 +52,9 @@ type Stack struct {
 	WorkerKubeconfig string
 	// TaskQueue is the task queue of the worker and the starter; empty is the default (workflows.TaskQueue).
 	TaskQueue string
+	// PrometheusURL is the workers' default metrics server (CANARYFLOW_PROMETHEUS), which builtin metrics and
+	// address-less MetricTemplates of a Canary without spec.metricsServer query; empty is the lab's Prometheus.
+	PrometheusURL string
 	// Say narrates (the demo prints; tests log).
 	Say func(format string, args ...any)
 
@@ -95,6 +98,17 @@ func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*St
 // StartOnQueue is Start with the worker and the starter on a task queue of their own (empty: the default), so
 // that no other worker sharing the lab's Temporal takes their tasks.
 func StartOnQueue(ctx context.Context, env *labtest.Env, say func(string, ...any), queue string) (*Stack, error) {
+	return StartWith(ctx, env, say, Options{TaskQueue: queue})
+}
+
+// Options vary the stack: see the Stack fields of the same names.
+type Options struct {
+	TaskQueue     string
+	PrometheusURL string
+}
+
+// StartWith is Start with opts: a task queue of its own, a fault proxy as the workers' default Prometheus.
+func StartWith(ctx context.Context, env *labtest.Env, say func(string, ...any), opts Options) (*Stack, error) {
 	root, err := labtest.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -108,7 +122,7 @@ func StartOnQueue(ctx context.Context, env *labtest.Env, say func(string, ...any
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Lab: env, Root: root, Bin: bin, Dir: dir, Say: say, TaskQueue: queue}
+	s := &Stack{Lab: env, Root: root, Bin: bin, Dir: dir, Say: say, TaskQueue: opts.TaskQueue, PrometheusURL: opts.PrometheusURL}
 	cfg := env.RestConfig()
 	if s.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
@@ -201,11 +215,15 @@ func (s *Stack) StartWorker(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	prom := s.PrometheusURL
+	if prom == "" {
+		prom = s.Lab.PrometheusURL
+	}
 	env := []string{
 		"CANARYFLOW_TEMPORAL_ADDRESS=" + s.Lab.TemporalAddress,
 		"CANARYFLOW_TEMPORAL_NAMESPACE=" + s.Lab.TemporalNamespace,
 		"CANARYFLOW_KUBECONFIG=" + s.WorkerKubeconfig,
-		"CANARYFLOW_PROMETHEUS=" + s.Lab.PrometheusURL,
+		"CANARYFLOW_PROMETHEUS=" + prom,
 		"CANARYFLOW_LISTEN=" + fmt.Sprintf("127.0.0.1:%d", port),
 		"CANARYFLOW_LOG_FORMAT=json",
 		"CANARYFLOW_METRICS_REFRESH=1s",

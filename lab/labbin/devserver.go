@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
@@ -35,5 +36,21 @@ func DevServer(ctx context.Context, logger log.Logger) (*testsuite.DevServer, er
 	if err != nil {
 		return nil, fmt.Errorf("start the dev server: %w", err)
 	}
+	devMu.Lock()
+	devAddrs = append(devAddrs, srv.FrontendHostPort())
+	devMu.Unlock()
 	return srv, nil
+}
+
+var (
+	devMu    sync.Mutex
+	devAddrs []string
+)
+
+// DevServers lists the frontend addresses of the private dev servers DevServer started in this process, some
+// perhaps stopped since, so that the lab's secret scan (labtest.Namespace) reads their histories too.
+func DevServers() []string {
+	devMu.Lock()
+	defer devMu.Unlock()
+	return append([]string(nil), devAddrs...)
 }

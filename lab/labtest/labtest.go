@@ -161,7 +161,8 @@ func Gateway(t testing.TB) (namespace, name, listener string) {
 
 // Namespace creates a Kubernetes namespace named after prefix with a random
 // suffix, waits until its default ServiceAccount exists (pods need it), and
-// deletes it when the test ends.
+// deletes it when the test ends. Before deleting it, it fails the test if the value of any of its Secrets is in
+// a workflow history of the lab's Temporal tied to it (ScanHistoriesForSecrets).
 func Namespace(t testing.TB, prefix string) string {
 	t.Helper()
 	return Lab(t).Namespace(t, prefix)
@@ -182,6 +183,8 @@ func (env *Env) Namespace(t testing.TB, prefix string) string {
 		t.Fatalf("labtest: creating namespace: %v", err)
 	}
 	t.Cleanup(func() {
+		// Before the namespace and its Secrets go: no Secret value may be in a history of its rollouts.
+		scanAtCleanup(t, env, cs, ns.Name)
 		_ = cs.CoreV1().Namespaces().Delete(context.Background(), ns.Name, metav1.DeleteOptions{})
 	})
 	deadline := time.Now().Add(30 * time.Second)
