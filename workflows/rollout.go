@@ -26,7 +26,8 @@ var (
 // ends Initialized. A later run ends at once with NoNewRun when the target equals what the primary runs;
 // otherwise it analyses the new revision (design.md §3) and ends Succeeded (promoted) or Failed (rolled back).
 // Cancelling the workflow rolls back like abort and ends the execution as canceled, with the RolloutResult (phase
-// Failed) as the cancellation details. Terminating it stops it without cleanup.
+// Failed) as the cancellation details; once the promotion has finished, a cancel only stops the post-rollout
+// hooks and the run ends Succeeded. Terminating it stops it without cleanup.
 //
 // History stays bounded: past historyLimit events a run continues as new with its Status in the input.
 func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {

@@ -15,4 +15,8 @@ const (
 	// versionRevertPromotion marks runs whose rollback after the promotion began restores the primary's previous
 	// revision (runs recorded before it routed back to a primary that already ran the rolled-back revision).
 	versionRevertPromotion = "revert-promotion"
+
+	// versionKeepFinishedPromotion marks runs that stay Succeeded when cancelled during the post-rollout hooks
+	// (runs recorded before it rolled back there, ending Failed on a primary that kept the new revision).
+	versionKeepFinishedPromotion = "keep-finished-promotion"
 )
