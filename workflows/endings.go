@@ -35,7 +35,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 		return r.rollback(r.abortReason(), activities.EventAborted)
 	}
 	r.primaryWritten = revertible
-	if err := r.exec(kubeOptions(), wl.Promote, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.Promote, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
 		return r.fail(err)
 	}
 	ready, reason, err := r.waitReady(activities.WorkloadPrimary, aborted)
@@ -83,7 +83,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	}
 
 	r.setPhase(PhaseFinalising)
-	if err := r.exec(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
 		return r.fail(err)
 	}
 	if revertible && aborted() {

@@ -88,6 +88,21 @@ func webhookOptions(h v1beta1.CanaryWebhook) workflow.ActivityOptions {
 	}
 }
 
+// checksOptions: one step's webhooks and metric checks, run at once by RunChecks. Its deadline is the slowest
+// of them: a hook with its own retries (webhookOptions), the metric checks with theirs (RunChecks retries a
+// backend it cannot reach, as metricOptions would). RunChecks turns every failure of a check into a result, so
+// Temporal retries only a lost worker, once.
+func checksOptions(hooks []v1beta1.CanaryWebhook, metrics bool) workflow.ActivityOptions {
+	var budget time.Duration
+	if metrics {
+		budget = metricOptions().StartToCloseTimeout
+	}
+	for _, h := range hooks {
+		budget = max(budget, webhookOptions(h).StartToCloseTimeout)
+	}
+	return workflow.ActivityOptions{StartToCloseTimeout: budget, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 2}}
+}
+
 // alertOptions: notifications. They never fail the rollout, so a few attempts are enough.
 func alertOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{

@@ -23,7 +23,10 @@ import (
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
-var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+// t0 is the test clock's start. It lies ahead of the machine's clock because the test environment gives a local
+// activity a deadline from the test clock but checks it against the real one: a start in the past would time out
+// every local activity that does not answer at once.
+var t0 = time.Date(2036, 11, 22, 10, 0, 0, 0, time.UTC)
 
 // podinfo is the canary of Flagger's tutorial: stepWeight 10 up to 50, every minute, two builtin metrics and a
 // load-test rollout webhook, threshold 3.
@@ -263,7 +266,8 @@ func TestNewRevisionIsPromotedStepByStepWithStepWeight(t *testing.T) {
 	h.requireRoutes(podinfoRoutes...)
 	require.Equal(t, succeeded("rev2"), summarize(res.Status))
 	require.True(t, res.Promoted)
-	step := []string{"CheckReady canary", "CallWebhook rollout/load-test", "RunMetricChecks"}
+	// One step: a readiness observation, then one activity for the webhook and the metric checks together.
+	step := []string{"CheckReady canary", "RunChecks", "CallWebhook rollout/load-test", "RunMetricChecks"}
 	var want []string
 	want = append(want, "DetectRevision", "ReconcileRouter", "ScaleCanary up", "CheckReady canary",
 		"CheckReady canary", "SetRoutes 90/10")

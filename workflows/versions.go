@@ -19,4 +19,10 @@ const (
 	// versionKeepFinishedPromotion marks runs that stay Succeeded when cancelled during the post-rollout hooks
 	// (runs recorded before it rolled back there, ending Failed on a primary that kept the new revision).
 	versionKeepFinishedPromotion = "keep-finished-promotion"
+
+	// versionLeanHistory marks runs that write about half the history: the short Kubernetes calls (revision reads
+	// stay activities) are local activities, one marker each in the workflow task that asked for them, and an
+	// analysis step's webhooks and metric checks run concurrently in one RunChecks activity. Runs recorded before
+	// it ran each as an activity of its own, with a workflow task per result.
+	versionLeanHistory = "lean-history"
 )
