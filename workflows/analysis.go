@@ -362,11 +362,21 @@ func (r *rollout) hasUrgent() bool {
 		(!r.st.Paused && r.st.PendingGate != "" && r.hasOpenGate(r.st.PendingGate))
 }
 
-// continueAsNewDue is checked only between steps, where the whole state is in r.st.
+// continueAsNewDue is checked only between steps, where the whole state is in r.st: past historyLimit events,
+// or when the server suggests it (its own history count or size limits, which it knows better than a count).
 func (r *rollout) continueAsNewDue() bool {
-	if workflow.GetInfo(r.ctx).GetCurrentHistoryLength() < historyLimit {
+	info := workflow.GetInfo(r.ctx)
+	if info.GetCurrentHistoryLength() < historyLimit && !r.continueAsNewSuggested(info) {
 		return false
 	}
 	r.drain()
 	return !r.hasUrgent()
+}
+
+// continueAsNewSuggested says whether to follow the server's suggestion to continue as new. The version is asked
+// only when the server suggests it, so that runs that never get the suggestion record no marker; runs recorded
+// before versionContinueAsNewSuggested went on past it.
+func (r *rollout) continueAsNewSuggested(info *workflow.Info) bool {
+	return info.GetContinueAsNewSuggested() &&
+		workflow.GetVersion(r.ctx, versionContinueAsNewSuggested, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 }

@@ -29,7 +29,8 @@ var (
 // Failed) as the cancellation details; once the promotion has finished, a cancel only stops the post-rollout
 // hooks and the run ends Succeeded. Terminating it stops it without cleanup.
 //
-// History stays bounded: past historyLimit events a run continues as new with its Status in the input.
+// History stays bounded: past historyLimit events, or when the server suggests it, a run continues as new (between
+// steps) with its Status in the input.
 func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	r := newRollout(ctx, in)
 	if err := r.setup(); err != nil {

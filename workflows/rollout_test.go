@@ -705,6 +705,30 @@ func TestLongHistoryContinuesAsNewCarryingTheStatus(t *testing.T) {
 	require.NotContains(t, h2.f.calls, "DetectRevision", "a continued run does not start over")
 }
 
+// The server's suggestion to continue as new is followed between steps, as a long history is: the next run
+// carries the status and finishes the release.
+func TestContinueAsNewSuggestedByTheServerCarriesTheStatus(t *testing.T) {
+	h := newHarness(t)
+	h.env.SetContinueAsNewSuggested(true)
+	h.execute(RolloutInput{Canary: podinfo()})
+
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	var next RolloutInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Status)
+	require.Equal(t, PhaseProgressing, next.Status.Phase)
+	require.Equal(t, 10, next.Status.CanaryWeight)
+	h.requireRoutes(r(90, 10, 0))
+
+	h2 := newHarness(t)
+	h2.execute(next)
+	var res RolloutResult
+	require.NoError(t, h2.env.GetWorkflowError())
+	require.NoError(t, h2.env.GetWorkflowResult(&res))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+}
+
 func TestSuspendedCanaryStartsNoRollout(t *testing.T) {
 	h := newHarness(t)
 	res := h.run(podinfo(func(c *v1beta1.Canary) { c.Spec.Suspend = true }))

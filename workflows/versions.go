@@ -25,4 +25,8 @@ const (
 	// analysis step's webhooks and metric checks run concurrently in one RunChecks activity. Runs recorded before
 	// it ran each as an activity of its own, with a workflow task per result.
 	versionLeanHistory = "lean-history"
+
+	// versionContinueAsNewSuggested marks runs that continue as new (between steps) when the server suggests it,
+	// not only past historyLimit events.
+	versionContinueAsNewSuggested = "continue-as-new-suggested"
 )
