@@ -112,6 +112,38 @@ func recordings() []recording {
 			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
 				hook(v1beta1.PostRolloutHook, "notify"), hook(v1beta1.PostRolloutHook, "audit"))
 		}), cancelDuring: "CallWebhook post-rollout/notify"},
+		// Recorded at signal-listeners: signals applied by listener goroutines, waits on workflow.Await.
+		{file: "ten-steps-v3.json", canary: podinfo(fast, named("podinfo-ten-steps-v3"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+		{file: "abort-signal-v3.json", canary: podinfo(fast, named("podinfo-abort-v3")),
+			signals: func(ctx context.Context, c client.Client, id string) error {
+				time.Sleep(15 * time.Second) // mid-interval, after the second step
+				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+			}},
+		{file: "abort-during-promotion-v3.json", canary: podinfo(fast, named("podinfo-abort-promotion-v3")), script: func(f *fakes) {
+			f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
+			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+		}},
+		{file: "confirm-promotion-approved-v3.json", canary: podinfo(fast, named("podinfo-approval-v3"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+		}), script: func(f *fakes) {
+			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second)
+			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
+		}},
+		{file: "pause-resume-v3.json", canary: podinfo(fast, named("podinfo-pause-v3")),
+			signals: func(ctx context.Context, c client.Client, id string) error {
+				time.Sleep(15 * time.Second) // paused at weight 20 for 20 s, then a full interval before the next step
+				if err := c.SignalWorkflow(ctx, id, "", SignalPause, ActionSignal{By: "recorder", Reason: "replay fixture"}); err != nil {
+					return err
+				}
+				time.Sleep(20 * time.Second)
+				return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
+			}},
 		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
 		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
 			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}

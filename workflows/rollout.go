@@ -88,6 +88,8 @@ type rollout struct {
 	// lean is true from versionLeanHistory on: short Kubernetes calls are local activities, a step's checks one
 	// activity.
 	lean bool
+	// listening is true from versionSignalListeners on: listener goroutines apply the signals as they arrive.
+	listening bool
 	// primaryWritten is set when the promotion may have given the primary the canary's template: a rollback
 	// from then on must put the primary's previous revision back first.
 	primaryWritten bool
@@ -125,6 +127,9 @@ func (r *rollout) setup() error {
 	r.revisionCh = workflow.GetSignalChannel(r.ctx, SignalRevision)
 	r.wake = workflow.NewBufferedChannel(r.ctx, 1)
 	r.lean = workflow.GetVersion(r.ctx, versionLeanHistory, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	if workflow.GetVersion(r.ctx, versionSignalListeners, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		r.listen()
+	}
 	if err := workflow.SetQueryHandler(r.ctx, QueryStatus, func() (Status, error) { return r.st, nil }); err != nil {
 		return fmt.Errorf("register status query of %s: %w", r.name(), err)
 	}

@@ -29,4 +29,9 @@ const (
 	// versionContinueAsNewSuggested marks runs that continue as new (between steps) when the server suggests it,
 	// not only past historyLimit events.
 	versionContinueAsNewSuggested = "continue-as-new-suggested"
+
+	// versionSignalListeners marks runs whose signals are applied by listener goroutines as they arrive, and
+	// whose waits are workflow.Await conditions on that state. Runs recorded before it took signals only where
+	// the code drained the channels (drain, the selector of wait).
+	versionSignalListeners = "signal-listeners"
 )
