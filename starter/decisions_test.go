@@ -41,8 +41,11 @@ func historyDecisions(t *testing.T, file string) ([]string, int) {
 func TestHistoryTellsTheSameDecisionsBeforeAndAfterTheLeanHistory(t *testing.T) {
 	for _, tc := range []struct{ before, after string }{
 		{"ten-steps.json", "ten-steps-v2.json"},
+		{"ten-steps.json", "ten-steps-v3.json"},
 		{"rollback-failed-checks.json", "rollback-failed-checks-v2.json"},
 		{"confirm-promotion-approved.json", "confirm-promotion-approved-v2.json"},
+		{"confirm-promotion-approved.json", "confirm-promotion-approved-v3.json"},
+		{"abort-signal.json", "abort-signal-v3.json"},
 	} {
 		t.Run(tc.after, func(t *testing.T) {
 			before, beforeCode := historyDecisions(t, tc.before)
@@ -50,7 +53,7 @@ func TestHistoryTellsTheSameDecisionsBeforeAndAfterTheLeanHistory(t *testing.T) 
 			require.Equal(t, beforeCode, afterCode)
 			// The canaries of the recordings are named apart (-v2): compare with the suffix taken out.
 			for i := range after {
-				after[i] = strings.ReplaceAll(after[i], "-v2", "")
+				after[i] = strings.NewReplacer("-v2", "", "-v3", "").Replace(after[i])
 			}
 			require.Equal(t, before, after)
 		})
@@ -60,10 +63,10 @@ func TestHistoryTellsTheSameDecisionsBeforeAndAfterTheLeanHistory(t *testing.T) 
 // The reference ten-step canary's history names every weight it set, every check with its value and range, every
 // webhook answer, and the promotion.
 func TestHistoryOfTheTenStepCanaryNamesEveryDecision(t *testing.T) {
-	texts, code := historyDecisions(t, "ten-steps-v2.json")
+	texts, code := historyDecisions(t, "ten-steps-v3.json")
 	require.Equal(t, exitOK, code)
 	for w := 10; w <= 100; w += 10 {
-		require.Contains(t, texts, "Advance podinfo-ten-steps-v2.test canary weight "+itoa(w))
+		require.Contains(t, texts, "Advance podinfo-ten-steps-v3.test canary weight "+itoa(w))
 		require.Contains(t, texts, "weight primary "+itoa(100-w)+" canary "+itoa(w))
 	}
 	require.Contains(t, texts, "weight primary 100 canary 0")

@@ -36,8 +36,8 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		max  int
 	}{
 		{"ten-steps.json", historyLimit / 10}, // recorded before versionLeanHistory
-		{"ten-steps-v2.json", 200}, // recorded at versionLeanHistory
-		{"ten-steps-v3.json", 200}, // recorded at versionSignalListeners
+		{"ten-steps-v2.json", 200},            // recorded at versionLeanHistory
+		{"ten-steps-v3.json", 200},            // recorded at versionSignalListeners
 	} {
 		f, err := os.Open(filepath.Join(historiesDir, tc.file))
 		require.NoError(t, err)
