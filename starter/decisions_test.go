@@ -81,3 +81,12 @@ func TestHistoryOfTheTenStepCanaryNamesEveryDecision(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A short Kubernetes call is a local activity, and its failure a marker: a refusal there (the router's object is
+// not canaryflow's) still reads as a refusal before any change, exit 2, as when the call was an activity.
+func TestHistoryReadsARefusalOfALocalActivity(t *testing.T) {
+	texts, code := historyDecisions(t, "refused-router-v3.json")
+	require.Equal(t, exitBadInput, code)
+	require.Contains(t, texts, "ReconcileRouter failed: TraefikService test/podinfo exists and is not managed by canaryflow")
+	require.Equal(t, refusedText("TraefikService test/podinfo exists and is not managed by canaryflow"), texts[len(texts)-1])
+}

@@ -144,6 +144,11 @@ func recordings() []recording {
 				time.Sleep(20 * time.Second)
 				return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
 			}},
+		// Recorded at signal-listeners: the router refuses (a local activity's failure), the rollout rolls back.
+		{file: "refused-router-v3.json", canary: podinfo(fast, named("podinfo-refused-v3")), script: func(f *fakes) {
+			f.reconcileErr = temporal.NewNonRetryableApplicationError("TraefikService test/podinfo exists and is not managed by canaryflow",
+				activities.ErrTypeRefused, nil)
+		}},
 		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
 		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
 			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}
