@@ -37,7 +37,7 @@ func (r *rollout) checkInTurn(first bool) (passed bool, out outcome, err error) 
 // checkAtOnce runs the checks of a step (as checkInTurn) in one RunChecks activity, all at once, and judges
 // every result in Flagger's order: the first hook that failed, in spec order, then the metrics. One activity
 // and one workflow task per step, with every hook's answer and every check's query, value, range and verdict in
-// its result.
+// its result. Unlike Flagger, which stops at the first failing check, every check of the step runs.
 func (r *rollout) checkAtOnce(first bool) (passed bool, out outcome, err error) {
 	t, metrics := v1beta1.RolloutHook, r.a.Metrics
 	if first {
