@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
 
@@ -41,11 +43,38 @@ const (
 	metricBackoff  = 2 * time.Second
 )
 
+// MetricChecksTimeout is the longest the metric checks of a step may take in RunChecks, for an analysis interval:
+// every attempt of a query bounded by QueryTimeout, and the pauses between them (the metrics run side by side).
+func MetricChecksTimeout(interval string) time.Duration {
+	return metricAttempts*QueryTimeout(interval) + metricBackoff + 2*metricBackoff
+}
+
+// ChecksHeartbeat is how often RunChecks tells Temporal it is alive: a worker lost in the middle of a step's
+// checks is then noticed at the activity's heartbeat timeout, not at its deadline (a step held for minutes also
+// stops the load the steps' webhooks keep going).
+const ChecksHeartbeat = 3 * time.Second
+
 // RunChecks runs one step's webhooks and metric checks concurrently and returns every result: one activity, one
 // workflow task per step, however many checks. It never fails because of a check: a hook that cannot be called
 // is a result that did not pass, and metric checks that cannot run are MetricsError. Which failure counts (hooks
 // first, in spec order, then metrics) is the workflow's to decide.
 func (a *Analysis) RunChecks(ctx context.Context, in ChecksInput) (ChecksResult, error) {
+	if activity.IsActivity(ctx) {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			tick := time.NewTicker(ChecksHeartbeat)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					activity.RecordHeartbeat(ctx)
+				}
+			}
+		}()
+	}
 	out := ChecksResult{Webhooks: make([]WebhookResult, len(in.Hooks))}
 	var wg sync.WaitGroup
 	for i, h := range in.Hooks {

@@ -314,7 +314,9 @@ func (r *decisionReader) completedActivity(name string, result *commonpb.Payload
 			hookFailed = hookFailed || !w.Passed
 		}
 		if res.MetricsError != "" {
-			out = append(out, "metric checks could not run: "+res.MetricsError)
+			// Worded as the failure of the metric checks when they were an activity of their own, so that a
+			// history reads the same before and after the workflow's lean-history version.
+			out = append(out, activities.ActivityRunMetricChecks+" failed: "+res.MetricsError)
 		}
 		return append(out, r.checks(res.Checks, !hookFailed)...) // a failed hook is the step's failed check
 	}

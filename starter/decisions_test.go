@@ -90,3 +90,19 @@ func TestHistoryReadsARefusalOfALocalActivity(t *testing.T) {
 	require.Contains(t, texts, "ReconcileRouter failed: TraefikService test/podinfo exists and is not managed by canaryflow")
 	require.Equal(t, refusedText("TraefikService test/podinfo exists and is not managed by canaryflow"), texts[len(texts)-1])
 }
+
+// Metric checks that cannot run (the backend down) read as before lean-history, when they were an activity of
+// their own that failed: one line per step, then the rollback at the threshold.
+func TestHistoryReadsMetricChecksThatCouldNotRun(t *testing.T) {
+	texts, code := historyDecisions(t, "metrics-down-v3.json")
+	require.Equal(t, exitFailed, code)
+	line := "RunMetricChecks failed: metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused"
+	n := 0
+	for _, tx := range texts {
+		if tx == line {
+			n++
+		}
+	}
+	require.Equal(t, 2, n, "one per step until the threshold (2):\n%s", strings.Join(texts, "\n"))
+	require.Contains(t, texts[len(texts)-1], "rolled back: Rolling back podinfo-metrics-down-v3.test failed checks threshold reached 2")
+}

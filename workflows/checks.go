@@ -49,7 +49,7 @@ func (r *rollout) checkAtOnce(first bool) (passed bool, out outcome, err error) 
 	}
 	in := activities.ChecksInput{Canary: r.ref, Payload: r.webhookPayload(), Hooks: hooks, Metrics: metrics, Templates: r.in.Templates}
 	var res activities.ChecksResult
-	if err := r.exec(checksOptions(hooks, len(metrics) > 0), activities.ActivityRunChecks, in, &res); err != nil {
+	if err := r.exec(checksOptions(r.a, hooks, len(metrics) > 0), activities.ActivityRunChecks, in, &res); err != nil {
 		if errors.Is(err, errCanceled) {
 			return false, keepGoing, err
 		}

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -148,6 +149,14 @@ func recordings() []recording {
 		{file: "refused-router-v3.json", canary: podinfo(fast, named("podinfo-refused-v3")), script: func(f *fakes) {
 			f.reconcileErr = temporal.NewNonRetryableApplicationError("TraefikService test/podinfo exists and is not managed by canaryflow",
 				activities.ErrTypeRefused, nil)
+		}},
+		// Recorded at signal-listeners: the metrics backend is down, each step counts a failed check, rolled back.
+		{file: "metrics-down-v3.json", canary: podinfo(fast, named("podinfo-metrics-down-v3"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Threshold = 2
+		}), script: func(f *fakes) {
+			f.metricsErr = func(time.Duration) error {
+				return errors.New("metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused")
+			}
 		}},
 		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
 		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
