@@ -76,7 +76,7 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 			r.refused = a.GetFailure().GetMessage()
 		}
 	case enumspb.EVENT_TYPE_MARKER_RECORDED:
-		texts = r.localActivity(ev.GetMarkerRecordedEventAttributes())
+		texts = r.localActivity(ev)
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		a := ev.GetActivityTaskTimedOutEventAttributes()
 		texts = []string{fmt.Sprintf("%s timed out: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage())}
@@ -203,58 +203,23 @@ func (r *decisionReader) started(a *historypb.WorkflowExecutionStartedEventAttri
 		c.Namespace, c.Name, c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Spec.Provider, c.Strategy())}
 }
 
-// localActivityMarker is the marker name of a local activity's result. The workflow runs its short Kubernetes
-// calls as local activities (from its lean-history version on): a call is then one marker holding its type
-// ("data") and its result ("result") or its failure, instead of scheduled, started and completed events.
-const localActivityMarker = "LocalActivity"
-
-// localActivity reads a local activity's marker as the events of an activity would read.
-func (r *decisionReader) localActivity(a *historypb.MarkerRecordedEventAttributes) []string {
-	if a.GetMarkerName() != localActivityMarker {
+// localActivity reads a local activity's marker (a short Kubernetes call, from the workflow's lean-history version
+// on) as the events of an activity would read.
+func (r *decisionReader) localActivity(ev *historypb.HistoryEvent) []string {
+	typ, _, failure, ok := workflows.LocalActivity(ev)
+	if !ok {
 		return nil // a version marker
 	}
-	var meta struct{ ActivityType string }
-	if r.first(a.GetDetails()["data"], &meta) != nil {
-		return nil
-	}
-	if f := a.GetFailure(); f != nil {
-		if r.refused == "" && refusal(meta.ActivityType, f) {
-			r.refused = f.GetMessage()
+	if failure != nil {
+		if r.refused == "" && refusal(typ, failure) {
+			r.refused = failure.GetMessage()
 		}
-		return []string{fmt.Sprintf("%s failed: %s", meta.ActivityType, f.GetMessage())}
+		return []string{fmt.Sprintf("%s failed: %s", typ, failure.GetMessage())}
 	}
-	if meta.ActivityType == activityRoutes {
-		var res activities.RoutesResult
-		if r.first(a.GetDetails()["result"], &res) != nil {
-			return nil
-		}
-		return r.split(res)
+	if s, ok := workflows.SplitSet(ev); ok {
+		return r.split(s)
 	}
-	return r.scheduledActivity(meta.ActivityType, nil)
-}
-
-// activityRoutes is the activity that sets a split (Routing.SetRoutes).
-const activityRoutes = "SetRoutes"
-
-// splitOf returns the split an event sets: a scheduled SetRoutes activity (its input) or a SetRoutes local
-// activity (its result). A split is decided once, whatever the attempts of its call.
-func splitOf(dc converter.DataConverter, ev *historypb.HistoryEvent) (activities.RoutesResult, bool) {
-	var p *commonpb.Payloads
-	if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activityRoutes {
-		p = a.GetInput()
-	}
-	if a := ev.GetMarkerRecordedEventAttributes(); a != nil && a.GetMarkerName() == localActivityMarker && a.GetFailure() == nil {
-		var meta struct{ ActivityType string }
-		if ps := a.GetDetails()["data"].GetPayloads(); len(ps) > 0 && dc.FromPayload(ps[0], &meta) == nil && meta.ActivityType == activityRoutes {
-			p = a.GetDetails()["result"]
-		}
-	}
-	// RoutesInput and RoutesResult name the weights alike.
-	var res activities.RoutesResult
-	if len(p.GetPayloads()) == 0 || dc.FromPayload(p.GetPayloads()[0], &res) != nil {
-		return res, false
-	}
-	return res, true
+	return r.scheduledActivity(typ, nil)
 }
 
 // split words a split set on the router, with the advance it makes.
@@ -273,7 +238,7 @@ func (r *decisionReader) split(s activities.RoutesResult) []string {
 
 func (r *decisionReader) scheduledActivity(name string, input *commonpb.Payloads) []string {
 	switch name {
-	case activityRoutes:
+	case "SetRoutes":
 		var in activities.RoutesInput
 		if r.first(input, &in) != nil {
 			return nil

@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -165,7 +164,7 @@ func scheduledSplits(t *testing.T, c client.Client, id string) []string {
 	for it.HasNext() {
 		ev, err := it.Next()
 		require.NoError(t, err)
-		if s, ok := splitOf(converter.GetDefaultDataConverter(), ev); ok {
+		if s, ok := workflows.SplitSet(ev); ok {
 			out = append(out, fmt.Sprintf("%d/%d", s.PrimaryWeight, s.CanaryWeight))
 		}
 	}
