@@ -165,7 +165,8 @@ type AlertResult struct {
 	Failed map[string]string `json:"failed,omitempty"`
 }
 
-// The analysis activities' names, as registered from the methods of Analysis (see analysis.go):
+// The analysis activities' names, as registered from the methods of Analysis (see analysis.go; RunChecks, the
+// one a step calls since the workflow's lean-history version, and ActivityRunChecks are in analysis_checks.go):
 //
 //	RunMetricChecks(ctx, MetricChecksInput) (MetricChecksResult, error)
 //	CallWebhook(ctx, WebhookInput) (WebhookResult, error)

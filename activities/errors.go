@@ -16,7 +16,8 @@ import (
 // temporal.ApplicationError.Type(); all of them are non-retryable: retrying cannot fix them.
 const (
 	// ErrTypeProgressDeadlineExceeded: the canary or the primary did not become ready within
-	// spec.progressDeadlineSeconds. The workflow rolls back.
+	// spec.progressDeadlineSeconds. CheckReady no longer fails so (the workflow judges the deadline itself); the
+	// type stays for the histories of rollouts whose CheckReady did.
 	ErrTypeProgressDeadlineExceeded = "ProgressDeadlineExceeded"
 	// ErrTypeNotFound: an object the step needs does not exist (the target, a referenced Ingress or route).
 	ErrTypeNotFound = "NotFound"

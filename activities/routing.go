@@ -35,6 +35,15 @@ type RoutesInput struct {
 	Mirrored      bool           `json:"mirrored,omitempty"`
 }
 
+// RoutesResult is the split SetRoutes set, so that a history that records only results (a local activity's
+// marker) still says which weights were set.
+type RoutesResult struct {
+	Summary       string `json:"summary,omitempty"`
+	PrimaryWeight int    `json:"primaryWeight"`
+	CanaryWeight  int    `json:"canaryWeight"`
+	Mirrored      bool   `json:"mirrored,omitempty"`
+}
+
 func (r *Routing) router(c *v1beta1.Canary) (router.Router, error) {
 	rt, err := r.Routers.Get(c.Spec.Provider)
 	if err != nil {
@@ -57,22 +66,22 @@ func (r *Routing) ReconcileRouter(ctx context.Context, in RouterInput) (ActionRe
 }
 
 // SetRoutes sets the traffic split between the primary and the canary.
-func (r *Routing) SetRoutes(ctx context.Context, in RoutesInput) (ActionResult, error) {
+func (r *Routing) SetRoutes(ctx context.Context, in RoutesInput) (RoutesResult, error) {
 	if err := router.CheckSplit(&in.Canary, in.PrimaryWeight, in.CanaryWeight, in.Mirrored); err != nil {
-		return ActionResult{}, classify(err, "set routes")
+		return RoutesResult{}, classify(err, "set routes")
 	}
 	rt, err := r.router(&in.Canary)
 	if err != nil {
-		return ActionResult{}, err
+		return RoutesResult{}, err
 	}
 	if err := rt.SetRoutes(ctx, &in.Canary, in.PrimaryWeight, in.CanaryWeight, in.Mirrored); err != nil {
-		return ActionResult{}, classify(err, fmt.Sprintf("set routes %d/%d of %s", in.PrimaryWeight, in.CanaryWeight, describe(&in.Canary)))
+		return RoutesResult{}, classify(err, fmt.Sprintf("set routes %d/%d of %s", in.PrimaryWeight, in.CanaryWeight, describe(&in.Canary)))
 	}
 	s := fmt.Sprintf("routes of %s set to primary %d canary %d", describe(&in.Canary), in.PrimaryWeight, in.CanaryWeight)
 	if in.Mirrored {
 		s += " (mirrored)"
 	}
-	return ActionResult{Summary: s}, nil
+	return RoutesResult{Summary: s, PrimaryWeight: in.PrimaryWeight, CanaryWeight: in.CanaryWeight, Mirrored: in.Mirrored}, nil
 }
 
 // FinalizeRouter removes or reverts the routing objects of a deleted Canary.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -120,9 +119,6 @@ type ScaleInput struct {
 type ReadyInput struct {
 	Canary   v1beta1.Canary `json:"canary"`
 	Workload Workload       `json:"workload"`
-	// NotReadySince is when the workflow first saw the workload not ready (workflow time); zero when it has not
-	// yet. Past NotReadySince + spec.progressDeadlineSeconds the activity fails with ProgressDeadlineExceeded.
-	NotReadySince time.Time `json:"notReadySince,omitzero"`
 }
 
 // ReadyResult is one readiness observation; not ready yet is a result, not an error.
@@ -181,8 +177,9 @@ func (w *Workloads) ScaleCanary(ctx context.Context, in ScaleInput) (ActionResul
 }
 
 // CheckReady observes once whether the canary or the primary is ready. It returns quickly: the workflow polls
-// it on a timer, which survives worker crashes and costs less history than a long heartbeating wait. Past the
-// progress deadline it fails with the non-retryable ProgressDeadlineExceeded.
+// it on a timer, which survives worker crashes and costs less history than a long heartbeating wait. It only
+// observes: how long a workload may stay not ready (the progress deadline) is the workflow's to judge, on the
+// workflow's clock.
 func (w *Workloads) CheckReady(ctx context.Context, in ReadyInput) (ReadyResult, error) {
 	ready, reason, err := w.Kube.IsReady(ctx, &in.Canary, in.Workload == WorkloadPrimary)
 	if err != nil {
@@ -190,10 +187,6 @@ func (w *Workloads) CheckReady(ctx context.Context, in ReadyInput) (ReadyResult,
 	}
 	if ready {
 		return ReadyResult{Ready: true}, nil
-	}
-	if deadline := in.Canary.ProgressDeadline(); !in.NotReadySince.IsZero() && time.Since(in.NotReadySince) > deadline {
-		msg := fmt.Sprintf("%s of %s not ready after %s (progress deadline): %s", in.Workload, describe(&in.Canary), deadline, reason)
-		return ReadyResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeProgressDeadlineExceeded, nil)
 	}
 	activity.GetLogger(ctx).Debug("workload not ready", "canary", describe(&in.Canary), "workload", in.Workload, "reason", reason)
 	return ReadyResult{Ready: false, Reason: reason}, nil

@@ -75,6 +75,8 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 		if r.refused == "" && refusal(name, a.GetFailure()) {
 			r.refused = a.GetFailure().GetMessage()
 		}
+	case enumspb.EVENT_TYPE_MARKER_RECORDED:
+		texts = r.localActivity(ev)
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		a := ev.GetActivityTaskTimedOutEventAttributes()
 		texts = []string{fmt.Sprintf("%s timed out: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage())}
@@ -201,6 +203,39 @@ func (r *decisionReader) started(a *historypb.WorkflowExecutionStartedEventAttri
 		c.Namespace, c.Name, c.Spec.TargetRef.Kind, c.Spec.TargetRef.Name, c.Spec.Provider, c.Strategy())}
 }
 
+// localActivity reads a local activity's marker (a short Kubernetes call, from the workflow's lean-history version
+// on) as the events of an activity would read.
+func (r *decisionReader) localActivity(ev *historypb.HistoryEvent) []string {
+	typ, _, failure, ok := workflows.LocalActivity(ev)
+	if !ok {
+		return nil // a version marker
+	}
+	if failure != nil {
+		if r.refused == "" && refusal(typ, failure) {
+			r.refused = failure.GetMessage()
+		}
+		return []string{fmt.Sprintf("%s failed: %s", typ, failure.GetMessage())}
+	}
+	if s, ok := workflows.SplitSet(ev); ok {
+		return r.split(s)
+	}
+	return r.scheduledActivity(typ, nil)
+}
+
+// split words a split set on the router, with the advance it makes.
+func (r *decisionReader) split(s activities.RoutesResult) []string {
+	t := fmt.Sprintf("weight primary %d canary %d", s.PrimaryWeight, s.CanaryWeight)
+	if s.Mirrored {
+		t += " (canary gets mirrored traffic)"
+	}
+	var out []string
+	if s.CanaryWeight > r.lastCanary {
+		out = append(out, fmt.Sprintf("Advance %s canary weight %d", r.canary, s.CanaryWeight))
+	}
+	r.lastCanary = s.CanaryWeight
+	return append(out, t)
+}
+
 func (r *decisionReader) scheduledActivity(name string, input *commonpb.Payloads) []string {
 	switch name {
 	case "SetRoutes":
@@ -208,16 +243,7 @@ func (r *decisionReader) scheduledActivity(name string, input *commonpb.Payloads
 		if r.first(input, &in) != nil {
 			return nil
 		}
-		t := fmt.Sprintf("weight primary %d canary %d", in.PrimaryWeight, in.CanaryWeight)
-		if in.Mirrored {
-			t += " (canary gets mirrored traffic)"
-		}
-		var out []string
-		if in.CanaryWeight > r.lastCanary {
-			out = append(out, fmt.Sprintf("Advance %s canary weight %d", r.canary, in.CanaryWeight))
-		}
-		r.lastCanary = in.CanaryWeight
-		return append(out, t)
+		return r.split(activities.RoutesResult{PrimaryWeight: in.PrimaryWeight, CanaryWeight: in.CanaryWeight, Mirrored: in.Mirrored})
 	case "InitializeWorkloads":
 		return []string{"initialising: creating the primary, its Services and the router"}
 	case "Promote":
@@ -233,34 +259,62 @@ func (r *decisionReader) completedActivity(name string, result *commonpb.Payload
 		if r.first(result, &res) != nil {
 			return nil
 		}
-		out := make([]string, 0, len(res.Results)+1)
-		halt := ""
-		for _, c := range res.Results {
-			out = append(out, "check "+checkLine(c))
-			if halt == "" && c.Verdict == activities.VerdictFail { // the first failure halts the step
-				halt = "Halt " + r.canary + " advancement " + workflows.CheckMessage(c)
-			}
-		}
-		if halt != "" {
-			out = append(out, halt)
-		}
-		return out
+		return r.checks(res.Results, true)
 	case activities.ActivityCallWebhook:
 		var res activities.WebhookResult
 		if r.first(result, &res) != nil || res.Type == v1beta1.EventHook {
 			return nil // event hooks are notifications, not decisions
 		}
-		verdict := "passed"
-		if !res.Passed {
-			verdict = "failed"
+		return []string{hookLine(res)}
+	case activities.ActivityRunChecks:
+		// A step's webhooks and metric checks, run at once: the same lines as when each was an activity.
+		var res activities.ChecksResult
+		if r.first(result, &res) != nil {
+			return nil
 		}
-		t := fmt.Sprintf("%s hook %s %s", res.Type, res.Name, verdict)
-		if res.Reason != "" {
-			t += ": " + res.Reason
+		out := make([]string, 0, len(res.Webhooks)+len(res.Checks)+1)
+		hookFailed := false
+		for _, w := range res.Webhooks {
+			out = append(out, hookLine(w))
+			hookFailed = hookFailed || !w.Passed
 		}
-		return []string{t}
+		if res.MetricsError != "" {
+			// Worded as the failure of the metric checks when they were an activity of their own, so that a
+			// history reads the same before and after the workflow's lean-history version.
+			out = append(out, activities.ActivityRunMetricChecks+" failed: "+res.MetricsError)
+		}
+		return append(out, r.checks(res.Checks, !hookFailed)...) // a failed hook is the step's failed check
 	}
 	return nil
+}
+
+// checks words metric results, with the halt the first failure causes when it is the step's failed check.
+func (r *decisionReader) checks(results []activities.CheckResult, halts bool) []string {
+	out := make([]string, 0, len(results)+1)
+	halt := ""
+	for _, c := range results {
+		out = append(out, "check "+checkLine(c))
+		if halt == "" && c.Verdict == activities.VerdictFail { // the first failure halts the step
+			halt = "Halt " + r.canary + " advancement " + workflows.CheckMessage(c)
+		}
+	}
+	if halt != "" && halts {
+		out = append(out, halt)
+	}
+	return out
+}
+
+// hookLine is "rollout hook load-test passed" (or failed, with the reason).
+func hookLine(res activities.WebhookResult) string {
+	verdict := "passed"
+	if !res.Passed {
+		verdict = "failed"
+	}
+	t := fmt.Sprintf("%s hook %s %s", res.Type, res.Name, verdict)
+	if res.Reason != "" {
+		t += ": " + res.Reason
+	}
+	return t
 }
 
 // checkLine is "request-success-rate 99.8 in [99, —] pass": the value against its range and the verdict.

@@ -18,11 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows"
@@ -157,8 +155,8 @@ func TestRolloutWaitFollowsThroughATemporalServerCrash(t *testing.T) {
 		routesAtKill, restarted.Sub(killedAt).Round(time.Second), time.Since(restarted).Round(time.Second), len(applied), len(schedule))
 }
 
-// scheduledSplits reads a rollout's history and returns the split of every SetRoutes activity the workflow
-// scheduled: its decisions, each once, whatever the activity's attempts.
+// scheduledSplits reads a rollout's history and returns the split of every SetRoutes call the workflow made (an
+// activity it scheduled, or a local activity's marker): its decisions, each once, whatever the call's attempts.
 func scheduledSplits(t *testing.T, c client.Client, id string) []string {
 	t.Helper()
 	var out []string
@@ -166,13 +164,9 @@ func scheduledSplits(t *testing.T, c client.Client, id string) []string {
 	for it.HasNext() {
 		ev, err := it.Next()
 		require.NoError(t, err)
-		a := ev.GetActivityTaskScheduledEventAttributes()
-		if a == nil || a.GetActivityType().GetName() != "SetRoutes" {
-			continue
+		if s, ok := workflows.SplitSet(ev); ok {
+			out = append(out, fmt.Sprintf("%d/%d", s.PrimaryWeight, s.CanaryWeight))
 		}
-		var in activities.RoutesInput
-		require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &in))
-		out = append(out, fmt.Sprintf("%d/%d", in.PrimaryWeight, in.CanaryWeight))
 	}
 	return out
 }

@@ -117,6 +117,33 @@ func TestAbortAfterPromotionCompletedChangesNothing(t *testing.T) {
 	require.Zero(t, h.count("RevertPromotion rev1"))
 }
 
+// Cancelling the workflow while the post-rollout hooks of a finished promotion run only stops the hooks: the
+// rollout stays Succeeded with users on the new revision, and no hook is called twice.
+func TestCancelDuringPostRolloutHooksOfAFinishedPromotionKeepsItSucceeded(t *testing.T) {
+	h := newHarness(t)
+	h.f.during = func(call string, _ int) {
+		if call == "CallWebhook post-rollout/notify" {
+			h.env.CancelWorkflow()
+		}
+	}
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
+			hook(v1beta1.PostRolloutHook, "notify"), hook(v1beta1.PostRolloutHook, "audit"))
+	}))
+
+	require.Equal(t, PhaseSucceeded, res.Status.Phase)
+	require.True(t, res.Promoted)
+	h.requirePhases(promotedPhases...)
+	require.Equal(t, "rev2", h.f.primary, "the primary runs the promoted revision")
+	require.Zero(t, h.count("RevertPromotion rev1"))
+	require.Equal(t, 1, h.count("CallWebhook post-rollout/notify"), "the hook the cancel caught is not called again")
+	require.Zero(t, h.count("CallWebhook post-rollout/audit"), "the cancel stops the hooks not yet called")
+	require.Equal(t, 1, h.count("ScaleCanary down"))
+	routes := h.f.snapshotRoutes()
+	require.Equal(t, "100/0", routes[len(routes)-1].String())
+	require.Equal(t, ConditionTrue, res.Status.Conditions[0].Status)
+}
+
 // Pause, then promote: the promotion is an explicit request to finish now, so it proceeds while paused.
 func TestPromoteWhilePausedPromotes(t *testing.T) {
 	h := newHarness(t)

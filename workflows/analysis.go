@@ -126,10 +126,10 @@ func (r *rollout) startCanary() (outcome, error) {
 	r.decide(activities.EventNewRevision, v1beta1.SeverityInfo, true,
 		fmt.Sprintf("New revision detected! Scaling up %s.%s", r.c.Spec.TargetRef.Name, r.c.Namespace), "revision "+r.st.Revision)
 	var res activities.ActionResult
-	if err := r.exec(kubeOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
+	if err := r.kube(kubeOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
 		return keepGoing, err
 	}
-	if err := r.exec(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: true}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: true}, &res); err != nil {
 		return keepGoing, err
 	}
 	ready, reason, err := r.waitReady(activities.WorkloadCanary, r.hasUrgent)
@@ -183,33 +183,16 @@ func (r *rollout) step() (outcome, error) {
 		return r.thresholdRollback(), nil
 	}
 	// 4. Checks: pre-rollout hooks on the first step, then rollout hooks and metrics on every other one.
-	if r.st.CanaryWeight == 0 && r.st.Iterations == 0 && !r.st.Mirrored {
+	first := r.st.CanaryWeight == 0 && r.st.Iterations == 0 && !r.st.Mirrored
+	if first {
 		r.info("Starting canary analysis for "+r.name(), "first step")
-		if failed, err := r.runHooks(v1beta1.PreRolloutHook); err != nil || failed != "" {
-			if err != nil {
-				return keepGoing, err
-			}
-			return r.failedCheck(failed, nil), nil
-		}
-	} else {
-		if failed, err := r.runHooks(v1beta1.RolloutHook); err != nil || failed != "" {
-			if err != nil {
-				return keepGoing, err
-			}
-			return r.failedCheck(failed, nil), nil
-		}
-		failed, hold, err := r.runMetrics()
-		if err != nil {
-			return keepGoing, err
-		}
-		if failed != "" {
-			return r.failedCheck(failed, r.st.LastChecks), nil
-		}
-		if hold != "" {
-			r.decide(activities.EventHalted, v1beta1.SeverityInfo, false,
-				fmt.Sprintf("Halt %s advancement %s", r.name(), hold), "metric on hold")
-			return keepGoing, nil
-		}
+	}
+	check := r.checkInTurn
+	if r.lean {
+		check = r.checkAtOnce
+	}
+	if passed, out, err := check(first); !passed || err != nil {
+		return out, err
 	}
 	// A signal that came in during the checks wins over advancing.
 	if out, err := r.urgent(); out != keepGoing || err != nil {
@@ -379,11 +362,21 @@ func (r *rollout) hasUrgent() bool {
 		(!r.st.Paused && r.st.PendingGate != "" && r.hasOpenGate(r.st.PendingGate))
 }
 
-// continueAsNewDue is checked only between steps, where the whole state is in r.st.
+// continueAsNewDue is checked only between steps, where the whole state is in r.st: past historyLimit events,
+// or when the server suggests it (its own history count or size limits, which it knows better than a count).
 func (r *rollout) continueAsNewDue() bool {
-	if workflow.GetInfo(r.ctx).GetCurrentHistoryLength() < historyLimit {
+	info := workflow.GetInfo(r.ctx)
+	if info.GetCurrentHistoryLength() < historyLimit && !r.continueAsNewSuggested(info) {
 		return false
 	}
 	r.drain()
 	return !r.hasUrgent()
+}
+
+// continueAsNewSuggested says whether to follow the server's suggestion to continue as new. The version is asked
+// only when the server suggests it, so that runs that never get the suggestion record no marker; runs recorded
+// before versionContinueAsNewSuggested went on past it.
+func (r *rollout) continueAsNewSuggested(info *workflow.Info) bool {
+	return info.GetContinueAsNewSuggested() &&
+		workflow.GetVersion(r.ctx, versionContinueAsNewSuggested, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 }

@@ -12,6 +12,93 @@ import (
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
 
+// checkInTurn runs the checks of a step one activity at a time, stopping at the first failure: the hooks of the
+// step (pre-rollout on the first step, rollout on the others), then the metric checks. It says whether they
+// passed; when not, out is what the step ends with (a failed check, or a hold). Runs recorded before
+// versionLeanHistory check so.
+func (r *rollout) checkInTurn(first bool) (passed bool, out outcome, err error) {
+	if first {
+		failed, err := r.runHooks(v1beta1.PreRolloutHook)
+		if err != nil || failed != "" {
+			return false, r.failedCheckIf(failed), err
+		}
+		return true, keepGoing, nil
+	}
+	if failed, err := r.runHooks(v1beta1.RolloutHook); err != nil || failed != "" {
+		return false, r.failedCheckIf(failed), err
+	}
+	failed, hold, err := r.runMetrics()
+	if err != nil {
+		return false, keepGoing, err
+	}
+	return r.judged(failed, hold)
+}
+
+// checkAtOnce runs the checks of a step (as checkInTurn) in one RunChecks activity, all at once, and judges
+// every result in Flagger's order: the first hook that failed, in spec order, then the metrics. One activity
+// and one workflow task per step, with every hook's answer and every check's query, value, range and verdict in
+// its result. Unlike Flagger, which stops at the first failing check, every check of the step runs.
+func (r *rollout) checkAtOnce(first bool) (passed bool, out outcome, err error) {
+	t, metrics := v1beta1.RolloutHook, r.a.Metrics
+	if first {
+		t, metrics = v1beta1.PreRolloutHook, nil
+	}
+	hooks := r.hooks(t)
+	if len(hooks) == 0 && len(metrics) == 0 {
+		return true, keepGoing, nil
+	}
+	in := activities.ChecksInput{Canary: r.ref, Payload: r.webhookPayload(), Hooks: hooks, Metrics: metrics, Templates: r.in.Templates}
+	var res activities.ChecksResult
+	if err := r.exec(checksOptions(r.a, hooks, len(metrics) > 0), activities.ActivityRunChecks, in, &res); err != nil {
+		if errors.Is(err, errCanceled) {
+			return false, keepGoing, err
+		}
+		if len(metrics) > 0 {
+			r.st.LastChecks = nil
+		}
+		return false, r.failedCheck("checks could not run: "+cause(err), nil), nil
+	}
+	if len(hooks) > 0 {
+		r.st.LastWebhooks = res.Webhooks
+	}
+	failed, hold := "", ""
+	if len(metrics) > 0 {
+		if res.MetricsError != "" {
+			r.st.LastChecks = nil
+			failed = "metric checks could not run: " + res.MetricsError
+		} else {
+			failed, hold = r.recordChecks(res.Checks)
+		}
+	}
+	for i, w := range res.Webhooks {
+		if !w.Passed {
+			return false, r.failedCheck(fmt.Sprintf("%s check %s failed %s", t, hooks[i].Name, w.Reason), nil), nil
+		}
+	}
+	return r.judged(failed, hold)
+}
+
+// judged ends a step's checks on the metrics' verdict: a failure counts one failed check, a hold halts the step.
+func (r *rollout) judged(failed, hold string) (bool, outcome, error) {
+	switch {
+	case failed != "":
+		return false, r.failedCheck(failed, r.st.LastChecks), nil
+	case hold != "":
+		r.decide(activities.EventHalted, v1beta1.SeverityInfo, false,
+			fmt.Sprintf("Halt %s advancement %s", r.name(), hold), "metric on hold")
+		return false, keepGoing, nil
+	}
+	return true, keepGoing, nil
+}
+
+// failedCheckIf counts the failed check of a hook that failed ("" when none did).
+func (r *rollout) failedCheckIf(failed string) outcome {
+	if failed == "" {
+		return keepGoing
+	}
+	return r.failedCheck(failed, nil)
+}
+
 func (r *rollout) hooks(t v1beta1.HookType) []v1beta1.CanaryWebhook {
 	var out []v1beta1.CanaryWebhook
 	for _, h := range r.a.Webhooks {
@@ -54,13 +141,8 @@ func (r *rollout) runHooks(t v1beta1.HookType) (string, error) {
 
 // callHook calls one webhook; an activity that failed for good counts as the hook failing.
 func (r *rollout) callHook(h v1beta1.CanaryWebhook) (activities.WebhookResult, error) {
-	phase := r.st.Phase
-	if phase == "" {
-		phase = PhaseWaiting // the first confirm-rollout call, before the run has a phase
-	}
-	in := activities.WebhookInput{Hook: h, Payload: activities.WebhookPayload{
-		Name: r.c.Name, Namespace: r.c.Namespace, Phase: string(phase), Checksum: r.st.Revision, Metadata: h.MetadataMap(),
-	}}
+	in := activities.WebhookInput{Hook: h, Payload: r.webhookPayload()}
+	in.Payload.Metadata = h.MetadataMap()
 	var res activities.WebhookResult
 	if err := r.exec(webhookOptions(h), activities.ActivityCallWebhook, in, &res); err != nil {
 		if errors.Is(err, errCanceled) {
@@ -72,6 +154,15 @@ func (r *rollout) callHook(h v1beta1.CanaryWebhook) (activities.WebhookResult, e
 		r.st.LastWebhooks = append(r.st.LastWebhooks, res)
 	}
 	return res, nil
+}
+
+// webhookPayload is the body of a check or gate webhook call, without the hook's metadata.
+func (r *rollout) webhookPayload() activities.WebhookPayload {
+	phase := r.st.Phase
+	if phase == "" {
+		phase = PhaseWaiting // the first confirm-rollout call, before the run has a phase
+	}
+	return activities.WebhookPayload{Name: r.c.Name, Namespace: r.c.Namespace, Phase: string(phase), Checksum: r.st.Revision}
 }
 
 // runMetrics runs every metric check of the step in one activity. It returns the first failure (counted as one
@@ -89,19 +180,26 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 		r.st.LastChecks = nil
 		return "metric checks could not run: " + cause(err), "", nil
 	}
-	r.st.LastChecks = res.Results
-	r.memoChecks(res.Results)
-	for _, c := range res.Results {
+	failed, hold = r.recordChecks(res.Results)
+	return failed, hold, nil
+}
+
+// recordChecks keeps a step's metric results in the status and the memo and returns the first failure and the
+// first hold among them.
+func (r *rollout) recordChecks(results []activities.CheckResult) (failed, hold string) {
+	r.st.LastChecks = results
+	r.memoChecks(results)
+	for _, c := range results {
 		switch c.Verdict {
 		case activities.VerdictFail:
-			return CheckMessage(c), "", nil
+			return CheckMessage(c), ""
 		case activities.VerdictHold:
 			if hold == "" {
 				hold = CheckMessage(c)
 			}
 		}
 	}
-	return "", hold, nil
+	return "", hold
 }
 
 // memoChecks records the step's metric values in the memo ("lastChecks": metric → value), where the workers'

@@ -15,7 +15,6 @@
 //	WaitingPromotion → Waiting | Progressing | Promoting | Initialized | Failed
 //	Promoting        → Finalising | Failed
 //	Finalising       → Succeeded | Failed
-//	Succeeded        → Failed
 //
 // start is a fresh run before its first phase; a suspended run never leaves it, and a run continued as new starts
 // in the phase it carried. The first rollout goes through Initializing; a target equal to the primary's revision
@@ -23,9 +22,10 @@
 // Progressing the analysis, WaitingPromotion a closed confirm-promotion gate; from these a promote signal goes to
 // Promoting, and a revision signal restarts the analysis at the confirm-rollout gate (Waiting or Progressing).
 // Failed is a rollback (failed checks, the progress deadline, a rollback webhook, an abort, an error, or the
-// workflow cancelled, in any phase up to the post-rollout hooks of Succeeded), a failed initialisation, or a
-// target still at the revision last rolled back. Initialized, Succeeded and Failed end the run. Terminating
-// belongs to the Canary's deletion, not to a run.
+// workflow cancelled, in any phase before Succeeded), a failed initialisation, or a target still at the revision
+// last rolled back. Succeeded is final: a cancel during its post-rollout hooks only stops the hooks (runs recorded
+// before versionKeepFinishedPromotion went on to Failed there). Initialized, Succeeded and Failed end the run.
+// Terminating belongs to the Canary's deletion, not to a run.
 //
 // Changing this code changes what replays of open rollouts see: guard a change of behaviour with workflow.GetVersion
 // (a change ID per change, in the const block of versions.go) and keep the replay tests (testdata/histories)

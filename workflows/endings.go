@@ -35,7 +35,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 		return r.rollback(r.abortReason(), activities.EventAborted)
 	}
 	r.primaryWritten = revertible
-	if err := r.exec(kubeOptions(), wl.Promote, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.Promote, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
 		return r.fail(err)
 	}
 	ready, reason, err := r.waitReady(activities.WorkloadPrimary, aborted)
@@ -83,7 +83,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	}
 
 	r.setPhase(PhaseFinalising)
-	if err := r.exec(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
 		return r.fail(err)
 	}
 	if revertible && aborted() {
@@ -93,7 +93,16 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	r.setPhase(PhaseSucceeded)
 	r.setCondition(ConditionTrue, "Succeeded", "Canary analysis completed successfully, promotion finished.")
 	if _, err := r.runHooks(v1beta1.PostRolloutHook); err != nil {
-		return r.fail(err)
+		if !errors.Is(err, errCanceled) ||
+			workflow.GetVersion(r.ctx, versionKeepFinishedPromotion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return r.fail(err)
+		}
+		// The release is out and users are on it: a cancel now only stops the hooks. Rolling back here would end
+		// Failed with the primary on the new revision and call the post-rollout hooks a second time (what runs
+		// recorded before versionKeepFinishedPromotion did). The promotion is still reported, out of the
+		// cancellation's reach.
+		r.ctx, _ = workflow.NewDisconnectedContext(r.ctx)
+		r.warn("Post-rollout hooks of "+r.name()+" stopped: the workflow was cancelled after the promotion finished", "cancelled")
 	}
 	msg := fmt.Sprintf("Promotion completed! Scaling down %s.%s", t, r.c.Namespace)
 	if r.c.Spec.SkipAnalysis {

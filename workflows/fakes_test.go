@@ -172,14 +172,37 @@ func (f *fakes) RevertPromotion(_ context.Context, in activities.RevertInput) (a
 	return activities.ActionResult{}, nil
 }
 
-func (f *fakes) SetRoutes(_ context.Context, in activities.RoutesInput) (activities.ActionResult, error) {
+func (f *fakes) SetRoutes(_ context.Context, in activities.RoutesInput) (activities.RoutesResult, error) {
 	r := route{Primary: in.PrimaryWeight, Canary: in.CanaryWeight, Mirrored: in.Mirrored, At: f.now().Sub(f.start)}
 	f.record("SetRoutes " + r.String())
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.routes = append(f.routes, r)
 	f.routeInput = append(f.routeInput, in)
-	return activities.ActionResult{}, nil
+	return activities.RoutesResult{PrimaryWeight: in.PrimaryWeight, CanaryWeight: in.CanaryWeight, Mirrored: in.Mirrored}, nil
+}
+
+// RunChecks answers as the real one does, from the answers of the fake webhooks and metric checks (called in
+// spec order, each recorded under its own name), so that the scenarios hold for either way of checking.
+func (f *fakes) RunChecks(ctx context.Context, in activities.ChecksInput) (activities.ChecksResult, error) {
+	f.record("RunChecks")
+	var out activities.ChecksResult
+	for _, h := range in.Hooks {
+		res, err := f.CallWebhook(ctx, activities.WebhookInput{Hook: h, Payload: in.Payload})
+		if err != nil {
+			res = activities.WebhookResult{Name: h.Name, Type: h.Type, Reason: err.Error()}
+		}
+		out.Webhooks = append(out.Webhooks, res)
+	}
+	if len(in.Metrics) > 0 {
+		res, err := f.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: in.Canary, Metrics: in.Metrics, Templates: in.Templates})
+		if err != nil {
+			out.MetricsError = err.Error()
+		} else {
+			out.Checks = res.Results
+		}
+	}
+	return out, nil
 }
 
 func (f *fakes) RunMetricChecks(_ context.Context, in activities.MetricChecksInput) (activities.MetricChecksResult, error) {

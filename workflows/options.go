@@ -88,6 +88,34 @@ func webhookOptions(h v1beta1.CanaryWebhook) workflow.ActivityOptions {
 	}
 }
 
+// checksOptions: one step's webhooks and metric checks, run at once by RunChecks. Its deadline is the slowest
+// of them: a hook with its own retries (webhookOptions), the metric checks with theirs (RunChecks retries a
+// backend it cannot reach; activities.MetricChecksTimeout), plus a margin. It heartbeats, so a lost worker is
+// noticed within checksHeartbeatTimeout rather than at that deadline: a step held for minutes would also stop
+// the load the steps' webhooks keep going, and the retried checks would find no traffic. RunChecks turns every
+// failure of a check into a result, so Temporal retries only a lost worker, once.
+func checksOptions(a *v1beta1.CanaryAnalysis, hooks []v1beta1.CanaryWebhook, metrics bool) workflow.ActivityOptions {
+	var budget time.Duration
+	if metrics {
+		budget = activities.MetricChecksTimeout(a.Interval)
+	}
+	for _, h := range hooks {
+		budget = max(budget, webhookOptions(h).StartToCloseTimeout)
+	}
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: budget + checksMargin,
+		HeartbeatTimeout:    checksHeartbeatTimeout,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 2},
+	}
+}
+
+// checksMargin is what RunChecks may take beyond its checks (reading a MetricTemplate's Secret, building the
+// clients, a loaded machine); checksHeartbeatTimeout leaves room for a few missed heartbeats.
+const (
+	checksMargin           = 15 * time.Second
+	checksHeartbeatTimeout = 4 * activities.ChecksHeartbeat
+)
+
 // alertOptions: notifications. They never fail the rollout, so a few attempts are enough.
 func alertOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{

@@ -20,7 +20,7 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 	poll := readyPollFirst
 	for {
 		var res activities.ReadyResult
-		err := r.exec(readyOptions(), wl.CheckReady, activities.ReadyInput{Canary: r.c, Workload: w, NotReadySince: since}, &res)
+		err := r.kube(readyOptions(), wl.CheckReady, activities.ReadyInput{Canary: r.c, Workload: w}, &res)
 		if isDeadline(err) {
 			return false, deadlineReason(w, r.c, err.Error()), nil
 		}
@@ -56,6 +56,8 @@ func deadlineReason(w activities.Workload, c v1beta1.Canary, why string) string 
 	return fmt.Sprintf("%s deployment %s.%s not ready: %s", w, name, c.Namespace, why)
 }
 
+// isDeadline recognises the ProgressDeadlineExceeded failure of CheckReady in the histories of rollouts whose
+// CheckReady judged the deadline; today only the workflow does.
 func isDeadline(err error) bool {
 	var ae *temporal.ApplicationError
 	return errors.As(err, &ae) && ae.Type() == activities.ErrTypeProgressDeadlineExceeded
@@ -64,9 +66,7 @@ func isDeadline(err error) bool {
 // checkCanaryReady observes the canary once during the analysis; r.st.NotReadySince runs the deadline clock.
 func (r *rollout) checkCanaryReady() (bool, string, error) {
 	var res activities.ReadyResult
-	err := r.exec(readyOptions(), wl.CheckReady, activities.ReadyInput{
-		Canary: r.c, Workload: activities.WorkloadCanary, NotReadySince: r.st.NotReadySince,
-	}, &res)
+	err := r.kube(readyOptions(), wl.CheckReady, activities.ReadyInput{Canary: r.c, Workload: activities.WorkloadCanary}, &res)
 	if isDeadline(err) {
 		r.st.NotReadySince = workflow.Now(r.ctx).Add(-r.c.ProgressDeadline())
 		return false, err.Error(), nil

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,6 +37,8 @@ type recording struct {
 	canary  v1beta1.Canary
 	script  func(*fakes)
 	signals func(ctx context.Context, c client.Client, id string) error
+	// cancelDuring, when set, cancels the workflow while the first call of that fake activity runs.
+	cancelDuring string
 }
 
 // recordings are the histories kept in testdata/histories. The canary of the ten-step one is the one whose
@@ -76,6 +79,84 @@ func recordings() []recording {
 		}, signals: func(ctx context.Context, c client.Client, id string) error {
 			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
 			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+		}},
+		// Recorded at lean-history: short Kubernetes calls as local activities, one RunChecks activity per step.
+		{file: "ten-steps-v2.json", canary: podinfo(fast, named("podinfo-ten-steps-v2"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+		{file: "rollback-failed-checks-v2.json", canary: podinfo(fast, named("podinfo-rollback-v2")), script: func(f *fakes) {
+			f.value = func(_ int, metric string) *float64 {
+				v := 53.42
+				if metric == v1beta1.MetricRequestDuration {
+					v = 120
+				}
+				return &v
+			}
+		}},
+		{file: "abort-during-promotion-v2.json", canary: podinfo(fast, named("podinfo-abort-promotion-v2")), script: func(f *fakes) {
+			f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
+			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+		}},
+		{file: "confirm-promotion-approved-v2.json", canary: podinfo(fast, named("podinfo-approval-v2"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+		}), script: func(f *fakes) {
+			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second)
+			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
+		}},
+		// Recorded at keep-finished-promotion: cancelled during the post-rollout hooks, the promotion stays.
+		{file: "cancel-after-promotion.json", canary: podinfo(fast, named("podinfo-cancel-after-promotion"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight, c.Spec.Analysis.StepWeight = 20, 20
+			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
+				hook(v1beta1.PostRolloutHook, "notify"), hook(v1beta1.PostRolloutHook, "audit"))
+		}), cancelDuring: "CallWebhook post-rollout/notify"},
+		// Recorded at signal-listeners: signals applied by listener goroutines, waits on workflow.Await.
+		{file: "ten-steps-v3.json", canary: podinfo(fast, named("podinfo-ten-steps-v3"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+		{file: "abort-signal-v3.json", canary: podinfo(fast, named("podinfo-abort-v3")),
+			signals: func(ctx context.Context, c client.Client, id string) error {
+				time.Sleep(15 * time.Second) // mid-interval, after the second step
+				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+			}},
+		{file: "abort-during-promotion-v3.json", canary: podinfo(fast, named("podinfo-abort-promotion-v3")), script: func(f *fakes) {
+			f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
+			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+		}},
+		{file: "confirm-promotion-approved-v3.json", canary: podinfo(fast, named("podinfo-approval-v3"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+		}), script: func(f *fakes) {
+			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second)
+			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
+		}},
+		{file: "pause-resume-v3.json", canary: podinfo(fast, named("podinfo-pause-v3")),
+			signals: func(ctx context.Context, c client.Client, id string) error {
+				time.Sleep(15 * time.Second) // paused at weight 20 for 20 s, then a full interval before the next step
+				if err := c.SignalWorkflow(ctx, id, "", SignalPause, ActionSignal{By: "recorder", Reason: "replay fixture"}); err != nil {
+					return err
+				}
+				time.Sleep(20 * time.Second)
+				return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
+			}},
+		// Recorded at signal-listeners: the router refuses (a local activity's failure), the rollout rolls back.
+		{file: "refused-router-v3.json", canary: podinfo(fast, named("podinfo-refused-v3")), script: func(f *fakes) {
+			f.reconcileErr = temporal.NewNonRetryableApplicationError("TraefikService test/podinfo exists and is not managed by canaryflow",
+				activities.ErrTypeRefused, nil)
+		}},
+		// Recorded at signal-listeners: the metrics backend is down, each step counts a failed check, rolled back.
+		{file: "metrics-down-v3.json", canary: podinfo(fast, named("podinfo-metrics-down-v3"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Threshold = 2
+		}), script: func(f *fakes) {
+			f.metricsErr = func(time.Duration) error {
+				return errors.New("metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused")
+			}
 		}},
 		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
 		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
@@ -175,6 +256,14 @@ func record(ctx context.Context, c client.Client, rec recording, i int) error {
 	defer w.Stop()
 
 	id := v1beta1.WorkflowID(rec.canary.Namespace, rec.canary.Name)
+	if rec.cancelDuring != "" {
+		f.during = func(call string, n int) {
+			if call == rec.cancelDuring && n == 1 {
+				_ = c.CancelWorkflow(ctx, id, "")
+				time.Sleep(time.Second) // the activity ends after the workflow saw the cancel
+			}
+		}
+	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, WorkflowName, RolloutInput{Canary: rec.canary})
 	if err != nil {
 		return err

@@ -26,9 +26,11 @@ var (
 // ends Initialized. A later run ends at once with NoNewRun when the target equals what the primary runs;
 // otherwise it analyses the new revision (design.md §3) and ends Succeeded (promoted) or Failed (rolled back).
 // Cancelling the workflow rolls back like abort and ends the execution as canceled, with the RolloutResult (phase
-// Failed) as the cancellation details. Terminating it stops it without cleanup.
+// Failed) as the cancellation details; once the promotion has finished, a cancel only stops the post-rollout
+// hooks and the run ends Succeeded. Terminating it stops it without cleanup.
 //
-// History stays bounded: past historyLimit events a run continues as new with its Status in the input.
+// History stays bounded: past historyLimit events, or when the server suggests it, a run continues as new (between
+// steps) with its Status in the input.
 func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	r := newRollout(ctx, in)
 	if err := r.setup(); err != nil {
@@ -83,6 +85,11 @@ type rollout struct {
 
 	// resumed is true when this run continues a previous one (Status carried by continue-as-new).
 	resumed bool
+	// lean is true from versionLeanHistory on: short Kubernetes calls are local activities, a step's checks one
+	// activity.
+	lean bool
+	// listening is true from versionSignalListeners on: listener goroutines apply the signals as they arrive.
+	listening bool
 	// primaryWritten is set when the promotion may have given the primary the canary's template: a rollback
 	// from then on must put the primary's previous revision back first.
 	primaryWritten bool
@@ -119,6 +126,10 @@ func (r *rollout) setup() error {
 	r.promoteCh = workflow.GetSignalChannel(r.ctx, SignalPromote)
 	r.revisionCh = workflow.GetSignalChannel(r.ctx, SignalRevision)
 	r.wake = workflow.NewBufferedChannel(r.ctx, 1)
+	r.lean = workflow.GetVersion(r.ctx, versionLeanHistory, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	if workflow.GetVersion(r.ctx, versionSignalListeners, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		r.listen()
+	}
 	if err := workflow.SetQueryHandler(r.ctx, QueryStatus, func() (Status, error) { return r.st, nil }); err != nil {
 		return fmt.Errorf("register status query of %s: %w", r.name(), err)
 	}
@@ -282,9 +293,9 @@ func (r *rollout) detect() (activities.RevisionResult, error) {
 
 // setRoutes writes a split on the router and records it in the status and search attributes.
 func (r *rollout) setRoutes(opts workflow.ActivityOptions, primary, canary int, mirrored bool) error {
-	var res activities.ActionResult
+	var res activities.RoutesResult
 	in := activities.RoutesInput{Canary: r.c, PrimaryWeight: primary, CanaryWeight: canary, Mirrored: mirrored}
-	if err := r.exec(opts, rt.SetRoutes, in, &res); err != nil {
+	if err := r.kube(opts, rt.SetRoutes, in, &res); err != nil {
 		return err
 	}
 	r.st.PrimaryWeight, r.st.CanaryWeight, r.st.Mirrored = primary, canary, mirrored
@@ -295,6 +306,28 @@ func (r *rollout) setRoutes(opts workflow.ActivityOptions, primary, canary int, 
 // exec runs one activity and waits for it. A cancellation becomes errCanceled.
 func (r *rollout) exec(opts workflow.ActivityOptions, fn any, in any, out any) error {
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(r.ctx, opts), fn, in).Get(r.ctx, out)
+	if err != nil && (temporal.IsCanceledError(err) || r.ctx.Err() != nil) {
+		return errCanceled
+	}
+	return err
+}
+
+// kube runs a short Kubernetes call. From versionLeanHistory on, a call whose retries are bounded
+// (opts.ScheduleToCloseTimeout) is a local activity: the worker that runs the workflow task runs it, and its
+// result is one marker in that task, with no activity events and no workflow task of its own. It keeps its
+// timeouts and retries (retries past the local retry threshold wait on a workflow timer), and like any activity
+// it may run again after a crash, which the idempotent Kubernetes calls allow. A cleanup call that retries until
+// it succeeds (cleanupOptions) stays an activity.
+func (r *rollout) kube(opts workflow.ActivityOptions, fn any, in any, out any) error {
+	if !r.lean || opts.ScheduleToCloseTimeout == 0 {
+		return r.exec(opts, fn, in, out)
+	}
+	lctx := workflow.WithLocalActivityOptions(r.ctx, workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: opts.ScheduleToCloseTimeout,
+		StartToCloseTimeout:    opts.StartToCloseTimeout,
+		RetryPolicy:            opts.RetryPolicy,
+	})
+	err := workflow.ExecuteLocalActivity(lctx, fn, in).Get(r.ctx, out)
 	if err != nil && (temporal.IsCanceledError(err) || r.ctx.Err() != nil) {
 		return errCanceled
 	}

@@ -23,7 +23,10 @@ import (
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
-var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+// t0 is the test clock's start. It lies ahead of the machine's clock because the test environment gives a local
+// activity a deadline from the test clock but checks it against the real one: a start in the past would time out
+// every local activity that does not answer at once.
+var t0 = time.Date(2036, 11, 22, 10, 0, 0, 0, time.UTC)
 
 // podinfo is the canary of Flagger's tutorial: stepWeight 10 up to 50, every minute, two builtin metrics and a
 // load-test rollout webhook, threshold 3.
@@ -263,7 +266,8 @@ func TestNewRevisionIsPromotedStepByStepWithStepWeight(t *testing.T) {
 	h.requireRoutes(podinfoRoutes...)
 	require.Equal(t, succeeded("rev2"), summarize(res.Status))
 	require.True(t, res.Promoted)
-	step := []string{"CheckReady canary", "CallWebhook rollout/load-test", "RunMetricChecks"}
+	// One step: a readiness observation, then one activity for the webhook and the metric checks together.
+	step := []string{"CheckReady canary", "RunChecks", "CallWebhook rollout/load-test", "RunMetricChecks"}
 	var want []string
 	want = append(want, "DetectRevision", "ReconcileRouter", "ScaleCanary up", "CheckReady canary",
 		"CheckReady canary", "SetRoutes 90/10")
@@ -699,6 +703,30 @@ func TestLongHistoryContinuesAsNewCarryingTheStatus(t *testing.T) {
 	require.Equal(t, succeeded("rev2"), summarize(res.Status))
 	require.Equal(t, 2, res.Status.Runs)
 	require.NotContains(t, h2.f.calls, "DetectRevision", "a continued run does not start over")
+}
+
+// The server's suggestion to continue as new is followed between steps, as a long history is: the next run
+// carries the status and finishes the release.
+func TestContinueAsNewSuggestedByTheServerCarriesTheStatus(t *testing.T) {
+	h := newHarness(t)
+	h.env.SetContinueAsNewSuggested(true)
+	h.execute(RolloutInput{Canary: podinfo()})
+
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	var next RolloutInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Status)
+	require.Equal(t, PhaseProgressing, next.Status.Phase)
+	require.Equal(t, 10, next.Status.CanaryWeight)
+	h.requireRoutes(r(90, 10, 0))
+
+	h2 := newHarness(t)
+	h2.execute(next)
+	var res RolloutResult
+	require.NoError(t, h2.env.GetWorkflowError())
+	require.NoError(t, h2.env.GetWorkflowResult(&res))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
 }
 
 func TestSuspendedCanaryStartsNoRollout(t *testing.T) {

@@ -7,9 +7,34 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// listen starts one listener goroutine per signal. A listener only applies its signal to the state, as it
+// arrives; the waits (await) are conditions on that state, so there is nothing to drain and no selector to keep.
+func (r *rollout) listen() {
+	r.listening = true
+	listenTo(r, r.approveCh, r.applyApprove)
+	listenTo(r, r.abortCh, r.applyAbort)
+	listenTo(r, r.pauseCh, r.applyPause)
+	listenTo(r, r.resumeCh, r.applyResume)
+	listenTo(r, r.promoteCh, r.applyPromote)
+	listenTo(r, r.revisionCh, func(s ActionSignal) { r.revision = &s })
+}
+
+func listenTo[T any](r *rollout, ch workflow.ReceiveChannel, apply func(T)) {
+	workflow.Go(r.ctx, func(ctx workflow.Context) {
+		for {
+			var s T
+			ch.Receive(ctx, &s)
+			apply(s)
+		}
+	})
+}
+
 // wait blocks for d, returning early when stop says a signal needs handling or the workflow is cancelled. While
 // paused (and pausable) no timer runs: after resume a fresh full d starts, so a pause leaves no hidden timer state.
 func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
+	if r.listening {
+		return r.await(d, pausable, stop)
+	}
 	for {
 		r.drain()
 		if stop() {
@@ -43,7 +68,34 @@ func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
 	}
 }
 
-// signalSelector selects on every signal channel and on cancellation.
+// await is wait on the state the listeners keep, as workflow.Await conditions: the interval's timer runs until it
+// fires or stop (or a pause) holds, and is then cancelled. (workflow.AwaitWithTimeout leaves its timer running
+// unless an SDK flag says otherwise: a timer that fires later for nothing costs a workflow task, and the flag
+// would decide the commands.)
+func (r *rollout) await(d time.Duration, pausable bool, stop func() bool) error {
+	for !stop() {
+		if pausable && r.st.Paused {
+			if err := workflow.Await(r.ctx, func() bool { return !r.st.Paused || stop() }); err != nil {
+				return errCanceled
+			}
+			continue
+		}
+		tctx, cancel := workflow.WithCancel(r.ctx)
+		timer := workflow.NewTimer(tctx, d)
+		err := workflow.Await(r.ctx, func() bool { return timer.IsReady() || stop() || (pausable && r.st.Paused) })
+		if timer.IsReady() && err == nil {
+			return nil // the interval passed
+		}
+		cancel()
+		if err != nil {
+			return errCanceled
+		}
+	}
+	return nil
+}
+
+// signalSelector selects on every signal channel and on cancellation (runs recorded before
+// versionSignalListeners).
 func (r *rollout) signalSelector() workflow.Selector {
 	sel := workflow.NewSelector(r.ctx)
 	sel.AddReceive(r.ctx.Done(), func(workflow.ReceiveChannel, bool) {})
@@ -57,8 +109,12 @@ func (r *rollout) signalSelector() workflow.Selector {
 	return sel
 }
 
-// drain takes every signal already received, in a fixed order of channels.
+// drain takes every signal already received, in a fixed order of channels. With listeners there is nothing to
+// take: they applied every signal as it came.
 func (r *rollout) drain() {
+	if r.listening {
+		return
+	}
 	for more := true; more; {
 		more = false
 		for _, c := range []struct {

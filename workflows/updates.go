@@ -21,8 +21,8 @@ const (
 	UpdatePromote = SignalPromote
 )
 
-// registerUpdates installs the update handlers. Each applies its request like the signal would and writes to
-// r.wake, so a wait in progress (selecting on the signal channels) acts on it at once.
+// registerUpdates installs the update handlers. Each applies its request like the signal would, and a wait in
+// progress acts on it at once (wakeWait).
 func (r *rollout) registerUpdates() error {
 	type handler struct {
 		name     string
@@ -38,7 +38,7 @@ func (r *rollout) registerUpdates() error {
 		err := workflow.SetUpdateHandlerWithOptions(r.ctx, h.name,
 			func(_ workflow.Context, s ActionSignal) (Status, error) {
 				h.apply(s)
-				r.wake.SendAsync(nil)
+				r.wakeWait()
 				return r.st, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(s ActionSignal) error { return h.validate(s) }})
@@ -49,7 +49,7 @@ func (r *rollout) registerUpdates() error {
 	err := workflow.SetUpdateHandlerWithOptions(r.ctx, UpdateApprove,
 		func(_ workflow.Context, s ApproveSignal) (Status, error) {
 			r.applyApprove(s)
-			r.wake.SendAsync(nil)
+			r.wakeWait()
 			return r.st, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: r.validateApprove})
@@ -57,6 +57,14 @@ func (r *rollout) registerUpdates() error {
 		return fmt.Errorf("register %s update of %s: %w", UpdateApprove, r.name(), err)
 	}
 	return nil
+}
+
+// wakeWait lets a wait selecting on the signal channels see an update at once (runs recorded before
+// versionSignalListeners; with listeners a wait's conditions see the update's change by themselves).
+func (r *rollout) wakeWait() {
+	if !r.listening {
+		r.wake.SendAsync(nil)
+	}
 }
 
 var errNoBy = errors.New(`"by" is required: say who asks`)

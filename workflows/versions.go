@@ -15,4 +15,23 @@ const (
 	// versionRevertPromotion marks runs whose rollback after the promotion began restores the primary's previous
 	// revision (runs recorded before it routed back to a primary that already ran the rolled-back revision).
 	versionRevertPromotion = "revert-promotion"
+
+	// versionKeepFinishedPromotion marks runs that stay Succeeded when cancelled during the post-rollout hooks
+	// (runs recorded before it rolled back there, ending Failed on a primary that kept the new revision).
+	versionKeepFinishedPromotion = "keep-finished-promotion"
+
+	// versionLeanHistory marks runs that write about half the history: the short Kubernetes calls (revision reads
+	// stay activities) are local activities, one marker each in the workflow task that asked for them, and an
+	// analysis step's webhooks and metric checks run concurrently in one RunChecks activity. Runs recorded before
+	// it ran each as an activity of its own, with a workflow task per result.
+	versionLeanHistory = "lean-history"
+
+	// versionContinueAsNewSuggested marks runs that continue as new (between steps) when the server suggests it,
+	// not only past historyLimit events.
+	versionContinueAsNewSuggested = "continue-as-new-suggested"
+
+	// versionSignalListeners marks runs whose signals are applied by listener goroutines as they arrive, and
+	// whose waits are workflow.Await conditions on that state. Runs recorded before it took signals only where
+	// the code drained the channels (drain, the selector of wait).
+	versionSignalListeners = "signal-listeners"
 )

@@ -119,14 +119,14 @@ func (a *Activities) ReconcileRouter(context.Context, activities.RouterInput) (a
 	return activities.ActionResult{}, nil
 }
 
-// SetRoutes records the weights, as the router would hold them.
-func (a *Activities) SetRoutes(_ context.Context, in activities.RoutesInput) (activities.ActionResult, error) {
+// SetRoutes records the weights, as the router would hold them, and returns the split set.
+func (a *Activities) SetRoutes(_ context.Context, in activities.RoutesInput) (activities.RoutesResult, error) {
 	now := time.Now()
 	a.c.Set(in.Canary.Namespace, in.Canary.Name, func(c *Canary) {
 		c.Routes = append(c.Routes, fmt.Sprintf("%d/%d", in.PrimaryWeight, in.CanaryWeight))
 		c.RouteTimes = append(c.RouteTimes, now)
 	})
-	return activities.ActionResult{}, nil
+	return activities.RoutesResult{PrimaryWeight: in.PrimaryWeight, CanaryWeight: in.CanaryWeight, Mirrored: in.Mirrored}, nil
 }
 
 // FinalizeRouter succeeds without effect.
@@ -158,6 +158,26 @@ func (a *Activities) CallWebhook(_ context.Context, in activities.WebhookInput) 
 		res.Passed, res.StatusCode, res.Reason = false, 403, "gate closed"
 	}
 	return res, nil
+}
+
+// RunChecks answers a step's webhooks and metric checks as CallWebhook and RunMetricChecks do, in spec order.
+func (a *Activities) RunChecks(ctx context.Context, in activities.ChecksInput) (activities.ChecksResult, error) {
+	var out activities.ChecksResult
+	for _, h := range in.Hooks {
+		r, err := a.CallWebhook(ctx, activities.WebhookInput{Hook: h, Payload: in.Payload})
+		if err != nil {
+			return out, err
+		}
+		out.Webhooks = append(out.Webhooks, r)
+	}
+	if len(in.Metrics) > 0 {
+		r, err := a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: in.Canary, Metrics: in.Metrics, Templates: in.Templates})
+		if err != nil {
+			return out, err
+		}
+		out.Checks = r.Results
+	}
+	return out, nil
 }
 
 // SendAlerts succeeds without sending anything.
