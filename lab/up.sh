@@ -213,8 +213,12 @@ start kwok "$LAB_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" --config "$LAB_SHARE/
 	--node-lease-duration-seconds 40
 wait_for kwok 60 kubectl_lab wait --for=condition=Ready "node/$LAB_NODE" --timeout=1s
 
+# podnet runs podinfo.sh for every new image tag as long as the lab is up: give it a copy in the run directory,
+# so a lab started from a checkout that is later removed (a git worktree, a CI clone) keeps starting pods.
+mkdir -p "$LAB_RUN/scripts"
+cp "$LAB_ROOT/lab/podinfo.sh" "$LAB_ROOT/lab/env.sh" "$LAB_RUN/scripts/"
 start podnet "$LAB_BIN/podnet" --kubeconfig "$KUBECONFIG_FILE" --node "$LAB_NODE" --netns "$LAB_NETNS" \
-	--podinfo "$LAB_ROOT/lab/podinfo.sh" --dir "$LAB_RUN/pods"
+	--podinfo "$LAB_RUN/scripts/podinfo.sh" --dir "$LAB_RUN/pods"
 wait_for podnet 30 grep -q "watching pods" "$LAB_LOGS/podnet.log"
 
 # ---------------------------------------------------------------- Traefik and its CRDs
