@@ -94,6 +94,29 @@ func Start(ctx context.Context, env *labtest.Env, say func(string, ...any)) (*St
 // StartOnQueue is Start with the worker and the starter on a task queue of their own (empty: the default), so
 // that no other worker sharing the lab's Temporal takes their tasks.
 func StartOnQueue(ctx context.Context, env *labtest.Env, say func(string, ...any), queue string) (*Stack, error) {
+	return StartWith(ctx, env, say, Options{TaskQueue: queue})
+}
+
+// Options vary what Start starts.
+type Options struct {
+	// TaskQueue of the workers and the starter; empty is the default (workflows.TaskQueue).
+	TaskQueue string
+	// TemporalAddress replaces the lab's Temporal frontend for the workers, the starter and the scenarios' client:
+	// a private server that a test may kill without disturbing the other tests sharing the lab's.
+	TemporalAddress string
+	// NoWorker starts no worker: the test starts its own with StartWorker.
+	NoWorker bool
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, env *labtest.Env, say func(string, ...any), opts Options) (*Stack, error) {
+	if opts.TemporalAddress != "" {
+		// A copy: the Env is the shared lab's, read by other tests of this process.
+		own := *env
+		own.TemporalAddress = opts.TemporalAddress
+		env = &own
+	}
+	queue := opts.TaskQueue
 	root, err := labtest.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -121,6 +144,9 @@ func StartOnQueue(ctx context.Context, env *labtest.Env, say func(string, ...any
 	if err := s.startLoadTester(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if opts.NoWorker {
+		return s, nil
 	}
 	if err := s.StartWorker(ctx, "worker"); err != nil {
 		s.Close()

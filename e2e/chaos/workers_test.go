@@ -1,0 +1,233 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/e2e"
+	"github.com/canaryflow/canaryflow/lab/labtest"
+)
+
+// A kill stops one of the two workers (SIGKILL) at a moment of a rollout and starts a new one in its place after
+// a while.
+type kill struct {
+	Slot int           // which of the two workers
+	At   time.Duration // after `starter rollout` started
+	Down time.Duration // from the kill to the start of the new worker
+}
+
+// A release is one rollout of the chaos schedule: its version, whether it must roll back, and its kills.
+type release struct {
+	Version  string
+	RollBack bool
+	Kills    []kill
+}
+
+// chaosSchedule draws n releases from seed: every third must roll back (a rollout webhook that always fails),
+// the others must promote; each has one worker killed at a moment of its first 30 s (a rollout here takes about
+// 30 s without faults), and one in three has the other worker killed as well, up to 5 s later. A worker comes
+// back after 1 to 20 s (more than the 10 s interval, at times, so timers fire with nobody polling).
+func chaosSchedule(seed uint64, n int) []release {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	dur := func(min, max time.Duration) time.Duration {
+		return min + time.Duration(r.Int64N(int64(max-min)))
+	}
+	var out []release
+	for i := range n {
+		rel := release{Version: fmt.Sprintf("6.1.%d", i+1), RollBack: i%3 == 2}
+		first := kill{Slot: r.IntN(2), At: dur(time.Second, 30*time.Second), Down: dur(time.Second, 20*time.Second)}
+		rel.Kills = append(rel.Kills, first)
+		if r.IntN(3) == 0 {
+			rel.Kills = append(rel.Kills, kill{Slot: 1 - first.Slot, At: first.At + dur(0, 5*time.Second), Down: dur(time.Second, 20*time.Second)})
+		}
+		out = append(out, rel)
+	}
+	return out
+}
+
+// chaosSeed is CANARYFLOW_CHAOS_SEED, or the time when it is not set.
+func chaosSeed(t *testing.T) uint64 {
+	if v := os.Getenv("CANARYFLOW_CHAOS_SEED"); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		require.NoError(t, err, "CANARYFLOW_CHAOS_SEED must be an unsigned integer")
+		return seed
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// workers are the two worker slots of the test; each restart gets a new process name (and log).
+type workers struct {
+	s     *e2e.Stack
+	mu    sync.Mutex
+	names [2]string
+	gen   [2]int
+}
+
+func (w *workers) start(ctx context.Context, slot int) (string, error) {
+	w.mu.Lock()
+	w.gen[slot]++
+	name := fmt.Sprintf("worker-%c%d", 'a'+slot, w.gen[slot])
+	w.names[slot] = name
+	w.mu.Unlock()
+	return name, w.s.StartWorker(ctx, name)
+}
+
+func (w *workers) kill(slot int) (string, error) {
+	w.mu.Lock()
+	name := w.names[slot]
+	w.mu.Unlock()
+	return name, w.s.Kill(name)
+}
+
+// TestRolloutsSurviveWorkersKilledAtRandom runs consecutive rollouts of one canary with two worker processes on
+// one task queue, and kills (SIGKILL) one of them, sometimes both, at a random moment of each rollout, starting a
+// new one after a random delay. Every rollout must end as its release requires — promoted, or rolled back by a
+// webhook that always fails — with the primary's image, the router at 100/0 and the replicas that says, each
+// weight decided exactly once in the history, one promotion or rollback, and `starter rollout --wait` exiting 0
+// or 1 accordingly. The schedule is drawn from a seed (CANARYFLOW_CHAOS_SEED replays one), printed first and in
+// every failure. 10 rollouts (about 6 min on a loaded 2-core machine); CANARYFLOW_CHAOS_ROLLOUTS sets another count.
+func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
+	n := 10
+	if v := os.Getenv("CANARYFLOW_CHAOS_ROLLOUTS"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err, "CANARYFLOW_CHAOS_ROLLOUTS must be a number")
+	}
+	seed := chaosSeed(t)
+	replay := fmt.Sprintf("chaos seed %d (replay with CANARYFLOW_CHAOS_SEED=%d CANARYFLOW_CHAOS_ROLLOUTS=%d)", seed, seed, n)
+	t.Log(replay)
+	plan := chaosSchedule(seed, n)
+
+	env := labtest.Lab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*6*time.Minute+5*time.Minute)
+	defer cancel()
+	ns := labtest.Namespace(t, "chaos")
+	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: "chaos-" + ns, NoWorker: true})
+	require.NoError(t, err, replay)
+	w := &workers{s: s}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for slot := range 2 {
+				for g := 1; g <= w.gen[slot]; g++ {
+					name := fmt.Sprintf("worker-%c%d", 'a'+slot, g)
+					t.Logf("%s log:\n%s", name, s.LogTail(name, 40))
+				}
+			}
+		}
+		s.Close()
+	})
+	for slot := range 2 {
+		_, err := w.start(ctx, slot)
+		require.NoError(t, err, replay)
+	}
+	sc, err := e2e.NewScenarios(s, ns)
+	require.NoError(t, err, replay)
+	defer sc.Temporal.Close()
+	canary := func(rollBack bool) string {
+		f, err := s.WriteCanary("canary", e2e.CanaryOptions{Namespace: ns, StepWeight: 25, MaxWeight: 50, Threshold: 2, FailingHook: rollBack})
+		require.NoError(t, err, replay)
+		return f
+	}
+	require.NoError(t, sc.InitialiseWith(ctx, canary(false)), "initialisation; %s", replay)
+
+	quiet := func(string, ...any) {}
+	primary := "6.0.0"
+	var lines []string
+	for i, rel := range plan {
+		what := fmt.Sprintf("rollout %d/%d (%s, must %s)", i+1, n, rel.Version, map[bool]string{false: "promote", true: "roll back"}[rel.RollBack])
+		file := canary(rel.RollBack)
+		ended := make(chan struct{})
+		start := time.Now()
+		var (
+			logMu  sync.Mutex
+			events []string
+			wg     sync.WaitGroup
+		)
+		note := func(format string, args ...any) {
+			logMu.Lock()
+			defer logMu.Unlock()
+			events = append(events, fmt.Sprintf("%5.1fs ", time.Since(start).Seconds())+fmt.Sprintf(format, args...))
+		}
+		for _, k := range rel.Kills {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case <-ended:
+					note("no kill: the rollout ended before %s", k.At.Round(100*time.Millisecond))
+					return
+				case <-ctx.Done():
+					return
+				case <-time.After(k.At):
+				}
+				name, err := w.kill(k.Slot)
+				if err != nil {
+					note("kill %s failed: %v", name, err)
+					return
+				}
+				note("killed %s", name)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(k.Down):
+				}
+				name, err = w.start(ctx, k.Slot)
+				if err != nil {
+					note("start %s failed: %v", name, err)
+					return
+				}
+				note("%s ready", name)
+			}()
+		}
+		r := s.StarterTo(ctx, quiet, "rollout", "-f", file, "--set-image", "podinfod="+e2e.PodinfoImage(rel.Version),
+			"--wait", "--timeout", "10m", "--by", "chaos")
+		took := time.Since(start)
+		close(ended)
+		wg.Wait() // every worker killed is back before the checks and the next rollout
+		logMu.Lock()
+		kills := strings.Join(events, "; ")
+		logMu.Unlock()
+		outcome := map[int]string{0: "promoted", 1: "rolled back"}[r.Code]
+		if outcome == "" {
+			outcome = fmt.Sprintf("exit %d", r.Code)
+		}
+		line := fmt.Sprintf("seed %d %s: %s; outcome %s; took %s", seed, what, kills, outcome, took.Round(time.Second))
+		lines = append(lines, line)
+		t.Log(line)
+		fail := fmt.Sprintf("%s\n%s\nstarter output:\n%s", replay, line, r.Output)
+
+		wantCode, wantSplits, wantPromotions, wantPhase := 0, []string{"75/25", "50/50", "100/0"}, 1, "Succeeded"
+		if rel.RollBack {
+			// The failing hook fails the checks of the step at 25 % and of the next one: at the threshold (2) all
+			// traffic goes back to the primary.
+			wantCode, wantSplits, wantPromotions, wantPhase = 1, []string{"75/25", "100/0"}, 0, "Failed"
+		} else {
+			primary = rel.Version
+		}
+		require.Equal(t, wantCode, r.Code, "starter rollout --wait exit code; %s", fail)
+		d, err := lastRun(ctx, sc.Temporal, v1beta1.WorkflowID(ns, "podinfo"))
+		require.NoError(t, err, fail)
+		require.Equal(t, wantPhase, string(d.Result.Phase), "phase of run %s; %s", d.RunID, fail)
+		require.Equal(t, wantSplits, d.Splits, "splits decided in the history of run %s (each exactly once); %s", d.RunID, fail)
+		require.Equal(t, wantPromotions, d.Promotions, "promotions scheduled in run %s; %s", d.RunID, fail)
+		require.Zero(t, d.Reverts, "promotion reverts scheduled in run %s; %s", d.RunID, fail)
+		require.NoError(t, sc.ExpectPrimary(ctx, primary), fail)
+		_, canaryReplicas, err := s.Image(ctx, ns, "podinfo")
+		require.NoError(t, err, fail)
+		require.Zero(t, canaryReplicas, "replicas of the canary podinfo; %s", fail)
+		_, primaryReplicas, err := s.Image(ctx, ns, "podinfo-primary")
+		require.NoError(t, err, fail)
+		require.EqualValues(t, 2, primaryReplicas, "replicas of podinfo-primary; %s", fail)
+	}
+	t.Logf("%s: %d/%d rollouts ended as required\n%s", replay, n, n, strings.Join(lines, "\n"))
+}
