@@ -331,6 +331,16 @@ func (s *Stack) Kill(name string) error {
 	return nil
 }
 
+// Pid returns the process ID of the named process, 0 when none of that name runs.
+func (s *Stack) Pid(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cmd, ok := s.procs[name]; ok {
+		return cmd.Process.Pid
+	}
+	return 0
+}
+
 // LogTail returns the last lines of a process's log.
 func (s *Stack) LogTail(name string, lines int) string {
 	data, _ := os.ReadFile(filepath.Join(s.Dir, name+".log"))

@@ -3,8 +3,10 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -20,6 +22,20 @@ type decisions struct {
 	Promotions int
 	Reverts    int
 	Result     workflows.RolloutResult
+
+	// What the faults cost: activities that needed more than one attempt (an attempt lost with a killed worker
+	// ends at its start-to-close timeout), workflow tasks that timed out (a task held by a killed worker's sticky
+	// queue), and the activity that took longest from scheduled to closed.
+	Retried      []string
+	TaskTimeouts int
+	Slowest      string
+	SlowestTook  time.Duration
+}
+
+// costs is one line of what the faults cost a run.
+func (d decisions) costs() string {
+	return fmt.Sprintf("%d activities retried %v, %d workflow tasks timed out, slowest activity %s %s",
+		len(d.Retried), d.Retried, d.TaskTimeouts, d.Slowest, d.SlowestTook.Round(100*time.Millisecond))
 }
 
 // lastRun reads the decisions of the latest run of workflow id, which must have completed.
@@ -37,16 +53,30 @@ func lastRun(ctx context.Context, c client.Client, id string) (decisions, error)
 	if err := c.GetWorkflow(ctx, id, d.RunID).Get(ctx, &d.Result); err != nil {
 		return d, fmt.Errorf("result of workflow %s run %s: %w", id, d.RunID, err)
 	}
+	names, scheduled := map[int64]string{}, map[int64]time.Time{}
 	it := c.GetWorkflowHistory(ctx, id, d.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
 			return d, fmt.Errorf("history of workflow %s run %s: %w", id, d.RunID, err)
 		}
+		if ev.GetWorkflowTaskTimedOutEventAttributes() != nil {
+			d.TaskTimeouts++
+		}
+		if st := ev.GetActivityTaskStartedEventAttributes(); st != nil && st.GetAttempt() > 1 {
+			d.Retried = append(d.Retried, fmt.Sprintf("%s×%d", names[st.GetScheduledEventId()], st.GetAttempt()))
+		}
+		if id := closedActivity(ev); id != 0 {
+			if took := ev.GetEventTime().AsTime().Sub(scheduled[id]); took > d.SlowestTook {
+				d.Slowest, d.SlowestTook = names[id], took
+			}
+		}
 		a := ev.GetActivityTaskScheduledEventAttributes()
 		if a == nil {
 			continue
 		}
+		names[ev.GetEventId()] = a.GetActivityType().GetName()
+		scheduled[ev.GetEventId()] = ev.GetEventTime().AsTime()
 		switch a.GetActivityType().GetName() {
 		case "SetRoutes":
 			var in activities.RoutesInput
@@ -61,4 +91,19 @@ func lastRun(ctx context.Context, c client.Client, id string) (decisions, error)
 		}
 	}
 	return d, nil
+}
+
+// closedActivity returns the scheduled event ID of the activity an event closes, or 0.
+func closedActivity(ev *historypb.HistoryEvent) int64 {
+	switch {
+	case ev.GetActivityTaskCompletedEventAttributes() != nil:
+		return ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
+	case ev.GetActivityTaskFailedEventAttributes() != nil:
+		return ev.GetActivityTaskFailedEventAttributes().GetScheduledEventId()
+	case ev.GetActivityTaskTimedOutEventAttributes() != nil:
+		return ev.GetActivityTaskTimedOutEventAttributes().GetScheduledEventId()
+	case ev.GetActivityTaskCanceledEventAttributes() != nil:
+		return ev.GetActivityTaskCanceledEventAttributes().GetScheduledEventId()
+	}
+	return 0
 }

@@ -20,6 +20,7 @@ import (
 // every weight decided exactly once, the router back at 100/0 on the new primary, and `starter rollout --wait` must
 // follow it through the outage and exit 0.
 func TestRolloutSurvivesATemporalServerCrash(t *testing.T) {
+	t.Parallel() // the two tests share nothing but the lab
 	const outage = 15 * time.Second
 	srv := startDevServer(t)
 	env := labtest.Lab(t)
@@ -82,6 +83,7 @@ func TestRolloutSurvivesATemporalServerCrash(t *testing.T) {
 		"starter must report each advance exactly once, in order; output:\n%s", r.Output)
 	d, err := lastRun(ctx, sc.Temporal, v1beta1.WorkflowID(ns, "podinfo"))
 	require.NoError(t, err)
+	t.Logf("run %s: %s", d.RunID, d.costs())
 	require.Equal(t, workflows.PhaseSucceeded, d.Result.Phase, "phase of run %s", d.RunID)
 	require.Equal(t, []string{"90/10", "80/20", "70/30", "60/40", "50/50", "100/0"}, d.Splits,
 		"splits decided in the history of run %s (each exactly once)", d.RunID)

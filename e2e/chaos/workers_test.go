@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/e2e"
@@ -24,6 +26,10 @@ type kill struct {
 	Slot int           // which of the two workers
 	At   time.Duration // after `starter rollout` started
 	Down time.Duration // from the kill to the start of the new worker
+	// InActivity waits from At for an activity in flight and kills the worker running it, whichever slot: a
+	// moment drawn at random almost always falls on a timer, as activities take a few hundred milliseconds of a
+	// 10 s step.
+	InActivity bool
 }
 
 // A release is one rollout of the chaos schedule: its version, whether it must roll back, and its kills.
@@ -35,8 +41,9 @@ type release struct {
 
 // chaosSchedule draws n releases from seed: every third must roll back (a rollout webhook that always fails),
 // the others must promote; each has one worker killed at a moment of its first 30 s (a rollout here takes about
-// 30 s without faults), and one in three has the other worker killed as well, up to 5 s later. A worker comes
-// back after 1 to 20 s (more than the 10 s interval, at times, so timers fire with nobody polling).
+// 25 s without faults), in one release of three the worker running the first activity in flight after that
+// moment, and one in three has the other worker killed as well, up to 5 s later. A worker comes back after 1 to
+// 20 s (more than the 10 s interval, at times, so timers fire with nobody polling).
 func chaosSchedule(seed uint64, n int) []release {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	dur := func(min, max time.Duration) time.Duration {
@@ -45,10 +52,13 @@ func chaosSchedule(seed uint64, n int) []release {
 	var out []release
 	for i := range n {
 		rel := release{Version: fmt.Sprintf("6.1.%d", i+1), RollBack: i%3 == 2}
-		first := kill{Slot: r.IntN(2), At: dur(time.Second, 30*time.Second), Down: dur(time.Second, 20*time.Second)}
+		first := kill{Slot: r.IntN(2), At: dur(time.Second, 30*time.Second), Down: dur(time.Second, 20*time.Second),
+			InActivity: r.IntN(3) == 0}
 		rel.Kills = append(rel.Kills, first)
-		if r.IntN(3) == 0 {
-			rel.Kills = append(rel.Kills, kill{Slot: 1 - first.Slot, At: first.At + dur(0, 5*time.Second), Down: dur(time.Second, 20*time.Second)})
+		// Drawn even when unused, so that a seed gives the same schedule whatever the mode of the first kill.
+		second := kill{Slot: 1 - first.Slot, At: first.At + dur(0, 5*time.Second), Down: dur(time.Second, 20*time.Second)}
+		if r.IntN(3) == 0 && !first.InActivity {
+			rel.Kills = append(rel.Kills, second)
 		}
 		out = append(out, rel)
 	}
@@ -82,6 +92,49 @@ func (w *workers) start(ctx context.Context, slot int) (string, error) {
 	return name, w.s.StartWorker(ctx, name)
 }
 
+// slotOf returns the slot whose current worker has the process ID pid, or -1.
+func (w *workers) slotOf(pid int) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for slot, name := range w.names {
+		if w.s.Pid(name) == pid {
+			return slot
+		}
+	}
+	return -1
+}
+
+// inFlight waits until an activity of workflow id has started on one of the workers, and returns that worker's
+// slot and the activity (with its attempt); ok is false when stop closes first.
+func (w *workers) inFlight(ctx context.Context, c client.Client, id string, stop <-chan struct{}) (slot int, what string, ok bool) {
+	for {
+		select {
+		case <-stop:
+			return 0, "", false
+		case <-ctx.Done():
+			return 0, "", false
+		case <-time.After(20 * time.Millisecond):
+		}
+		d, err := c.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			continue
+		}
+		for _, a := range d.GetPendingActivities() {
+			if a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
+				continue
+			}
+			// The SDK's default identity is "<pid>@<host>@".
+			pid, err := strconv.Atoi(strings.SplitN(a.GetLastWorkerIdentity(), "@", 2)[0])
+			if err != nil {
+				continue
+			}
+			if slot := w.slotOf(pid); slot >= 0 {
+				return slot, fmt.Sprintf("%s (attempt %d)", a.GetActivityType().GetName(), a.GetAttempt()), true
+			}
+		}
+	}
+}
+
 func (w *workers) kill(slot int) (string, error) {
 	w.mu.Lock()
 	name := w.names[slot]
@@ -97,6 +150,7 @@ func (w *workers) kill(slot int) (string, error) {
 // or 1 accordingly. The schedule is drawn from a seed (CANARYFLOW_CHAOS_SEED replays one), printed first and in
 // every failure. 10 rollouts (about 6 min on a loaded 2-core machine); CANARYFLOW_CHAOS_ROLLOUTS sets another count.
 func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
+	t.Parallel() // the two tests share nothing but the lab
 	n := 10
 	if v := os.Getenv("CANARYFLOW_CHAOS_ROLLOUTS"); v != "" {
 		var err error
@@ -141,6 +195,7 @@ func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 	require.NoError(t, sc.InitialiseWith(ctx, canary(false)), "initialisation; %s", replay)
 
 	quiet := func(string, ...any) {}
+	id := v1beta1.WorkflowID(ns, "podinfo")
 	primary := "6.0.0"
 	var lines []string
 	for i, rel := range plan {
@@ -156,7 +211,7 @@ func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 		note := func(format string, args ...any) {
 			logMu.Lock()
 			defer logMu.Unlock()
-			events = append(events, fmt.Sprintf("%5.1fs ", time.Since(start).Seconds())+fmt.Sprintf(format, args...))
+			events = append(events, fmt.Sprintf("%.1fs ", time.Since(start).Seconds())+fmt.Sprintf(format, args...))
 		}
 		for _, k := range rel.Kills {
 			wg.Add(1)
@@ -170,18 +225,27 @@ func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 					return
 				case <-time.After(k.At):
 				}
-				name, err := w.kill(k.Slot)
+				slot, running := k.Slot, ""
+				if k.InActivity {
+					var ok bool
+					if slot, running, ok = w.inFlight(ctx, sc.Temporal, id, ended); !ok {
+						note("no kill: no activity started between %s and the end", k.At.Round(100*time.Millisecond))
+						return
+					}
+					running = " running " + running
+				}
+				name, err := w.kill(slot)
 				if err != nil {
 					note("kill %s failed: %v", name, err)
 					return
 				}
-				note("killed %s", name)
+				note("killed %s%s", name, running)
 				select {
 				case <-ctx.Done():
 					return
 				case <-time.After(k.Down):
 				}
-				name, err = w.start(ctx, k.Slot)
+				name, err = w.start(ctx, slot)
 				if err != nil {
 					note("start %s failed: %v", name, err)
 					return
@@ -215,8 +279,9 @@ func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 			primary = rel.Version
 		}
 		require.Equal(t, wantCode, r.Code, "starter rollout --wait exit code; %s", fail)
-		d, err := lastRun(ctx, sc.Temporal, v1beta1.WorkflowID(ns, "podinfo"))
+		d, err := lastRun(ctx, sc.Temporal, id)
 		require.NoError(t, err, fail)
+		t.Logf("   run %s: %s", d.RunID, d.costs())
 		require.Equal(t, wantPhase, string(d.Result.Phase), "phase of run %s; %s", d.RunID, fail)
 		require.Equal(t, wantSplits, d.Splits, "splits decided in the history of run %s (each exactly once); %s", d.RunID, fail)
 		require.Equal(t, wantPromotions, d.Promotions, "promotions scheduled in run %s; %s", d.RunID, fail)
