@@ -30,6 +30,8 @@ type decisions struct {
 	TaskTimeouts int
 	Slowest      string
 	SlowestTook  time.Duration
+	// Took is the longest time from scheduled to closed of each activity type.
+	Took map[string]time.Duration
 }
 
 // costs is one line of what the faults cost a run.
@@ -40,7 +42,7 @@ func (d decisions) costs() string {
 
 // lastRun reads the decisions of the latest run of workflow id, which must have completed.
 func lastRun(ctx context.Context, c client.Client, id string) (decisions, error) {
-	var d decisions
+	d := decisions{Took: map[string]time.Duration{}}
 	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
 		return d, fmt.Errorf("describe workflow %s: %w", id, err)
@@ -67,9 +69,11 @@ func lastRun(ctx context.Context, c client.Client, id string) (decisions, error)
 			d.Retried = append(d.Retried, fmt.Sprintf("%s×%d", names[st.GetScheduledEventId()], st.GetAttempt()))
 		}
 		if id := closedActivity(ev); id != 0 {
-			if took := ev.GetEventTime().AsTime().Sub(scheduled[id]); took > d.SlowestTook {
+			took := ev.GetEventTime().AsTime().Sub(scheduled[id])
+			if took > d.SlowestTook {
 				d.Slowest, d.SlowestTook = names[id], took
 			}
+			d.Took[names[id]] = max(d.Took[names[id]], took)
 		}
 		a := ev.GetActivityTaskScheduledEventAttributes()
 		if a == nil {

@@ -40,8 +40,8 @@ type release struct {
 }
 
 // chaosSchedule draws n releases from seed: every third must roll back (a rollout webhook that always fails),
-// the others must promote; each has one worker killed at a moment of its first 30 s (a rollout here takes about
-// 25 s without faults), in one release of three the worker running the first activity in flight after that
+// the others must promote; each has one worker killed at a moment of its first 20 s (a rollout here takes about
+// 22–25 s without faults), in one release of three the worker running the first activity in flight after that
 // moment, and one in three has the other worker killed as well, up to 5 s later. A worker comes back after 1 to
 // 20 s (more than the 10 s interval, at times, so timers fire with nobody polling).
 func chaosSchedule(seed uint64, n int) []release {
@@ -52,7 +52,7 @@ func chaosSchedule(seed uint64, n int) []release {
 	var out []release
 	for i := range n {
 		rel := release{Version: fmt.Sprintf("6.1.%d", i+1), RollBack: i%3 == 2}
-		first := kill{Slot: r.IntN(2), At: dur(time.Second, 30*time.Second), Down: dur(time.Second, 20*time.Second),
+		first := kill{Slot: r.IntN(2), At: dur(time.Second, 20*time.Second), Down: dur(time.Second, 20*time.Second),
 			InActivity: r.IntN(3) == 0}
 		rel.Kills = append(rel.Kills, first)
 		// Drawn even when unused, so that a seed gives the same schedule whatever the mode of the first kill.
@@ -78,6 +78,8 @@ func chaosSeed(t *testing.T) uint64 {
 // workers are the two worker slots of the test; each restart gets a new process name (and log).
 type workers struct {
 	s     *e2e.Stack
+	t     *testing.T
+	ns    string
 	mu    sync.Mutex
 	names [2]string
 	gen   [2]int
@@ -104,9 +106,9 @@ func (w *workers) slotOf(pid int) int {
 	return -1
 }
 
-// inFlight waits until an activity of workflow id has started on one of the workers, and returns that worker's
+// inFlight waits until an activity of workflow id (of type activity, any when empty) has started on one of the workers, and returns that worker's
 // slot and the activity (with its attempt); ok is false when stop closes first.
-func (w *workers) inFlight(ctx context.Context, c client.Client, id string, stop <-chan struct{}) (slot int, what string, ok bool) {
+func (w *workers) inFlight(ctx context.Context, c client.Client, id string, stop <-chan struct{}, activity string) (slot int, what string, ok bool) {
 	for {
 		select {
 		case <-stop:
@@ -120,7 +122,7 @@ func (w *workers) inFlight(ctx context.Context, c client.Client, id string, stop
 			continue
 		}
 		for _, a := range d.GetPendingActivities() {
-			if a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			if a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED || (activity != "" && a.GetActivityType().GetName() != activity) {
 				continue
 			}
 			// The SDK's default identity is "<pid>@<host>@".
@@ -133,6 +135,48 @@ func (w *workers) inFlight(ctx context.Context, c client.Client, id string, stop
 			}
 		}
 	}
+}
+
+// startTwoWorkers starts the stack with two workers on a task queue of their own, on a fresh namespace named
+// after prefix, and initialises the canary (podinfo 6.0.0); every failure message ends with hint. On failure the
+// logs of every worker process go into the test log.
+func startTwoWorkers(t *testing.T, prefix string, within time.Duration, hint string) (context.Context, *workers, *e2e.Scenarios) {
+	t.Helper()
+	env := labtest.Lab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
+	ns := labtest.Namespace(t, prefix)
+	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: "chaos-" + ns, NoWorker: true})
+	require.NoError(t, err, hint)
+	w := &workers{s: s, t: t, ns: ns}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for slot := range 2 {
+				for g := 1; g <= w.gen[slot]; g++ {
+					name := fmt.Sprintf("worker-%c%d", 'a'+slot, g)
+					t.Logf("%s log:\n%s", name, s.LogTail(name, 40))
+				}
+			}
+		}
+		s.Close()
+	})
+	for slot := range 2 {
+		_, err := w.start(ctx, slot)
+		require.NoError(t, err, hint)
+	}
+	sc, err := e2e.NewScenarios(s, ns)
+	require.NoError(t, err, hint)
+	t.Cleanup(func() { sc.Temporal.Close() })
+	require.NoError(t, sc.InitialiseWith(ctx, w.canary(false)), "initialisation; %s", hint)
+	return ctx, w, sc
+}
+
+// canary writes the Canary of these tests: a step of 25 % up to 50 % at a 10 s interval, threshold 2, the lab's
+// acceptance and load tests; with rollBack, a rollout webhook that always fails.
+func (w *workers) canary(rollBack bool) string {
+	f, err := w.s.WriteCanary("canary", e2e.CanaryOptions{Namespace: w.ns, StepWeight: 25, MaxWeight: 50, Threshold: 2, FailingHook: rollBack})
+	require.NoError(w.t, err)
+	return f
 }
 
 func (w *workers) kill(slot int) (string, error) {
@@ -162,37 +206,9 @@ func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 	t.Log(replay)
 	plan := chaosSchedule(seed, n)
 
-	env := labtest.Lab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(n)*6*time.Minute+5*time.Minute)
-	defer cancel()
-	ns := labtest.Namespace(t, "chaos")
-	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: "chaos-" + ns, NoWorker: true})
-	require.NoError(t, err, replay)
-	w := &workers{s: s}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for slot := range 2 {
-				for g := 1; g <= w.gen[slot]; g++ {
-					name := fmt.Sprintf("worker-%c%d", 'a'+slot, g)
-					t.Logf("%s log:\n%s", name, s.LogTail(name, 40))
-				}
-			}
-		}
-		s.Close()
-	})
-	for slot := range 2 {
-		_, err := w.start(ctx, slot)
-		require.NoError(t, err, replay)
-	}
-	sc, err := e2e.NewScenarios(s, ns)
-	require.NoError(t, err, replay)
-	defer sc.Temporal.Close()
-	canary := func(rollBack bool) string {
-		f, err := s.WriteCanary("canary", e2e.CanaryOptions{Namespace: ns, StepWeight: 25, MaxWeight: 50, Threshold: 2, FailingHook: rollBack})
-		require.NoError(t, err, replay)
-		return f
-	}
-	require.NoError(t, sc.InitialiseWith(ctx, canary(false)), "initialisation; %s", replay)
+	ctx, w, sc := startTwoWorkers(t, "chaos", time.Duration(n)*6*time.Minute+5*time.Minute, replay)
+	s, ns := w.s, sc.NS
+	canary := func(rollBack bool) string { return w.canary(rollBack) }
 
 	quiet := func(string, ...any) {}
 	id := v1beta1.WorkflowID(ns, "podinfo")
@@ -228,7 +244,7 @@ func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 				slot, running := k.Slot, ""
 				if k.InActivity {
 					var ok bool
-					if slot, running, ok = w.inFlight(ctx, sc.Temporal, id, ended); !ok {
+					if slot, running, ok = w.inFlight(ctx, sc.Temporal, id, ended, ""); !ok {
 						note("no kill: no activity started between %s and the end", k.At.Round(100*time.Millisecond))
 						return
 					}
@@ -295,4 +311,47 @@ func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 		require.EqualValues(t, 2, primaryReplicas, "replicas of podinfo-primary; %s", fail)
 	}
 	t.Logf("%s: %d/%d rollouts ended as required\n%s", replay, n, n, strings.Join(lines, "\n"))
+}
+
+// TestAWorkerKilledDuringAMetricCheckCostsTheStepSecondsNotMinutes kills (SIGKILL) the worker running a step's
+// metric checks, with a second worker running. The lost attempt is retried at the activity's deadline; that
+// deadline must be what the queries may take (two 5 s query timeouts at a 10 s interval, plus a margin), not
+// minutes: a step held for 2 min also stopped the load test that the steps' webhooks keep going, and the retried
+// checks found no traffic and rolled a healthy release back. The release must promote, each weight decided once.
+func TestAWorkerKilledDuringAMetricCheckCostsTheStepSecondsNotMinutes(t *testing.T) {
+	t.Parallel()
+	ctx, w, sc := startTwoWorkers(t, "chaosmetric", 15*time.Minute, "")
+	id := v1beta1.WorkflowID(sc.NS, "podinfo")
+	ended := make(chan struct{})
+	killed := make(chan string, 1)
+	go func() {
+		defer close(killed)
+		slot, running, ok := w.inFlight(ctx, sc.Temporal, id, ended, "RunMetricChecks")
+		if !ok {
+			return
+		}
+		name, err := w.kill(slot)
+		if err != nil {
+			killed <- fmt.Sprintf("kill %s: %v", name, err)
+			return
+		}
+		killed <- fmt.Sprintf("killed %s running %s", name, running)
+		time.Sleep(5 * time.Second)
+		_, _ = w.start(ctx, slot)
+	}()
+	r := w.s.StarterTo(ctx, func(string, ...any) {}, "rollout", "-f", w.canary(false), "--set-image",
+		"podinfod="+e2e.PodinfoImage("6.1.1"), "--wait", "--timeout", "10m", "--by", "chaos")
+	close(ended)
+	what, ok := <-killed
+	require.True(t, ok, "no metric check was seen running before the rollout ended; output:\n%s", r.Output)
+	t.Logf("%s; the rollout took %s", what, r.Took.Round(time.Second))
+	require.Equal(t, 0, r.Code, "starter rollout --wait; output:\n%s", r.Output)
+	d, err := lastRun(ctx, sc.Temporal, id)
+	require.NoError(t, err)
+	t.Logf("run %s: %s", d.RunID, d.costs())
+	require.Contains(t, d.Retried, "RunMetricChecks×2", "the check caught by the kill must have run again")
+	require.Less(t, d.Took["RunMetricChecks"], time.Minute, "a lost metric check must be retried at its deadline (about 25 s), not after minutes")
+	require.Equal(t, []string{"75/25", "50/50", "100/0"}, d.Splits, "splits decided in the history of run %s (each exactly once)", d.RunID)
+	require.Equal(t, 1, d.Promotions)
+	require.NoError(t, sc.ExpectPrimary(ctx, "6.1.1"))
 }
