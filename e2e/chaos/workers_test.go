@@ -55,7 +55,7 @@ func chaosSchedule(seed uint64, n int) []release {
 		first := kill{Slot: r.IntN(2), At: dur(time.Second, 20*time.Second), Down: dur(time.Second, 20*time.Second),
 			InActivity: r.IntN(3) == 0}
 		rel.Kills = append(rel.Kills, first)
-		// Drawn even when unused, so that a seed gives the same schedule whatever the mode of the first kill.
+		// Drawn even when not used, so that every release takes the same count of numbers from the generator.
 		second := kill{Slot: 1 - first.Slot, At: first.At + dur(0, 5*time.Second), Down: dur(time.Second, 20*time.Second)}
 		if r.IntN(3) == 0 && !first.InActivity {
 			rel.Kills = append(rel.Kills, second)
@@ -192,7 +192,8 @@ func (w *workers) kill(slot int) (string, error) {
 // webhook that always fails — with the primary's image, the router at 100/0 and the replicas that says, each
 // weight decided exactly once in the history, one promotion or rollback, and `starter rollout --wait` exiting 0
 // or 1 accordingly. The schedule is drawn from a seed (CANARYFLOW_CHAOS_SEED replays one), printed first and in
-// every failure. 10 rollouts (about 6 min on a loaded 2-core machine); CANARYFLOW_CHAOS_ROLLOUTS sets another count.
+// every failure; it fixes the moments, delays and workers, not the machine's pace, so the activity an in-flight
+// kill catches may differ on a replay. 10 rollouts (about 6 min on a loaded 2-core machine); CANARYFLOW_CHAOS_ROLLOUTS sets another count.
 func TestRolloutsSurviveWorkersKilledAtRandom(t *testing.T) {
 	t.Parallel() // the two tests share nothing but the lab
 	n := 10
