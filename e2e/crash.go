@@ -38,7 +38,7 @@ func (sc *Scenarios) WorkerCrash(ctx context.Context, outage time.Duration) (Cra
 		done <- s.Starter(ctx, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.1"), "--wait", "--timeout", "15m", "--by", "ci")
 	}()
 	var at workflows.Status
-	if err := sc.waitStatus(ctx, 5*time.Minute, func(st workflows.Status) bool { at = st; return st.CanaryWeight >= 20 }); err != nil {
+	if err := sc.WaitStatus(ctx, 5*time.Minute, func(st workflows.Status) bool { at = st; return st.CanaryWeight >= 20 }); err != nil {
 		return f, fmt.Errorf("the canary never reached 20%%: %w", err)
 	}
 	f.KilledAtWeight = int(at.CanaryWeight)
@@ -58,7 +58,7 @@ func (sc *Scenarios) WorkerCrash(ctx context.Context, outage time.Duration) (Cra
 	ready := time.Now()
 	f.Outage = ready.Sub(killed)
 	// The status query needs a worker, so it also proves the new one took the rollout over.
-	if err := sc.waitStatus(ctx, 3*time.Minute, func(st workflows.Status) bool {
+	if err := sc.WaitStatus(ctx, 3*time.Minute, func(st workflows.Status) bool {
 		return st.CanaryWeight > at.CanaryWeight || st.Phase == workflows.PhasePromoting ||
 			st.Phase == workflows.PhaseFinalising || st.Phase == workflows.PhaseSucceeded
 	}); err != nil {
@@ -78,7 +78,7 @@ func (sc *Scenarios) WorkerCrash(ctx context.Context, outage time.Duration) (Cra
 	if err := everyStepOnce(h.Output, "podinfo."+sc.NS, 10, 50, 10); err != nil {
 		return f, err
 	}
-	return f, sc.expectPrimary(ctx, "6.0.1")
+	return f, sc.ExpectPrimary(ctx, "6.0.1")
 }
 
 // everyStepOnce checks that a rollout's history advanced the canary through from, from+step, …, to, in that

@@ -35,7 +35,7 @@ func (sc *Scenarios) RolloutAcross(ctx context.Context, fault func(context.Conte
 	}()
 	if fault != nil {
 		var at workflows.Status
-		if err := sc.waitStatus(ctx, 5*time.Minute, func(st workflows.Status) bool { at = st; return st.CanaryWeight >= 20 }); err != nil {
+		if err := sc.WaitStatus(ctx, 5*time.Minute, func(st workflows.Status) bool { at = st; return st.CanaryWeight >= 20 }); err != nil {
 			return f, fmt.Errorf("the canary never reached 20%%: %w", err)
 		}
 		f.AtWeight = int(at.CanaryWeight)
@@ -61,7 +61,7 @@ func (sc *Scenarios) RolloutAcross(ctx context.Context, fault func(context.Conte
 // expectReleased checks the end state of a promotion: the primary runs version with its replicas all ready,
 // takes all traffic (object and answers), and the canary (the target Deployment) is scaled to zero.
 func (sc *Scenarios) expectReleased(ctx context.Context, version string, replicas int32) error {
-	if err := sc.expectPrimary(ctx, version); err != nil {
+	if err := sc.ExpectPrimary(ctx, version); err != nil {
 		return err
 	}
 	// The promotion has returned, but the last pods of the primary may still be reported ready a moment later.
@@ -90,7 +90,7 @@ func (sc *Scenarios) expectReleased(ctx context.Context, version string, replica
 // the weight then.
 func (sc *Scenarios) WaitWeightPast(ctx context.Context, weight int, within time.Duration) (int, error) {
 	var at workflows.Status
-	err := sc.waitStatus(ctx, within, func(st workflows.Status) bool {
+	err := sc.WaitStatus(ctx, within, func(st workflows.Status) bool {
 		at = st
 		return int(st.CanaryWeight) > weight || st.Phase == workflows.PhasePromoting ||
 			st.Phase == workflows.PhaseFinalising || st.Phase == workflows.PhaseSucceeded || st.Phase == workflows.PhaseFailed

@@ -76,6 +76,11 @@ type CanaryOptions struct {
 	LoadDuration string
 	// ConfirmPromotion adds a confirm-promotion gate that only an approval opens.
 	ConfirmPromotion bool
+	// StepWeight, MaxWeight and Threshold of the analysis (0: 10, 50 and 5).
+	StepWeight, MaxWeight, Threshold int
+	// FailingHook adds a rollout webhook that always fails (the load tester's /gate/halt answers 403), so every
+	// step after the first counts a failed check and the release is rolled back at the threshold.
+	FailingHook bool
 
 	// Filled in by WriteCanary: the lab's addresses and the webhooks' commands.
 	TraefikURL, LoadTesterURL, PrometheusURL string
@@ -124,9 +129,9 @@ spec:
     targetPort: http
   analysis:
     interval: 10s
-    threshold: 5
-    maxWeight: 50
-    stepWeight: 10
+    threshold: {{.Threshold}}
+    maxWeight: {{.MaxWeight}}
+    stepWeight: {{.StepWeight}}
     metrics:
       - name: request-success-rate
         interval: 1m
@@ -151,6 +156,11 @@ spec:
         metadata:
           type: cmd
           cmd: "{{.LoadCmd}}"
+{{- if .FailingHook}}
+      - name: always-fails
+        type: rollout
+        url: {{.LoadTesterURL}}gate/halt
+{{- end}}
 {{- if .ConfirmPromotion}}
       - name: release-manager
         type: confirm-promotion
@@ -165,6 +175,15 @@ func (s *Stack) WriteCanary(name string, opts CanaryOptions) (string, error) {
 	}
 	if opts.LoadDuration == "" {
 		opts.LoadDuration = "2m"
+	}
+	if opts.StepWeight == 0 {
+		opts.StepWeight = 10
+	}
+	if opts.MaxWeight == 0 {
+		opts.MaxWeight = 50
+	}
+	if opts.Threshold == 0 {
+		opts.Threshold = 5
 	}
 	opts.TraefikURL, opts.LoadTesterURL, opts.PrometheusURL = s.Lab.TraefikURL, s.LoadTesterURL, s.Lab.PrometheusURL
 	opts.AcceptanceCmd = acceptanceCmd(s.Lab.TraefikURL, opts.Namespace)

@@ -192,7 +192,7 @@ func (sc *Scenarios) Promote(ctx context.Context) error {
 		"check request-success-rate", "promoted revision"); err != nil {
 		return err
 	}
-	return sc.expectPrimary(ctx, "6.0.1")
+	return sc.ExpectPrimary(ctx, "6.0.1")
 }
 
 // RollBack rolls out 6.0.2 while the load test hits /status/500: the success rate halts the analysis until the
@@ -213,7 +213,7 @@ func (sc *Scenarios) RollBack(ctx context.Context) error {
 		"phase Failed", "failed checks threshold reached 5"); err != nil {
 		return err
 	}
-	if err := sc.expectPrimary(ctx, "6.0.1"); err != nil {
+	if err := sc.ExpectPrimary(ctx, "6.0.1"); err != nil {
 		return err
 	}
 	if _, replicas, err := s.Image(ctx, sc.NS, "podinfo"); err != nil || replicas != 0 {
@@ -275,7 +275,7 @@ func (sc *Scenarios) ApproveGate(ctx context.Context) error {
 	go func() {
 		done <- s.Starter(ctx, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.3"), "--wait", "--timeout", "10m", "--by", "demo")
 	}()
-	if err := sc.waitStatus(ctx, 5*time.Minute, func(st workflows.Status) bool {
+	if err := sc.WaitStatus(ctx, 5*time.Minute, func(st workflows.Status) bool {
 		return st.PendingGate == workflows.GateConfirmPromotion
 	}); err != nil {
 		return fmt.Errorf("waiting for the confirm-promotion gate: %w", err)
@@ -299,7 +299,7 @@ func (sc *Scenarios) ApproveGate(ctx context.Context) error {
 		"dashboards look good", "promoted revision"); err != nil {
 		return err
 	}
-	return sc.expectPrimary(ctx, "6.0.3")
+	return sc.ExpectPrimary(ctx, "6.0.3")
 }
 
 // Abort rolls out 6.0.4 and aborts it mid-analysis; it measures how long the abort takes to bring all traffic
@@ -379,7 +379,7 @@ func (sc *Scenarios) Abort(ctx context.Context) error {
 	}
 	s.Say("   aborted at canary weight %d: TraefikService at 100/0 %s after `starter abort` started; the canary's last answer through Traefik came %s after it",
 		sc.Figures.AbortAtWeight, sc.Figures.AbortToPrimaryObject.Round(time.Millisecond), sc.Figures.AbortToPrimaryTraffic.Round(time.Millisecond))
-	return sc.expectPrimary(ctx, "6.0.3")
+	return sc.ExpectPrimary(ctx, "6.0.3")
 }
 
 // Summary prints the Web UI address of the canary's rollouts and starter list.
@@ -400,7 +400,9 @@ func (sc *Scenarios) Summary(ctx context.Context) error {
 	return expectCode("starter list", r, 0)
 }
 
-func (sc *Scenarios) expectPrimary(ctx context.Context, version string) error {
+// ExpectPrimary checks that the primary runs version, holds all traffic on the router (100/0) and answers
+// through Traefik.
+func (sc *Scenarios) ExpectPrimary(ctx context.Context, version string) error {
 	img, _, err := sc.S.Image(ctx, sc.NS, "podinfo-primary")
 	if err != nil {
 		return err
@@ -504,7 +506,8 @@ func (sc *Scenarios) ask(ctx context.Context, path string, header http.Header) (
 	return Answer{Version: v.Version, Pod: pod, Cookies: resp.Cookies()}, nil
 }
 
-func (sc *Scenarios) waitStatus(ctx context.Context, within time.Duration, ok func(workflows.Status) bool) error {
+// WaitStatus polls the rollout's status query until ok accepts it (a status query needs a worker).
+func (sc *Scenarios) WaitStatus(ctx context.Context, within time.Duration, ok func(workflows.Status) bool) error {
 	deadline := time.Now().Add(within)
 	var last workflows.Status
 	for time.Now().Before(deadline) {

@@ -101,14 +101,27 @@ func StartOnQueue(ctx context.Context, env *labtest.Env, say func(string, ...any
 	return StartWith(ctx, env, say, Options{TaskQueue: queue})
 }
 
-// Options vary the stack: see the Stack fields of the same names.
+// Options vary what Start starts.
 type Options struct {
-	TaskQueue     string
+	// TaskQueue of the workers and the starter; empty is the default (workflows.TaskQueue).
+	TaskQueue string
+	// PrometheusURL is the workers' default metrics server (a fault proxy, say); empty is the lab's Prometheus.
 	PrometheusURL string
+	// TemporalAddress replaces the lab's Temporal frontend for the workers, the starter and the scenarios' client:
+	// a private server that a test may kill without disturbing the other tests sharing the lab's.
+	TemporalAddress string
+	// NoWorker starts no worker: the test starts its own with StartWorker.
+	NoWorker bool
 }
 
-// StartWith is Start with opts: a task queue of its own, a fault proxy as the workers' default Prometheus.
+// StartWith is Start with options.
 func StartWith(ctx context.Context, env *labtest.Env, say func(string, ...any), opts Options) (*Stack, error) {
+	if opts.TemporalAddress != "" {
+		// A copy: the Env is the shared lab's, read by other tests of this process.
+		own := *env
+		own.TemporalAddress = opts.TemporalAddress
+		env = &own
+	}
 	root, err := labtest.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -136,6 +149,9 @@ func StartWith(ctx context.Context, env *labtest.Env, say func(string, ...any), 
 	if err := s.startLoadTester(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if opts.NoWorker {
+		return s, nil
 	}
 	if err := s.StartWorker(ctx, "worker"); err != nil {
 		s.Close()
@@ -340,6 +356,16 @@ func (s *Stack) Kill(name string) error {
 	}
 	_ = cmd.Wait()
 	return nil
+}
+
+// Pid returns the process ID of the named process, 0 when none of that name runs.
+func (s *Stack) Pid(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cmd, ok := s.procs[name]; ok {
+		return cmd.Process.Pid
+	}
+	return 0
 }
 
 // LogTail returns the last lines of a process's log.

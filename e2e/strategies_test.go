@@ -168,7 +168,7 @@ func runStrategy(ctx context.Context, t *testing.T, s *Stack, name, seed string,
 	r.rollout = s.StarterTo(ctx, t.Logf, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.1"),
 		"--wait", "--timeout", "10m", "--by", "e2e")
 	require.NoError(t, expectCode("starter rollout 6.0.1", r.rollout, 0))
-	require.NoError(t, sc.expectPrimary(ctx, "6.0.1"))
+	require.NoError(t, sc.ExpectPrimary(ctx, "6.0.1"))
 	r.answers = tr.Stop()
 	stop()
 	<-duringDone

@@ -173,7 +173,7 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 	}
 	in := activities.MetricChecksInput{Canary: r.ref, Metrics: r.a.Metrics, Templates: r.in.Templates}
 	var res activities.MetricChecksResult
-	if err := r.exec(metricOptions(), activities.ActivityRunMetricChecks, in, &res); err != nil {
+	if err := r.exec(metricOptions(r.a), activities.ActivityRunMetricChecks, in, &res); err != nil {
 		if errors.Is(err, errCanceled) {
 			return "", "", err
 		}

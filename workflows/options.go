@@ -67,9 +67,14 @@ func readyOptions() workflow.ActivityOptions {
 
 // metricOptions: all metric checks of one step. A query that fails is a check result, not an activity error;
 // the activity only fails when it could not run at all, which a couple of retries may fix.
-func metricOptions() workflow.ActivityOptions {
+//
+// The deadline is what the queries may take (each is bounded by activities.QueryTimeout, and they run one after
+// the other) plus a margin, not a fixed 2 min: an attempt lost with a killed worker is retried only at the
+// deadline, and a step held for 2 min also stops the load test that the steps' rollout webhooks keep going, so the
+// retried checks found no traffic and rolled a healthy release back (e2e/chaos, seed 1795985614051161717).
+func metricOptions(a *v1beta1.CanaryAnalysis) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
+		StartToCloseTimeout: time.Duration(len(a.Metrics))*activities.QueryTimeout(a.Interval) + metricMargin,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    2 * time.Second,
 			BackoffCoefficient: 2,
@@ -134,3 +139,7 @@ var permanentErrorTypes = []string{
 	activities.ErrTypeUnsupportedProvider,
 	activities.ErrTypePermanent,
 }
+
+// metricMargin is the time one metric-checks activity may take beyond its queries: reading a MetricTemplate's
+// Secret, building the clients, a loaded machine.
+const metricMargin = 15 * time.Second
