@@ -142,6 +142,10 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 		if s.RouteRef == nil || s.RouteRef.Name == "" {
 			e.add("spec.routeRef", "required with provider apisix: name the ApisixRoute canaryflow clones for the canary")
 		}
+	case "smi":
+		if _, err := SMIVersion(s.Provider); err != nil {
+			e.add("spec.provider", "%v", err)
+		}
 	case "gatewayapi":
 		if len(s.Service.GatewayRefs) == 0 {
 			e.add("spec.service.gatewayRefs", "required with provider gatewayapi: list the Gateways the HTTPRoute attaches to")
