@@ -146,6 +146,11 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 		if _, err := SMIVersion(s.Provider); err != nil {
 			e.add("spec.provider", "%v", err)
 		}
+	case "appmesh":
+		// Flagger reads a bare "appmesh" as its router for App Mesh's retired v1beta1 API.
+		if p := strings.ToLower(strings.TrimSpace(s.Provider)); p != "appmesh:v1beta2" {
+			e.add("spec.provider", "provider %q: canaryflow routes App Mesh's v1beta2 API (appmesh.k8s.aws/v1beta2) only: use appmesh:v1beta2", s.Provider)
+		}
 	case "gatewayapi":
 		if len(s.Service.GatewayRefs) == 0 {
 			e.add("spec.service.gatewayRefs", "required with provider gatewayapi: list the Gateways the HTTPRoute attaches to")

@@ -210,7 +210,7 @@ func (g *Gloo) upstream(ctx context.Context, c *v1beta1.Canary, role string, con
 		"servicePort": int64(c.Spec.Service.Port), "selector": selector}
 	u := newObject(c, spec)
 	u.SetName(glooUpstreamName(c, role))
-	return g.upstreams.apply(ctx, u, true)
+	return g.upstreams.applyOwn(ctx, u)
 }
 
 // upstreamConfig reads the settings of spec.upstreamRef's Upstream that the generated ones copy.

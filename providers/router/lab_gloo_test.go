@@ -61,12 +61,21 @@ func TestGlooUpstreamsAndRouteTableOnTheAPIServer(t *testing.T) {
 	rt, err := e.routers.Get("gloo")
 	require.NoError(t, err)
 
+	foreignUp := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "gloo.solo.io/v1", "kind": "Upstream",
+		"metadata": map[string]any{"name": canaryUp, "namespace": e.ns},
+		"spec":     map[string]any{"static": map[string]any{"hosts": []any{map[string]any{"addr": "example.org", "port": int64(80)}}}},
+	}}
+	remove := createForeign(t, glooUpstreams, foreignUp)
+	requirePermanent(t, rt.Reconcile(ctx, c), "Upstream "+e.ns+"/"+canaryUp+" exists and is not managed by canaryflow")
+	remove()
+
 	foreign := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "gateway.solo.io/v1", "kind": "RouteTable",
 		"metadata": map[string]any{"name": "podinfo", "namespace": e.ns},
 		"spec":     map[string]any{"routes": []any{map[string]any{"directResponseAction": map[string]any{"status": int64(200)}}}},
 	}}
-	remove := createForeign(t, glooRouteTables, foreign)
+	remove = createForeign(t, glooRouteTables, foreign)
 	requirePermanent(t, rt.Reconcile(ctx, c), "RouteTable "+e.ns+"/podinfo exists and is not managed by canaryflow")
 	remove()
 

@@ -122,15 +122,17 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"kuma": {Weights: true},
 		// Gloo's route table: weighted destinations and matchers.
 		"gloo": {Weights: true, Match: true},
+		// App Mesh routes: weighted targets and matches.
+		"appmesh": {Weights: true, Match: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
 	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
-	require.Equal(t, []string{"apisix", "gatewayapi", "gloo", "kubernetes", "kuma", "linkerd", "nginx", "osm", "smi", "traefik"}, Providers())
+	require.Equal(t, []string{"apisix", "appmesh", "gatewayapi", "gloo", "kubernetes", "kuma", "linkerd", "nginx", "osm", "smi", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
 	_, err = NewRegistryForClients(Clients{}).Get("knative")
-	require.ErrorContains(t, err, `no router for provider "knative" in this build: canaryflow has routers for apisix, gatewayapi, gloo, kubernetes, kuma, linkerd, nginx, osm, smi, traefik`)
+	require.ErrorContains(t, err, `no router for provider "knative" in this build: canaryflow has routers for apisix, appmesh, gatewayapi, gloo, kubernetes, kuma, linkerd, nginx, osm, smi, traefik`)
 }
 
 func TestTraefikMatchRules(t *testing.T) {
