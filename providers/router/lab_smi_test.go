@@ -145,3 +145,37 @@ func TestSMITrafficSplitsOnTheAPIServer(t *testing.T) {
 		}
 	})
 }
+
+// Linkerd's other mode, which Flagger's Linkerd tutorial uses now: provider gatewayapi with the apex Service as
+// the HTTPRoute's parent (GAMMA), so the gatewayapi router serves Linkerd without a TrafficSplit. On the API
+// server with Gateway API's CRDs, the HTTPRoute carries the tutorial's Service parentRef as written and each
+// step's weights on the primary and canary backends.
+func TestLinkerdGatewayAPIModeAttachesTheHTTPRouteToTheService(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "rt-gamma")
+	group, kind, port := "core", "Service", int32(9898)
+	c := canary(e.ns, "gatewayapi:v1beta1", func(c *v1beta1.Canary) {
+		c.Spec.Service.GatewayRefs = []v1beta1.ParentReference{{Name: "podinfo", Namespace: &e.ns, Group: &group, Kind: &kind, Port: &port}}
+	})
+	e.rollout(t, c)
+	rt, err := e.routers.Get(c.Spec.Provider)
+	require.NoError(t, err)
+	require.NoError(t, rt.Reconcile(ctx, c))
+	for _, w := range [][2]int{{90, 10}, {50, 50}, {0, 100}} {
+		require.NoError(t, rt.SetRoutes(ctx, c, w[0], w[1], false))
+		u := meshObject(t, labtest.HTTPRoutes, e.ns, "podinfo")
+		require.NotNil(t, u)
+		parents, _, _ := unstructured.NestedSlice(u.Object, "spec", "parentRefs")
+		require.Equal(t, []any{map[string]any{"group": "core", "kind": "Service", "name": "podinfo", "namespace": e.ns, "port": int64(9898)}}, parents)
+		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+		require.Len(t, rules, 1)
+		backends, _, _ := unstructured.NestedSlice(rules[0].(map[string]any), "backendRefs")
+		got := map[string]int64{}
+		for _, b := range backends {
+			m := b.(map[string]any)
+			got[m["name"].(string)] = m["weight"].(int64)
+		}
+		require.Equal(t, map[string]int64{"podinfo-primary": int64(w[0]), "podinfo-canary": int64(w[1])}, got)
+	}
+	require.NoError(t, rt.Finalize(ctx, c))
+}
