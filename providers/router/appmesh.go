@@ -355,24 +355,33 @@ func (a *AppMesh) Reconcile(ctx context.Context, c *v1beta1.Canary) error {
 	if err != nil {
 		return err
 	}
+	// Every object is read before the first write, so one of someone else's is refused with nothing written.
+	for _, o := range []struct {
+		r    *crd
+		name string
+	}{{a.nodes, primary}, {a.nodes, canary}, {a.routers, canary}, {a.services, apex}, {a.services, canary}} {
+		if _, err := o.r.get(ctx, c.Namespace, o.name); err != nil {
+			return err
+		}
+	}
 	for _, svc := range []string{primary, canary} {
 		n, err := a.node(ctx, c, svc)
 		if err != nil {
 			return err
 		}
-		if err := a.nodes.applyOwn(ctx, n); err != nil {
+		if err := a.nodes.apply(ctx, n, true); err != nil {
 			return err
 		}
 	}
 	canaryRoutes := []any{appmeshRoute(c, canary, map[string]any{"prefix": appmeshPrefix(c)}, appmeshTargets(c, 0, 100))}
-	if err := a.routers.applyOwn(ctx, appmeshRouter(c, canary, canaryRoutes)); err != nil {
+	if err := a.routers.apply(ctx, appmeshRouter(c, canary, canaryRoutes), true); err != nil {
 		return err
 	}
 	if err := a.routers.apply(ctx, appmeshRouter(c, apex, routes), true); err != nil {
 		return err
 	}
 	for _, name := range []string{canary, apex} {
-		if err := a.services.applyOwn(ctx, appmeshService(c, name)); err != nil {
+		if err := a.services.apply(ctx, appmeshService(c, name), true); err != nil {
 			return err
 		}
 	}

@@ -95,15 +95,6 @@ func (r *crd) apply(ctx context.Context, obj *unstructured.Unstructured, force b
 	return kubeobj.Apply(ctx, ri, obj, force)
 }
 
-// applyOwn writes obj with force unless an object of that name exists without canaryflow's marker, which is
-// refused: for the objects a router writes without reading them first.
-func (r *crd) applyOwn(ctx context.Context, obj *unstructured.Unstructured) error {
-	if _, err := r.get(ctx, obj.GetNamespace(), obj.GetName()); err != nil {
-		return err
-	}
-	return r.apply(ctx, obj, true)
-}
-
 // newObject starts an object named after the apex Service with canaryflow's marker and spec.service.apex metadata.
 func newObject(c *v1beta1.Canary, spec map[string]any) *unstructured.Unstructured {
 	apex, _, _ := c.ServiceNames()

@@ -191,7 +191,8 @@ func glooSplit(c *v1beta1.Canary, u *unstructured.Unstructured) (primaryWeight, 
 	return 0, 0
 }
 
-// upstream writes the Upstream of the primary or canary Service, selecting the Service's pods as Flagger's does.
+// upstream writes the Upstream of the primary or canary Service, selecting the Service's pods as Flagger's does
+// (the caller has checked that an existing one is canaryflow's).
 func (g *Gloo) upstream(ctx context.Context, c *v1beta1.Canary, role string, config map[string]any) error {
 	svcName := apexName(c) + "-" + role
 	svc, err := g.kube.CoreV1().Services(c.Namespace).Get(ctx, svcName, metav1.GetOptions{})
@@ -210,7 +211,7 @@ func (g *Gloo) upstream(ctx context.Context, c *v1beta1.Canary, role string, con
 		"servicePort": int64(c.Spec.Service.Port), "selector": selector}
 	u := newObject(c, spec)
 	u.SetName(glooUpstreamName(c, role))
-	return g.upstreams.applyOwn(ctx, u)
+	return g.upstreams.apply(ctx, u, true)
 }
 
 // upstreamConfig reads the settings of spec.upstreamRef's Upstream that the generated ones copy.
@@ -263,6 +264,12 @@ func (g *Gloo) Reconcile(ctx context.Context, c *v1beta1.Canary) error {
 	table, err := g.table(c, pw, cw)
 	if err != nil {
 		return err
+	}
+	// Every object is read before the first write, so one of someone else's is refused with nothing written.
+	for _, role := range []string{"primary", "canary"} {
+		if _, err := g.upstreams.get(ctx, c.Namespace, glooUpstreamName(c, role)); err != nil {
+			return err
+		}
 	}
 	config, err := g.upstreamConfig(ctx, c)
 	if err != nil {

@@ -60,6 +60,8 @@ func TestAppMeshObjectsOnTheAPIServer(t *testing.T) {
 	}}
 	remove := createForeign(t, appmeshGVR("virtualnodes"), foreign)
 	requirePermanent(t, rt.Reconcile(ctx, c), "VirtualNode "+e.ns+"/podinfo-canary exists and is not managed by canaryflow")
+	require.Nil(t, meshObject(t, appmeshGVR("virtualnodes"), e.ns, "podinfo-primary"), "a refused reconcile writes nothing")
+	require.Nil(t, meshObject(t, appmeshGVR("virtualrouters"), e.ns, "podinfo"), "a refused reconcile writes nothing")
 	remove()
 
 	obj := func(resource, name string) *unstructured.Unstructured {

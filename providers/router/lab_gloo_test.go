@@ -68,6 +68,8 @@ func TestGlooUpstreamsAndRouteTableOnTheAPIServer(t *testing.T) {
 	}}
 	remove := createForeign(t, glooUpstreams, foreignUp)
 	requirePermanent(t, rt.Reconcile(ctx, c), "Upstream "+e.ns+"/"+canaryUp+" exists and is not managed by canaryflow")
+	require.Nil(t, meshObject(t, glooUpstreams, e.ns, primaryUp), "a refused reconcile writes nothing")
+	require.Nil(t, meshObject(t, glooRouteTables, e.ns, "podinfo"), "a refused reconcile writes nothing")
 	remove()
 
 	foreign := &unstructured.Unstructured{Object: map[string]any{
