@@ -76,6 +76,8 @@ func TestInvalidDocumentsNameTheField(t *testing.T) {
 		{"metric neither builtin nor template", "name: request-success-rate", "name: error-rate", []string{"spec.analysis.metrics[0].templateRef"}, "is not builtin"},
 		{"builtin metric on provider without builtin query", "provider: traefik", "provider: smi:v1alpha2", []string{"spec.analysis.metrics[0].name"}, "provider smi has no builtin query"},
 		{"smi without a TrafficSplit version", "provider: traefik", "provider: smi", []string{"spec.provider", "spec.analysis.metrics[0].name"}, `provider "smi" names no TrafficSplit version`},
+		{"linkerd with a suffix Flagger reads as Istio", "provider: traefik", "provider: linkerd:v1alpha2", []string{"spec.provider"}, `provider "linkerd:v1alpha2" names no TrafficSplit version`},
+		{"kuma with a suffix Flagger reads as Istio", "provider: traefik", "provider: kuma:v1alpha1", []string{"spec.provider"}, "use kuma"},
 		{"bare appmesh, Flagger's retired v1beta1 router", "provider: traefik", "provider: appmesh", []string{"spec.provider"}, "use appmesh:v1beta2"},
 		{"smi with a version Flagger has no router for", "provider: traefik", "provider: smi:v1alpha4", []string{"spec.provider", "spec.analysis.metrics[0].name"}, "use smi:v1alpha1, smi:v1alpha2 or smi:v1alpha3"},
 		{"unknown no-data policy", "        interval: 1m\n", "        interval: 1m\n        onNoData: ignore\n", []string{"spec.analysis.metrics[0].onNoData"}, `unknown policy "ignore"`},

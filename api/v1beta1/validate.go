@@ -142,9 +142,14 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 		if s.RouteRef == nil || s.RouteRef.Name == "" {
 			e.add("spec.routeRef", "required with provider apisix: name the ApisixRoute canaryflow clones for the canary")
 		}
-	case "smi":
+	case "smi", "linkerd", "osm":
+		// Flagger matches linkerd and osm exactly: "linkerd:…" would be its Istio fallback.
 		if _, err := SMIVersion(s.Provider); err != nil {
 			e.add("spec.provider", "%v", err)
+		}
+	case "kuma":
+		if p := strings.ToLower(strings.TrimSpace(s.Provider)); p != "kuma" {
+			e.add("spec.provider", "provider %q: Kuma's router takes no suffix (Flagger would route it with Istio): use kuma", s.Provider)
 		}
 	case "appmesh":
 		// Flagger reads a bare "appmesh" as its router for App Mesh's retired v1beta1 API.
