@@ -20,18 +20,17 @@ const (
 )
 
 func init() {
-	// What Flagger's factory picks for each name: linkerd writes v1alpha1 (the version linkerd-smi stores), osm
-	// v1alpha2 (the only one OSM serves), and smi the version its suffix names.
-	traffic := v1beta1.Traffic{Weights: true, Honours: []string{"spec.service.hosts"}}
-	for provider, version := range map[string]string{"linkerd": smiV1alpha1, "osm": smiV1alpha2, "smi": ""} {
+	// One router for the three names: the version each selects is v1beta1.SMIVersion's, Flagger's factory's
+	// (linkerd v1alpha1, the version linkerd-smi stores; osm v1alpha2, the only one OSM serves; smi the one named).
+	for _, provider := range []string{"linkerd", "osm", "smi"} {
 		Register(provider, func(c Clients) Router {
-			s := &SMI{provider: provider, version: version, splits: map[string]*crd{}}
+			s := &SMI{splits: map[string]*crd{}}
 			for _, v := range []string{smiV1alpha1, smiV1alpha2, smiV1alpha3} {
 				s.splits[v] = &crd{kind: "TrafficSplit", resource: "trafficsplits", dyn: c.Dynamic, disc: c.Discovery,
 					candidates: []schema.GroupVersion{{Group: "split.smi-spec.io", Version: v}}}
 			}
 			return s
-		}, traffic)
+		}, v1beta1.Traffic{Weights: true, Honours: []string{"spec.service.hosts"}})
 	}
 }
 
@@ -46,18 +45,14 @@ func init() {
 // selects (the target's, once the workload is finalised), and a bare "smi" or an unknown version is an error
 // instead of a silent fallback to Istio.
 type SMI struct {
-	provider string
-	version  string          // fixed by the provider name; empty: from the "smi:<version>" suffix
-	splits   map[string]*crd // TrafficSplits by API version
+	splits map[string]*crd // TrafficSplits by API version
 }
 
+// split is the TrafficSplit client of the version c's provider selects.
 func (s *SMI) split(c *v1beta1.Canary) (*crd, error) {
-	v := s.version
-	if v == "" {
-		var err error
-		if v, err = v1beta1.SMIVersion(c.Spec.Provider); err != nil {
-			return nil, kubeobj.Permanent(fmt.Errorf("Canary %s/%s: spec.provider: %w", c.Namespace, c.Name, err))
-		}
+	v, err := v1beta1.SMIVersion(c.Spec.Provider)
+	if err != nil {
+		return nil, kubeobj.Permanent(fmt.Errorf("Canary %s/%s: spec.provider: %w", c.Namespace, c.Name, err))
 	}
 	return s.splits[v], nil
 }
