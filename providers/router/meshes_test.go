@@ -1,12 +1,14 @@
 package router
 
 import (
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/providers/metrics"
 )
 
 // The mesh routers' objects without a cluster (lab_<provider>_test.go creates them on the API server): the
@@ -96,6 +98,35 @@ func TestMeshMatchesTheyCannotExpressAreRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.ErrorContains(t, tc.route(ab(tc.match)), tc.msg)
+		})
+	}
+}
+
+// The builtin gloo and kuma queries select the canary by names these routers (and the meshes after them) give:
+// Gloo's Envoy names a cluster "<Upstream>_<Upstream namespace>", Kuma tags series with the Kuma service. Each
+// query must select the canary's and not the primary's, or the analysis would judge the wrong pods.
+func TestBuiltinQueriesSelectTheCanaryByTheRoutersNames(t *testing.T) {
+	c := testCanary(nil)
+	_, primary, canary := c.ServiceNames()
+	for _, tc := range []struct {
+		provider, label string
+		canary, primary string
+	}{
+		{"gloo", "envoy_cluster_name", glooUpstreamName(c, "canary") + "_" + c.Namespace, glooUpstreamName(c, "primary") + "_" + c.Namespace},
+		{"kuma", "service", kumaService(c, canary), kumaService(c, primary)},
+	} {
+		t.Run(tc.provider, func(t *testing.T) {
+			for _, metric := range []string{metrics.RequestSuccessRate, metrics.RequestDuration} {
+				q, ok := metrics.BuiltinQuery(tc.provider, metric)
+				require.True(t, ok)
+				q, err := metrics.Render(q, metrics.Model{Namespace: c.Namespace, Target: c.Spec.TargetRef.Name, Interval: "1m"})
+				require.NoError(t, err)
+				m := regexp.MustCompile(tc.label + `=~"([^"]+)"`).FindStringSubmatch(q)
+				require.NotNil(t, m, q)
+				re := regexp.MustCompile("^(?:" + m[1] + ")$") // PromQL regexes are anchored
+				require.True(t, re.MatchString(tc.canary), "%s must select %s", m[1], tc.canary)
+				require.False(t, re.MatchString(tc.primary), "%s must not select %s", m[1], tc.primary)
+			}
 		})
 	}
 }
