@@ -62,6 +62,7 @@ func useLinkerdSMI(t *testing.T) {
 	ri := labtest.Dynamic(t).Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
 	ctx := context.Background()
 	const name = "trafficsplits.split.smi-spec.io"
+	labtest.LockCRD(t, name) // the router tests switch it to OSM's and back
 	if u, err := ri.Get(ctx, name, metav1.GetOptions{}); err == nil && u.GetLabels()["linkerd.io/extension"] != "smi" {
 		require.NoError(t, ri.Delete(ctx, name, metav1.DeleteOptions{}))
 		require.Eventually(t, func() bool {

@@ -20,16 +20,19 @@ import (
 
 var smiCRD = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
+// smiCRDName is the CRD osm and linkerd-smi both define.
+const smiCRDName = "trafficsplits.split.smi-spec.io"
+
 // useSMICRD makes the TrafficSplit CRD on the lab's API server linkerd-smi's (mesh "linkerd") or OSM's ("osm").
 // Both define trafficsplits.split.smi-spec.io with different versions, and a version stored once cannot be dropped
 // by an update, so switching deletes the CRD (and every TrafficSplit) first. Only these tests use TrafficSplits;
-// they run one after the other (no t.Parallel).
+// the test using them holds labtest.LockCRD, and its subtests run one after the other (no t.Parallel).
 func useSMICRD(t *testing.T, mesh string) {
 	t.Helper()
 	files := labtest.SharedCRDs(t, mesh)
 	ctx := context.Background()
 	ri := labtest.Dynamic(t).Resource(smiCRD)
-	const name = "trafficsplits.split.smi-spec.io"
+	const name = smiCRDName
 	u, err := ri.Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
 		isLinkerd := u.GetLabels()["linkerd.io/extension"] == "smi"
@@ -88,6 +91,7 @@ func smiSplit(t *testing.T, version, ns, root string) (int, int) {
 // sets, idempotently; an object of someone else is refused; Finalize deletes it. A version the CRD does not serve
 // is a permanent error naming it, and a bare "smi" names the versions to choose from.
 func TestSMITrafficSplitsOnTheAPIServer(t *testing.T) {
+	labtest.LockCRD(t, smiCRDName) // e2e's mesh test needs linkerd-smi's while it runs
 	ctx := context.Background()
 	for _, tc := range []struct {
 		crd, provider, version string
