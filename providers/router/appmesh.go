@@ -30,6 +30,10 @@ func init() {
 		"spec.service.hosts", "spec.service.backends", "spec.service.match"}})
 }
 
+// appmeshAccessLogAnnotation "enabled" on the Canary makes the VirtualNodes' Envoy log every request to stdout,
+// as Flagger does.
+const appmeshAccessLogAnnotation = "appmesh.flagger.app/accesslog"
+
 // appmeshMaxMatches bounds spec.analysis.match: the A/B routes take priorities 10 to 19, below the fallback's 20.
 const appmeshMaxMatches = 10
 
@@ -38,8 +42,9 @@ const appmeshMaxMatches = 10
 // and canary Services and discovered by their DNS names; a VirtualRouter and a VirtualService "<apex>" whose
 // route splits traffic between the two nodes; and a VirtualRouter and VirtualService "<apex>-canary" sending all
 // to the canary node. spec.service.timeout, retries (default: gateway-error, 250 ms per try, as Flagger),
-// backends (VirtualService names or ARNs), hosts (the App Mesh gateway annotations) and the URI prefix of
-// spec.service.match[0] are written as Flagger writes them.
+// backends (VirtualService names or ARNs), hosts (the App Mesh gateway annotations), the URI prefix of
+// spec.service.match[0] and the Canary's appmesh.flagger.app/accesslog annotation are written as Flagger writes
+// them.
 //
 // A/B testing: each of spec.analysis.match is a route of its own ("<apex>-a", "<apex>-a-2", …, priorities from
 // 10) carrying the split, matching headers (exact, prefix, suffix, regex), withoutHeaders (inverted), exact query
@@ -284,8 +289,12 @@ func (a *AppMesh) node(ctx context.Context, c *v1beta1.Canary, svc string) (*uns
 	if len(backends) > 0 {
 		spec["backends"] = backends
 	}
+	if c.Annotations[appmeshAccessLogAnnotation] == "enabled" {
+		spec["logging"] = map[string]any{"accessLog": map[string]any{"file": map[string]any{"path": "/dev/stdout"}}}
+	}
 	u := newObject(c, spec)
 	u.SetName(svc)
+	withFluxAnnotations(u)
 	return u, nil
 }
 

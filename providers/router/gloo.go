@@ -246,7 +246,9 @@ func (g *Gloo) table(c *v1beta1.Canary, primaryWeight, canaryWeight int) (*unstr
 	if err != nil {
 		return nil, err
 	}
-	return newObject(c, map[string]any{"routes": routes}), nil
+	u := newObject(c, map[string]any{"routes": routes})
+	withFluxAnnotations(u)
+	return u, nil
 }
 
 // Reconcile writes both Upstreams and the RouteTable, keeping its current split; a new one starts at 100/0.

@@ -89,7 +89,22 @@ func kumaObject(c *v1beta1.Canary, primaryWeight, canaryWeight int) *unstructure
 		mesh = "default"
 	}
 	u.Object["mesh"] = mesh
+	withFluxAnnotations(u)
 	return u
+}
+
+// withFluxAnnotations adds the annotations Flagger puts on the TrafficRoute, RouteTable and VirtualNodes it writes
+// from spec.service.apex metadata (fluxAnnotations), so that Flux neither reverts nor prunes them when that
+// metadata is Flux's.
+func withFluxAnnotations(u *unstructured.Unstructured) {
+	a := u.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	for k, v := range fluxAnnotations {
+		a[k] = v
+	}
+	u.SetAnnotations(a)
 }
 
 // get reads the TrafficRoute; one made by canaryflow for another Canary is refused too (it cannot be, given the
