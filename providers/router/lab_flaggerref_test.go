@@ -135,6 +135,7 @@ func TestMeshRoutersWriteWhatFlaggersRoutersWrite(t *testing.T) {
 		mod      func(*v1beta1.Canary)
 	}{
 		{"linkerd", nil},
+		{"smi:v1alpha1:linkerd", func(c *v1beta1.Canary) { c.Spec.Service.Hosts = []string{"podinfo.test.svc.cluster.local"} }},
 		{"smi:v1alpha2", nil},
 		{"kuma", func(c *v1beta1.Canary) { c.Annotations = map[string]string{"kuma.io/mesh": "blue"} }},
 		{"gloo", nil},
