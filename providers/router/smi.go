@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -52,7 +51,7 @@ type SMI struct {
 func (s *SMI) split(c *v1beta1.Canary) (*crd, error) {
 	v, err := v1beta1.SMIVersion(c.Spec.Provider)
 	if err != nil {
-		return nil, kubeobj.Permanent(fmt.Errorf("Canary %s/%s: spec.provider: %w", c.Namespace, c.Name, err))
+		return nil, kubeobj.Permanentf("Canary %s/%s: spec.provider: %w", c.Namespace, c.Name, err)
 	}
 	return s.splits[v], nil
 }
