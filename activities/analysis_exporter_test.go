@@ -206,8 +206,8 @@ func (e *shapeExporter) serve(w http.ResponseWriter, _ *http.Request) {
 		}
 		envoy(map[string]string{"envoy_cluster_name": ns + "_podinfo-canary_80"}, s, n)                        // contour
 		envoy(map[string]string{"envoy_cluster_name": ns + "_podinfo-primary_80"}, decoy, dn)                  // contour primary
-		envoy(map[string]string{"envoy_cluster_name": ns + "-podinfo-canary-80_gloo-system"}, s, n)            // gloo
-		envoy(map[string]string{"envoy_cluster_name": ns + "-podinfo-primary-80_gloo-system"}, decoy, dn)      // gloo primary
+		envoy(map[string]string{"envoy_cluster_name": ns + "-podinfo-canaryupstream-80_" + ns}, s, n)          // gloo (the router's Upstream)
+		envoy(map[string]string{"envoy_cluster_name": ns + "-podinfo-primaryupstream-80_" + ns}, decoy, dn)    // gloo primary
 		envoy(map[string]string{"service": "podinfo-canary_" + ns + "_svc_80", "mesh": "default"}, s, n)       // kuma
 		envoy(map[string]string{"service": "podinfo-primary_" + ns + "_svc_80", "mesh": "default"}, decoy, dn) // kuma primary
 		envoy(map[string]string{"kubernetes_namespace": ns, "kubernetes_pod_name": "podinfo-7d9f8b6c5d-x2x4z",

@@ -1,6 +1,7 @@
 package v1beta1
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -76,4 +77,30 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// The SMI TrafficSplit API versions a provider name can select.
+const (
+	SMIV1alpha1 = "v1alpha1"
+	SMIV1alpha2 = "v1alpha2"
+	SMIV1alpha3 = "v1alpha3"
+)
+
+// SMIVersion is the TrafficSplit API version a provider name selects, as Flagger's router factory reads it:
+// "linkerd" v1alpha1, "osm" v1alpha2, "smi:v1alpha1|v1alpha2|v1alpha3[:<mesh>]" the version named. A bare "smi"
+// or another version is an error (Flagger would fall back to Istio).
+func SMIVersion(provider string) (string, error) {
+	p := strings.ToLower(strings.TrimSpace(provider))
+	switch p {
+	case "linkerd":
+		return SMIV1alpha1, nil
+	case "osm":
+		return SMIV1alpha2, nil
+	}
+	for _, v := range []string{SMIV1alpha1, SMIV1alpha2, SMIV1alpha3} {
+		if p == "smi:"+v || strings.HasPrefix(p, "smi:"+v+":") {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("provider %q names no TrafficSplit version: use smi:v1alpha1, smi:v1alpha2 or smi:v1alpha3 (optionally followed by :<mesh>), linkerd or osm", provider)
 }

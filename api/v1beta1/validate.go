@@ -142,6 +142,20 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 		if s.RouteRef == nil || s.RouteRef.Name == "" {
 			e.add("spec.routeRef", "required with provider apisix: name the ApisixRoute canaryflow clones for the canary")
 		}
+	case "smi", "linkerd", "osm":
+		// Flagger matches linkerd and osm exactly: "linkerd:…" would be its Istio fallback.
+		if _, err := SMIVersion(s.Provider); err != nil {
+			e.add("spec.provider", "%v", err)
+		}
+	case "kuma":
+		if p := strings.ToLower(strings.TrimSpace(s.Provider)); p != "kuma" {
+			e.add("spec.provider", "provider %q: Kuma's router takes no suffix (Flagger would route it with Istio): use kuma", s.Provider)
+		}
+	case "appmesh":
+		// Flagger reads a bare "appmesh" as its router for App Mesh's retired v1beta1 API.
+		if p := strings.ToLower(strings.TrimSpace(s.Provider)); p != "appmesh:v1beta2" {
+			e.add("spec.provider", "provider %q: canaryflow routes App Mesh's v1beta2 API (appmesh.k8s.aws/v1beta2) only: use appmesh:v1beta2", s.Provider)
+		}
 	case "gatewayapi":
 		if len(s.Service.GatewayRefs) == 0 {
 			e.add("spec.service.gatewayRefs", "required with provider gatewayapi: list the Gateways the HTTPRoute attaches to")

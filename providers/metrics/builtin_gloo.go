@@ -1,8 +1,9 @@
 package metrics
 
-// Gloo's Envoy names the canary upstream's cluster <namespace>-<target>-canary-<port>_<gloo namespace>.
+// Gloo's Envoy names an Upstream's cluster <upstream>_<upstream namespace>; the gloo router's canary Upstream is
+// <namespace>-<target>-canaryupstream-<port> (Flagger's name), in the Canary's namespace.
 func init() {
-	const sel = `envoy_cluster_name=~"{{ namespace }}-{{ target }}-canary-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+"`
+	const sel = `envoy_cluster_name=~"{{ namespace }}-{{ target }}-canaryupstream-[0-9a-zA-Z-]+_[0-9a-zA-Z-]+"`
 	registerBuiltin("gloo", BuiltinQueries{
 		SuccessRate: `sum(rate(envoy_cluster_upstream_rq{` + sel + `, envoy_response_code!~"5.*"}[{{ interval }}]))
 / sum(rate(envoy_cluster_upstream_rq{` + sel + `}[{{ interval }}])) * 100`,

@@ -116,15 +116,23 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"apisix":     {Weights: true, Match: true, Mirror: true},
 		// ingress-nginx takes mirroring and session affinity from the main Ingress only (lab_nginx_test.go).
 		"nginx": {Weights: true, Match: true},
+		// TrafficSplits carry weights only.
+		"linkerd": {Weights: true}, "osm": {Weights: true}, "smi": {Weights: true},
+		// A TrafficRoute carries weights only.
+		"kuma": {Weights: true},
+		// Gloo's route table: weighted destinations and matchers.
+		"gloo": {Weights: true, Match: true},
+		// App Mesh routes: weighted targets and matches.
+		"appmesh": {Weights: true, Match: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
 	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
-	require.Equal(t, []string{"apisix", "gatewayapi", "kubernetes", "nginx", "traefik"}, Providers())
+	require.Equal(t, []string{"apisix", "appmesh", "gatewayapi", "gloo", "kubernetes", "kuma", "linkerd", "nginx", "osm", "smi", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
-	_, err = NewRegistryForClients(Clients{}).Get("linkerd")
-	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for apisix, gatewayapi, kubernetes, nginx, traefik`)
+	_, err = NewRegistryForClients(Clients{}).Get("knative")
+	require.ErrorContains(t, err, `no router for provider "knative" in this build: canaryflow has routers for apisix, appmesh, gatewayapi, gloo, kubernetes, kuma, linkerd, nginx, osm, smi, traefik`)
 }
 
 func TestTraefikMatchRules(t *testing.T) {
