@@ -1,6 +1,7 @@
 package router
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -116,15 +117,18 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"apisix":     {Weights: true, Match: true, Mirror: true},
 		// ingress-nginx takes mirroring and session affinity from the main Ingress only (lab_nginx_test.go).
 		"nginx": {Weights: true, Match: true},
+		"istio": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
 	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
-	require.Equal(t, []string{"apisix", "gatewayapi", "kubernetes", "nginx", "traefik"}, Providers())
+	require.Subset(t, caps["istio"].Honours, []string{"spec.service.gateways", "spec.service.delegation", "spec.service.trafficPolicy",
+		"spec.service.retries", "spec.service.corsPolicy", "spec.service.rewrite.uriRegexRewrite"})
+	require.Equal(t, []string{"apisix", "gatewayapi", "istio", "kubernetes", "nginx", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
-	_, err = NewRegistryForClients(Clients{}).Get("linkerd")
-	require.ErrorContains(t, err, `no router for provider "linkerd" in this build: canaryflow has routers for apisix, gatewayapi, kubernetes, nginx, traefik`)
+	_, err = NewRegistryForClients(Clients{}).Get("haproxy")
+	require.ErrorContains(t, err, `no router for provider "haproxy" in this build: canaryflow has routers for `+strings.Join(Providers(), ", "))
 }
 
 func TestTraefikMatchRules(t *testing.T) {
