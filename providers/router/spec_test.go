@@ -118,13 +118,15 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		// ingress-nginx takes mirroring and session affinity from the main Ingress only (lab_nginx_test.go).
 		"nginx": {Weights: true, Match: true},
 		"istio": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		// Flagger's Skipper router has no A/B ("TODO: A/B testing") and no mirroring.
+		"skipper": {Weights: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
 	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
 	require.Subset(t, caps["istio"].Honours, []string{"spec.service.gateways", "spec.service.delegation", "spec.service.trafficPolicy",
 		"spec.service.retries", "spec.service.corsPolicy", "spec.service.rewrite.uriRegexRewrite"})
-	require.Equal(t, []string{"apisix", "gatewayapi", "istio", "kubernetes", "nginx", "traefik"}, Providers())
+	require.Equal(t, []string{"apisix", "gatewayapi", "istio", "kubernetes", "nginx", "skipper", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
 	_, err = NewRegistryForClients(Clients{}).Get("haproxy")
