@@ -120,13 +120,14 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"istio": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		// Flagger's Skipper router has no A/B ("TODO: A/B testing") and no mirroring.
 		"skipper": {Weights: true},
+		"contour": {Weights: true, Match: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
 	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
 	require.Subset(t, caps["istio"].Honours, []string{"spec.service.gateways", "spec.service.delegation", "spec.service.trafficPolicy",
 		"spec.service.retries", "spec.service.corsPolicy", "spec.service.rewrite.uriRegexRewrite"})
-	require.Equal(t, []string{"apisix", "gatewayapi", "istio", "kubernetes", "nginx", "skipper", "traefik"}, Providers())
+	require.Equal(t, []string{"apisix", "contour", "gatewayapi", "istio", "kubernetes", "nginx", "skipper", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
 	_, err = NewRegistryForClients(Clients{}).Get("haproxy")
