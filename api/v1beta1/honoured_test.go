@@ -50,7 +50,7 @@ func TestFieldsIgnoredByTheChosenProviderAreNamedInWarnings(t *testing.T) {
 		doc  string
 		want []string // the paths that warn, in table order
 	}{
-		{"gatewayapi honours every v1.44 option", flagger144Canary("gatewayapi"), nil},
+		{"gatewayapi honours every v1.44 option", flagger144Canary("gatewayapi:v1"), nil},
 		{"traefik sets the cookie attributes but has no backend timeout, mirror filters, rewrite or Partitioned",
 			flagger144Canary("traefik"), []string{"spec.service.backendTimeout", "spec.service.mirror", "spec.service.rewrite",
 				"spec.service.gatewayRefs", "spec.analysis.sessionAffinity.partitioned"}},
@@ -100,7 +100,7 @@ func TestFlagger144OptionsAreCheckedWithTheirPath(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := flagger144Canary("gatewayapi")
+			doc := flagger144Canary("gatewayapi:v1")
 			require.Contains(t, doc, tc.from)
 			_, err := Load(strings.NewReader(strings.Replace(doc, tc.from, tc.to, 1)), "inline", ValidateOptions{Capabilities: designCaps})
 			var list ErrorList

@@ -74,7 +74,7 @@ func TestInvalidDocumentsNameTheField(t *testing.T) {
 		{"thresholdRange min above max", "          min: 99", "          min: 99\n          max: 10", []string{"spec.analysis.metrics[0].thresholdRange"}, "min 99 is greater than max 10"},
 		{"metric without range", "        thresholdRange:\n          min: 99\n", "", []string{"spec.analysis.metrics[0].thresholdRange"}, "required"},
 		{"metric neither builtin nor template", "name: request-success-rate", "name: error-rate", []string{"spec.analysis.metrics[0].templateRef"}, "is not builtin"},
-		{"builtin metric on provider without builtin query", "provider: traefik", "provider: smi", []string{"spec.analysis.metrics[0].name"}, "provider smi has no builtin query"},
+		{"builtin metric on provider without builtin query", "provider: traefik", "provider: smi:v1alpha3:linkerd", []string{"spec.analysis.metrics[0].name"}, "provider smi has no builtin query"},
 		{"unknown no-data policy", "        interval: 1m\n", "        interval: 1m\n        onNoData: ignore\n", []string{"spec.analysis.metrics[0].onNoData"}, `unknown policy "ignore"`},
 		{"metric interval not a duration", "        interval: 1m\n", "        interval: 1 minute\n", []string{"spec.analysis.metrics[0].interval"}, "is not a duration"},
 		{"analysis interval not a duration", "interval: 30s", "interval: thirty", []string{"spec.analysis.interval"}, "is not a duration"},

@@ -83,12 +83,17 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 	s := &c.Spec
 
 	// Provider first: the rest depends on what it can do.
-	base := ProviderBase(s.Provider)
+	base, perr := ParseProvider(s.Provider)
+	if perr != nil {
+		base = ProviderBase(s.Provider)
+	}
 	traffic, built := caps.Routers[base]
 	pv := provider{base: base, traffic: traffic, builtin: caps.BuiltinMetrics[base]}
-	if !built {
+	if perr != nil || !built {
 		routers := strings.Join(caps.RouterNames(), ", ")
-		if contains(FlaggerProviders, base) {
+		if perr != nil {
+			e.add("spec.provider", "%v; this build has routers for %s", perr, routers)
+		} else if contains(FlaggerProviders, base) {
 			e.add("spec.provider", "provider %q has no router in this build of canaryflow: use one of %s", s.Provider, routers)
 		} else {
 			e.add("spec.provider", "unknown provider %q: use one of %s", s.Provider, routers)

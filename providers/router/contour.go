@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -31,8 +30,8 @@ func init() {
 // Two differences from Flagger, both where Flagger's object is one Contour refuses or misreads: each match of
 // spec.analysis.match (which Istio's semantics OR) becomes a route of its own, because Contour ANDs the
 // conditions of a route and allows one prefix per route, while Flagger puts every header, each with the
-// prefix, into one route; and prefix, suffix and regex header matches become Contour regex conditions, where
-// Flagger turns prefix and suffix into "contains" and drops regex.
+// prefix, into one route; and a regex match becomes a Contour regex condition, which Flagger drops (leaving an
+// empty exact match).
 type Contour struct {
 	crd *crd
 }
@@ -95,7 +94,10 @@ func contourConditions(c *v1beta1.Canary, prefix string) ([][]any, error) {
 	return out, nil
 }
 
-// contourStringMatch is one header or query parameter condition. Envoy's regex matches the whole value.
+// contourStringMatch is one header or query parameter condition. Prefix and suffix become "contains", as in
+// Flagger's Contour router, whose tutorial relies on it (user-agent prefix "Mobile" or "Android" selects those
+// devices, cookie suffix "insider" the cookie canary=insider); a team moving from Flagger keeps the same users on
+// the canary.
 func contourStringMatch(name string, m v1beta1.StringMatch) (map[string]any, error) {
 	cond := map[string]any{"name": name}
 	switch {
@@ -104,9 +106,9 @@ func contourStringMatch(name string, m v1beta1.StringMatch) (map[string]any, err
 	case m.Regex != "":
 		cond["regex"] = m.Regex
 	case m.Prefix != "":
-		cond["regex"] = regexp.QuoteMeta(m.Prefix) + ".*"
+		cond["contains"] = m.Prefix
 	case m.Suffix != "":
-		cond["regex"] = ".*" + regexp.QuoteMeta(m.Suffix)
+		cond["contains"] = m.Suffix
 	default:
 		return nil, fmt.Errorf("empty match")
 	}

@@ -114,7 +114,7 @@ func TestContourABRoutesMatchingRequestsAndKeepsTheRestOnThePrimary(t *testing.T
 		field(t, routes[0], "conditions"), "a single header is Flagger's condition exactly")
 	require.Equal(t, []any{
 		map[string]any{"prefix": "/", "header": map[string]any{"name": "cookie", "regex": "^(.*?;)?(canary=always)(;.*)?$"}},
-		map[string]any{"header": map[string]any{"name": "user-agent", "regex": "Mozilla.*"}},
+		map[string]any{"header": map[string]any{"name": "user-agent", "contains": "Mozilla"}},
 	}, field(t, routes[1], "conditions"), "one prefix per route, the headers of one match ANDed")
 	for _, r := range routes[:2] {
 		require.Equal(t, map[string]int64{"podinfo-primary": -1, "podinfo-canary": 100}, services(t, r))
