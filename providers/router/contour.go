@@ -17,7 +17,7 @@ func init() {
 	Register("contour", func(c Clients) Router {
 		return &Contour{crd: &crd{kind: "HTTPProxy", resource: "httpproxies", dyn: c.Dynamic, disc: c.Discovery,
 			candidates: []schema.GroupVersion{{Group: "projectcontour.io", Version: "v1"}}}}
-	}, v1beta1.Traffic{Weights: true, Match: true,
+	}, v1beta1.Traffic{Weights: true, Match: true, Mirror: true,
 		Honours: []string{"spec.service.timeout", "spec.service.retries", "spec.service.match"}})
 }
 
@@ -25,7 +25,7 @@ func init() {
 // root HTTPProxy of the user's includes it) whose route on the path prefix weights the primary and canary
 // Services, each with Linkerd's l5d-dst-override header, and carries spec.service's timeout (response, idle 5m)
 // and retries. A/B testing puts routes with the header conditions of spec.analysis.match ahead of a route that
-// keeps every other request on the primary.
+// keeps every other request on the primary. Mirroring goes beyond Flagger (see contourSpec).
 //
 // Two differences from Flagger, both where Flagger's object is one Contour refuses or misreads: each match of
 // spec.analysis.match (which Istio's semantics OR) becomes a route of its own, because Contour ANDs the
@@ -131,8 +131,10 @@ func contourService(c *v1beta1.Canary, name string, weight int) map[string]any {
 	return s
 }
 
-// contourSpec is the HTTPProxy spec for a split.
-func contourSpec(c *v1beta1.Canary, pw, cw int) (map[string]any, error) {
+// contourSpec is the HTTPProxy spec for a split. Mirroring (canaryflow's addition; Flagger's Contour router has
+// none) makes the canary the route's mirror service: Contour copies the primary's requests to it, all of them or
+// spec.analysis.mirrorWeight percent (the mirror service's weight).
+func contourSpec(c *v1beta1.Canary, pw, cw int, mirrored bool) (map[string]any, error) {
 	_, primary, canary := c.ServiceNames()
 	prefix, err := contourPrefix(c)
 	if err != nil {
@@ -160,6 +162,16 @@ func contourSpec(c *v1beta1.Canary, pw, cw int) (map[string]any, error) {
 		return r
 	}
 	onPrefix := []any{map[string]any{"prefix": prefix}}
+	if mirrored {
+		r := route(onPrefix, 100, 0)
+		mirror := contourService(c, canary, 0)
+		mirror["mirror"] = true
+		if p := mirrorPercent(c); p < 100 {
+			mirror["weight"] = int64(p)
+		}
+		r["services"] = []any{contourService(c, primary, 100), mirror}
+		return map[string]any{"routes": []any{r}}, nil
+	}
 	if !isAB(c) {
 		return map[string]any{"routes": []any{route(onPrefix, pw, cw)}}, nil
 	}
@@ -174,24 +186,26 @@ func contourSpec(c *v1beta1.Canary, pw, cw int) (map[string]any, error) {
 	return map[string]any{"routes": append(routes, route(onPrefix, 100, 0))}, nil
 }
 
-// contourSplit reads the weights of the first route.
-func contourSplit(c *v1beta1.Canary, u *unstructured.Unstructured) (pw, cw int) {
+// contourSplit reads the weights of the first route, and whether the canary is its mirror.
+func contourSplit(c *v1beta1.Canary, u *unstructured.Unstructured) (pw, cw int, mirrored bool) {
 	_, primary, canary := c.ServiceNames()
 	services, _, _ := unstructured.NestedSlice(u.Object, "spec", "routes")
 	if len(services) == 0 {
-		return 0, 0
+		return 0, 0, false
 	}
 	list, _, _ := unstructured.NestedSlice(services[0].(map[string]any), "services")
 	for _, s := range list {
 		m, _ := s.(map[string]any)
-		switch m["name"] {
-		case primary:
+		switch {
+		case m["mirror"] == true:
+			mirrored = true
+		case m["name"] == primary:
 			pw = num(m["weight"])
-		case canary:
+		case m["name"] == canary:
 			cw = num(m["weight"])
 		}
 	}
-	return pw, cw
+	return pw, cw, mirrored
 }
 
 // Reconcile makes the HTTPProxy exist and match the spec, keeping its current split (100/0 when new). One that
@@ -201,13 +215,13 @@ func (r *Contour) Reconcile(ctx context.Context, c *v1beta1.Canary) error {
 	if err != nil {
 		return err
 	}
-	pw, cw := 100, 0
+	pw, cw, mirrored := 100, 0, false
 	if live != nil {
-		if p, w := contourSplit(c, live); p+w == 100 {
-			pw, cw = p, w
+		if p, w, m := contourSplit(c, live); p+w == 100 {
+			pw, cw, mirrored = p, w, m
 		}
 	}
-	spec, err := contourSpec(c, pw, cw)
+	spec, err := contourSpec(c, pw, cw, mirrored)
 	if err != nil {
 		return err
 	}
@@ -226,10 +240,7 @@ func contourObject(c *v1beta1.Canary, spec map[string]any) *unstructured.Unstruc
 
 // SetRoutes writes the split: one apply request.
 func (r *Contour) SetRoutes(ctx context.Context, c *v1beta1.Canary, primaryWeight, canaryWeight int, mirrored bool) error {
-	if mirrored {
-		return kubeobj.Permanentf("provider contour cannot mirror traffic in this build (Canary %s/%s): remove spec.analysis.mirror", c.Namespace, c.Name)
-	}
-	spec, err := contourSpec(c, primaryWeight, canaryWeight)
+	spec, err := contourSpec(c, primaryWeight, canaryWeight, mirrored)
 	if err != nil {
 		return err
 	}
@@ -245,8 +256,8 @@ func (r *Contour) GetRoutes(ctx context.Context, c *v1beta1.Canary) (int, int, b
 	if live == nil {
 		return 0, 0, false, notReconciled("HTTPProxy", c)
 	}
-	pw, cw := contourSplit(c, live)
-	return pw, cw, false, nil
+	pw, cw, m := contourSplit(c, live)
+	return pw, cw, m, nil
 }
 
 // Finalize points the HTTPProxy at the apex Service, which the workload finalisation points at the target's

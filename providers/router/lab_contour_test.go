@@ -4,7 +4,10 @@ package router_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +18,7 @@ import (
 	"github.com/canaryflow/canaryflow/lab/labtest"
 	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/router"
+	"github.com/canaryflow/canaryflow/providers/workload/workloadtest"
 )
 
 // The contour router's HTTPProxy, created on the lab API server with Contour's own CRDs (module
@@ -78,6 +82,20 @@ func TestContourHTTPProxyWeightsRetriesAndTimeouts(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []any{tc.pw, tc.cw, false}, []any{pw, cw, mirrored})
 	}
+
+	// Mirroring (beyond Flagger): the canary as the route's mirror service, at mirrorWeight percent.
+	m := clone(t, c)
+	m.Spec.Analysis.StepWeight, m.Spec.Analysis.Iterations, m.Spec.Analysis.Mirror, m.Spec.Analysis.MirrorWeight = 0, 5, true, 25
+	require.NoError(t, rt.SetRoutes(ctx, m, 100, 0, true))
+	mirror := field(t, getObj(t, httpProxies, e.ns, "podinfo").Object, "spec", "routes", 0, "services", 1)
+	require.Equal(t, []any{"podinfo-canary", true, int64(25)}, []any{field(t, mirror, "name"), field(t, mirror, "mirror"), field(t, mirror, "weight")})
+	pw, cw, mirrored, err := rt.GetRoutes(ctx, m)
+	require.NoError(t, err)
+	require.Equal(t, []any{100, 0, true}, []any{pw, cw, mirrored})
+	require.NoError(t, rt.Reconcile(ctx, m), "a reconcile keeps the mirror")
+	_, _, mirrored, err = rt.GetRoutes(ctx, m)
+	require.NoError(t, err)
+	require.True(t, mirrored)
 
 	require.NoError(t, rt.SetRoutes(ctx, c, 60, 40, false))
 	before := getObj(t, httpProxies, e.ns, "podinfo")
@@ -170,4 +188,169 @@ func TestContourRefusesAForeignHTTPProxyAndAdoptsFlaggers(t *testing.T) {
 	pw, cw, _, err := rt.GetRoutes(ctx, other)
 	require.NoError(t, err)
 	require.Equal(t, []int{70, 30}, []int{pw, cw}, "a migration from Flagger keeps the traffic where it was")
+}
+
+// envoyRoute is one route Contour derives for Envoy: its match and the weight of each Service's cluster.
+type envoyRoute struct {
+	match   map[string]any
+	weights map[string]int // Service name → weight
+	route   map[string]any
+}
+
+// envoyRoutes reads the routes of the virtual host for host from Contour's RDS answer.
+func envoyRoutes(t *testing.T, ct *labtest.Contour, host string) ([]envoyRoute, error) {
+	t.Helper()
+	configs, err := ct.Routes(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	for _, rc := range configs {
+		vhosts, _ := rc["virtual_hosts"].([]any)
+		for _, vh := range vhosts {
+			v := vh.(map[string]any)
+			if !strings.Contains(fmt.Sprint(v["domains"]), host) {
+				continue
+			}
+			var out []envoyRoute
+			for _, r := range v["routes"].([]any) {
+				rm := r.(map[string]any)
+				er := envoyRoute{weights: map[string]int{}}
+				er.match, _ = rm["match"].(map[string]any)
+				er.route, _ = rm["route"].(map[string]any)
+				// Contour names clusters <namespace>/<service>/<port>/<hash>.
+				svc := func(cluster any) string { return strings.Split(fmt.Sprint(cluster), "/")[1] }
+				if wc, ok := er.route["weighted_clusters"].(map[string]any); ok {
+					for _, c := range wc["clusters"].([]any) {
+						cm := c.(map[string]any)
+						w, _ := cm["weight"].(float64)
+						er.weights[svc(cm["name"])] = int(w)
+					}
+				} else if c, ok := er.route["cluster"]; ok {
+					er.weights[svc(c)] = 100
+				}
+				out = append(out, er)
+			}
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("no virtual host %s in %d route configurations", host, len(configs))
+}
+
+// waitEnvoyRoutes polls Contour's RDS until ok accepts the routes of host.
+func waitEnvoyRoutes(t *testing.T, ct *labtest.Contour, host, what string, ok func([]envoyRoute) bool) []envoyRoute {
+	t.Helper()
+	var last []envoyRoute
+	var err error
+	require.Eventually(t, func() bool {
+		last, err = envoyRoutes(t, ct, host)
+		return err == nil && ok(last)
+	}, 60*time.Second, 500*time.Millisecond, "Contour never served %s for %s: last %+v (%v)", what, host, last, err)
+	return last
+}
+
+func proxyStatus(t *testing.T, ns, name string) string {
+	t.Helper()
+	u, err := labtest.Dynamic(t).Resource(httpProxies).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	s, _, _ := unstructured.NestedString(u.Object, "status", "currentStatus")
+	d, _, _ := unstructured.NestedString(u.Object, "status", "description")
+	return s + ": " + d
+}
+
+// What the real Contour (v1.33.8, `contour serve`) makes of the contour router's HTTPProxy: orphaned alone, as
+// Flagger's is, valid once the user's root HTTPProxy includes it; the weighted clusters of each split, the retry
+// and timeout policy, the mirror policy, and the A/B header routes ahead of the primary's, read back over RDS.
+// No Envoy: no traffic.
+func TestContourTranslatesOurHTTPProxy(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "contour-xds")
+	c := canary(e.ns, "contour", func(c *v1beta1.Canary) {
+		c.Spec.Service.Timeout = "15s"
+		c.Spec.Service.Retries = &v1beta1.HTTPRetry{Attempts: 3, PerTryTimeout: "5s", RetryOn: "5xx"}
+	})
+	workloadtest.CreatePodinfo(t, e.admin, e.ns, "podinfo", "6.0.0", 1, 0)
+	require.NoError(t, e.kube.Initialize(ctx, c))
+	ct := labtest.StartContour(t, e.ns)
+	rt, err := e.routers.Get("contour")
+	require.NoError(t, err)
+	require.NoError(t, rt.Reconcile(ctx, c))
+	require.Eventually(t, func() bool { return strings.HasPrefix(proxyStatus(t, e.ns, "podinfo"), "orphaned") },
+		60*time.Second, 200*time.Millisecond, "alone, the HTTPProxy is an orphan: %s", proxyStatus(t, e.ns, "podinfo"))
+
+	root := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "projectcontour.io/v1", "kind": "HTTPProxy",
+		"metadata": map[string]any{"name": "app"},
+		"spec": map[string]any{
+			"virtualhost": map[string]any{"fqdn": "app.example.com"},
+			"includes":    []any{map[string]any{"name": "podinfo"}},
+		},
+	}}
+	_, err = labtest.Dynamic(t).Resource(httpProxies).Namespace(e.ns).Create(ctx, root, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return strings.HasPrefix(proxyStatus(t, e.ns, "podinfo"), "valid") && strings.HasPrefix(proxyStatus(t, e.ns, "app"), "valid")
+	}, 60*time.Second, 200*time.Millisecond, "included by a root, it is valid: %s / %s", proxyStatus(t, e.ns, "podinfo"), proxyStatus(t, e.ns, "app"))
+
+	for _, w := range [][2]int{{100, 0}, {90, 10}, {50, 50}, {0, 100}} {
+		require.NoError(t, rt.SetRoutes(ctx, c, w[0], w[1], false))
+		routes := waitEnvoyRoutes(t, ct, "app.example.com", fmt.Sprintf("%d/%d", w[0], w[1]), func(rs []envoyRoute) bool {
+			return len(rs) == 1 && rs[0].weights["podinfo-primary"] == w[0] && rs[0].weights["podinfo-canary"] == w[1]
+		})
+		require.Equal(t, "/", routes[0].match["prefix"])
+		require.Equal(t, "15s", routes[0].route["timeout"], "spec.service.timeout is the route's response timeout")
+		require.EqualValues(t, 3, field(t, routes[0].route, "retry_policy", "num_retries"))
+		require.Equal(t, "5xx", field(t, routes[0].route, "retry_policy", "retry_on"))
+	}
+
+	m := clone(t, c)
+	m.Spec.Analysis.StepWeight, m.Spec.Analysis.Iterations, m.Spec.Analysis.Mirror, m.Spec.Analysis.MirrorWeight = 0, 5, true, 50
+	require.NoError(t, rt.SetRoutes(ctx, m, 100, 0, true))
+	mirrored := waitEnvoyRoutes(t, ct, "app.example.com", "the mirror", func(rs []envoyRoute) bool {
+		return len(rs) == 1 && rs[0].route["request_mirror_policies"] != nil
+	})
+	require.Equal(t, map[string]int{"podinfo-primary": 100}, onlyWeighted(mirrored[0].weights), "responses from the primary only")
+	policy := field(t, mirrored[0].route, "request_mirror_policies", 0)
+	require.Contains(t, fmt.Sprint(field(t, policy, "cluster")), "/podinfo-canary/", "requests copied to the canary")
+	require.EqualValues(t, 50, field(t, policy, "runtime_fraction", "default_value", "numerator"), "at mirrorWeight percent")
+
+	ab := clone(t, c)
+	ab.Spec.Analysis.StepWeight, ab.Spec.Analysis.Iterations = 0, 10
+	ab.Spec.Analysis.Match = []v1beta1.HTTPMatchRequest{
+		{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}}},
+		{Headers: map[string]v1beta1.StringMatch{"cookie": {Suffix: "insider"}}},
+	}
+	require.NoError(t, rt.Reconcile(ctx, ab))
+	require.NoError(t, rt.SetRoutes(ctx, ab, 0, 100, false))
+	routes := waitEnvoyRoutes(t, ct, "app.example.com", "the A/B routes", func(rs []envoyRoute) bool { return len(rs) == 3 })
+	t.Logf("Contour's A/B routes: %+v", routes)
+	headerOf := func(r envoyRoute) string { return fmt.Sprint(r.match["headers"]) }
+	var sawExact, sawContains, sawFallback bool
+	for _, r := range routes {
+		switch h := headerOf(r); {
+		case strings.Contains(h, "x-canary") && strings.Contains(h, "exact:insider"):
+			sawExact = true
+			require.Equal(t, map[string]int{"podinfo-canary": 100}, onlyWeighted(r.weights))
+		case strings.Contains(h, "cookie") && strings.Contains(h, "contains:insider"):
+			sawContains = true
+			require.Equal(t, map[string]int{"podinfo-canary": 100}, onlyWeighted(r.weights))
+		case r.match["headers"] == nil:
+			sawFallback = true
+			require.Equal(t, map[string]int{"podinfo-primary": 100}, onlyWeighted(r.weights), "every other request to the primary")
+		}
+	}
+	require.True(t, sawExact && sawContains && sawFallback, "routes %+v", routes)
+	require.True(t, strings.HasPrefix(proxyStatus(t, e.ns, "podinfo"), "valid"), proxyStatus(t, e.ns, "podinfo"))
+}
+
+// onlyWeighted drops the clusters at weight 0.
+func onlyWeighted(w map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range w {
+		if v > 0 {
+			out[k] = v
+		}
+	}
+	return out
 }

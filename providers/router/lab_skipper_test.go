@@ -4,7 +4,11 @@ package router_test
 
 import (
 	"context"
+	"net/http"
+	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -13,6 +17,8 @@ import (
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 	"github.com/canaryflow/canaryflow/providers/kubeobj"
+	"github.com/canaryflow/canaryflow/providers/metrics"
+	"github.com/canaryflow/canaryflow/providers/metrics/promtest"
 )
 
 func skipperCanary(ns string) *v1beta1.Canary {
@@ -120,4 +126,93 @@ func TestSkipperRefusesAnIngressWithoutTheApexService(t *testing.T) {
 	rt, err := e.routers.Get("skipper")
 	require.NoError(t, err)
 	require.ErrorContains(t, rt.Reconcile(ctx, skipperCanary(e.ns)), "has no path to Service podinfo")
+}
+
+// Live traffic through a real Skipper (v0.27.65) reading the lab's Ingresses: the split of each weight within a
+// few requests, the user's Ingress alone at weight 0 (False()), and the builtin skipper queries, run on a
+// Prometheus scraping Skipper's route metrics, selecting the canary route's requests.
+func TestSkipperSplitsLiveTrafficAndTheBuiltinQueriesReadItsCanaryRoute(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, "skipper-live")
+	c := skipperCanary(e.ns)
+	e.rollout(t, c)
+	_, err := e.admin.NetworkingV1().Ingresses(e.ns).Create(ctx, skipperUserIngress(e.ns), metav1.CreateOptions{})
+	require.NoError(t, err)
+	sk := labtest.StartSkipper(t, e.ns)
+	prom := promtest.Start(t, sk.MetricsTarget())
+	rt, err := e.routers.Get("skipper")
+	require.NoError(t, err)
+	require.NoError(t, rt.Reconcile(ctx, c))
+	requireSplit(t, sk.URL, "app.example.com", nil, 0)
+
+	for _, w := range [][2]int{{90, 10}, {50, 50}, {0, 100}, {100, 0}} {
+		require.NoError(t, rt.SetRoutes(ctx, c, w[0], w[1], false))
+		requireSplit(t, sk.URL, "app.example.com", nil, w[1])
+	}
+	routes, err := sk.Routes(ctx)
+	require.NoError(t, err)
+	t.Logf("Skipper's routes at 100/0:\n%s", routes)
+
+	// The canary route's success rate, with one request in four failing.
+	require.NoError(t, rt.SetRoutes(ctx, c, 50, 50, false))
+	requireSplit(t, sk.URL, "app.example.com", nil, 50)
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	get := func(path string) {
+		req, _ := http.NewRequest(http.MethodGet, sk.URL+path, nil)
+		req.Host = "app.example.com"
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	model := metrics.Model{Namespace: e.ns, Name: "podinfo", Target: "podinfo", Service: "podinfo", Ingress: "podinfo", Interval: "1m"}
+	p, err := metrics.New(metrics.Config{Type: "prometheus", Address: prom})
+	require.NoError(t, err)
+	render := func(metric string) string {
+		q, ok := metrics.BuiltinQuery("skipper", metric)
+		require.True(t, ok)
+		q, err := metrics.Render(q, model)
+		require.NoError(t, err)
+		return q
+	}
+	query := func(metric string) (float64, string, error) {
+		q := render(metric)
+		v, err := p.RunQuery(ctx, q)
+		return v, q, err
+	}
+	// The queries select the canary Ingress's route to the canary Service by the id Skipper gives it, and no
+	// other route (the user's Ingress, the canary Ingress's primary path).
+	routes, err = sk.Routes(ctx)
+	require.NoError(t, err)
+	ids := regexp.MustCompile(`(?m)^(kube\w+):`).FindAllStringSubmatch(routes, -1)
+	require.Len(t, ids, 3, routes)
+	sr := render("request-success-rate")
+	sel := regexp.MustCompile(`route=~"([^"]+)"`).FindStringSubmatch(sr)
+	require.NotNil(t, sel, sr)
+	re := regexp.MustCompile("^(?:" + sel[1] + ")$") // PromQL regexes are anchored
+	var selected []string
+	for _, id := range ids {
+		if re.MatchString(id[1]) {
+			selected = append(selected, id[1])
+		}
+	}
+	require.Len(t, selected, 1, "%s selects %v of %v", sel[1], selected, ids)
+	require.True(t, strings.HasSuffix(selected[0], "__podinfo_canary"), selected[0])
+
+	var rate, duration float64
+	var q string
+	require.Eventually(t, func() bool {
+		for range 30 {
+			get("/version")
+			get("/version")
+			get("/version")
+			get("/status/500")
+		}
+		if rate, q, err = query("request-success-rate"); err != nil || rate < 60 || rate > 90 {
+			t.Logf("request-success-rate %v (%v)", rate, err)
+			return false
+		}
+		duration, _, err = query("request-duration")
+		return err == nil && duration >= 0
+	}, 90*time.Second, time.Second, "the builtin skipper queries never saw the canary route's requests: %s", q)
+	t.Logf("builtin skipper queries on the canary route: success rate %.1f%%, duration %.2f ms", rate, duration)
 }

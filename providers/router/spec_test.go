@@ -120,7 +120,8 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"istio": {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		// Flagger's Skipper router has no A/B ("TODO: A/B testing") and no mirroring.
 		"skipper": {Weights: true},
-		"contour": {Weights: true, Match: true},
+		// Mirroring goes beyond Flagger's Contour router (Contour's mirror service; lab_contour_test.go).
+		"contour": {Weights: true, Match: true, Mirror: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
