@@ -37,7 +37,8 @@ func StartContour(t testing.TB, namespace string) *Contour {
 	t.Helper()
 	env := Lab(t)
 	CRDs(t, ModuleFile(t, ContourModule, "examples/contour/01-crds.yaml"))
-	bin, err := buildTool("contour", ContourVersion, "github.com/projectcontour/contour/cmd/contour")
+	dir, err := buildTool("contour", ContourVersion, []string{"github.com/projectcontour/contour/cmd/contour"})
+	bin := filepath.Join(dir, "contour")
 	if err != nil {
 		t.Fatalf("labtest: building contour: %v", err)
 	}

@@ -126,5 +126,6 @@ func (s *Skipper) MetricsTarget() string { return strings.TrimPrefix(s.supportUR
 
 // buildSkipper builds Skipper from the tools module lab/translators/skipper (see buildTool).
 func buildSkipper() (string, error) {
-	return buildTool("skipper", SkipperVersion+" "+SkipperToolchain, "github.com/zalando/skipper/cmd/skipper", "GOTOOLCHAIN="+SkipperToolchain)
+	dir, err := buildTool("skipper", SkipperVersion+" "+SkipperToolchain, []string{"github.com/zalando/skipper/cmd/skipper"}, "GOTOOLCHAIN="+SkipperToolchain)
+	return filepath.Join(dir, "skipper"), err
 }

@@ -14,19 +14,19 @@ import (
 	"github.com/canaryflow/canaryflow/lab/labbin"
 )
 
-// buildTool builds the command pkg of the tools module lab/translators/<name> into
-// $CANARYFLOW_CACHE/lab/translators/<name>/bin/<base of pkg>, unless the stamp (version and the hash of the tools
-// module's go.mod and go.sum) says that is done; env adds to the go command's environment. An exclusive lock
-// makes concurrent test processes build it once; the build log stays beside the binary.
-func buildTool(name, version, pkg string, env ...string) (string, error) {
+// buildTool builds the commands pkgs of the tools module lab/translators/<name> into
+// $CANARYFLOW_CACHE/lab/translators/<name>/bin/ and returns that directory, unless the stamp (version and the
+// hash of the tools module's go.mod and go.sum) says that is done; env adds to the go command's environment. An
+// exclusive lock makes concurrent test processes build it once; the build log stays beside the binaries.
+func buildTool(name, version string, pkgs []string, env ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	src := filepath.Join(root, "lab", "translators", name)
 	share := filepath.Join(labbin.CacheDir(), "lab", "translators", name)
-	bin := filepath.Join(share, "bin", filepath.Base(pkg))
-	if err := os.MkdirAll(filepath.Join(share, "bin"), 0o755); err != nil {
+	bin := filepath.Join(share, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return "", err
 	}
 	lock, err := lockFile(filepath.Join(share, "build.lock"), syscall.LOCK_EX)
@@ -45,24 +45,29 @@ func buildTool(name, version, pkg string, env ...string) (string, error) {
 	stamp := version + " " + hex.EncodeToString(h.Sum(nil)) + "\n"
 	stampPath := filepath.Join(share, "stamp")
 	if old, err := os.ReadFile(stampPath); err == nil && string(old) == stamp {
-		if _, err := os.Stat(bin); err == nil {
-			return bin, nil
-		}
+		return bin, nil
 	}
 	logPath := filepath.Join(share, "build.log")
+	tmp := filepath.Join(share, "bin.tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", err
+	}
 	var out bytes.Buffer
-	cmd := exec.Command("go", "build", "-ldflags", "-s -w", "-o", bin+".tmp", pkg)
+	cmd := exec.Command("go", append([]string{"build", "-ldflags", "-s -w", "-o", tmp + "/"}, pkgs...)...)
 	cmd.Dir = src
 	cmd.Env = append(append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly"), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err = cmd.Run()
-	fmt.Fprintf(&out, "go build %s: %s (%v)\n", pkg, time.Since(start).Round(time.Second), err)
+	fmt.Fprintf(&out, "go build %v: %s (%v)\n", pkgs, time.Since(start).Round(time.Second), err)
 	_ = os.WriteFile(logPath, out.Bytes(), 0o644)
 	if err != nil {
-		return "", fmt.Errorf("go build %s in %s: %w (log %s)", pkg, src, err, logPath)
+		return "", fmt.Errorf("go build %v in %s: %w (log %s)", pkgs, src, err, logPath)
 	}
-	if err := os.Rename(bin+".tmp", bin); err != nil {
+	if err := os.RemoveAll(bin); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, bin); err != nil {
 		return "", err
 	}
 	return bin, os.WriteFile(stampPath, []byte(stamp), 0o644)

@@ -192,9 +192,11 @@ func TestContourRefusesAForeignHTTPProxyAndAdoptsFlaggers(t *testing.T) {
 
 // envoyRoute is one route Contour derives for Envoy: its match and the weight of each Service's cluster.
 type envoyRoute struct {
-	match   map[string]any
-	weights map[string]int // Service name → weight
-	route   map[string]any
+	name     string
+	match    map[string]any
+	weights  map[string]int            // Service name → weight
+	clusters map[string]map[string]any // Service name → its weighted cluster
+	route    map[string]any
 }
 
 // envoyRoutes reads the routes of the virtual host for host from Contour's RDS answer.
@@ -204,6 +206,13 @@ func envoyRoutes(t *testing.T, ct *labtest.Contour, host string) ([]envoyRoute, 
 	if err != nil {
 		return nil, err
 	}
+	// Contour names clusters <namespace>/<service>/<port>/<hash>.
+	return routesOf(configs, host, func(cluster string) string { return strings.Split(cluster, "/")[1] })
+}
+
+// routesOf reads the routes of the virtual host whose domains mention host from Envoy route configurations
+// (protojson, proto field names); service names the Service of a cluster.
+func routesOf(configs []map[string]any, host string, service func(cluster string) string) ([]envoyRoute, error) {
 	for _, rc := range configs {
 		vhosts, _ := rc["virtual_hosts"].([]any)
 		for _, vh := range vhosts {
@@ -214,19 +223,19 @@ func envoyRoutes(t *testing.T, ct *labtest.Contour, host string) ([]envoyRoute, 
 			var out []envoyRoute
 			for _, r := range v["routes"].([]any) {
 				rm := r.(map[string]any)
-				er := envoyRoute{weights: map[string]int{}}
+				er := envoyRoute{weights: map[string]int{}, clusters: map[string]map[string]any{}}
 				er.match, _ = rm["match"].(map[string]any)
 				er.route, _ = rm["route"].(map[string]any)
-				// Contour names clusters <namespace>/<service>/<port>/<hash>.
-				svc := func(cluster any) string { return strings.Split(fmt.Sprint(cluster), "/")[1] }
+				er.name, _ = rm["name"].(string)
 				if wc, ok := er.route["weighted_clusters"].(map[string]any); ok {
 					for _, c := range wc["clusters"].([]any) {
 						cm := c.(map[string]any)
 						w, _ := cm["weight"].(float64)
-						er.weights[svc(cm["name"])] = int(w)
+						er.weights[service(fmt.Sprint(cm["name"]))] = int(w)
+						er.clusters[service(fmt.Sprint(cm["name"]))] = cm
 					}
 				} else if c, ok := er.route["cluster"]; ok {
-					er.weights[svc(c)] = 100
+					er.weights[service(fmt.Sprint(c))] = 100
 				}
 				out = append(out, er)
 			}
