@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,7 +18,7 @@ import (
 
 // buildTool builds the commands pkgs of the tools module lab/translators/<name> into
 // $CANARYFLOW_CACHE/lab/translators/<name>/bin/ and returns that directory, unless the stamp (version and the
-// hash of the tools module's go.mod and go.sum) says that is done; env adds to the go command's environment. An
+// hash of the tools module's go.mod, go.sum and Go files) says that is done; env adds to the go command's environment. An
 // exclusive lock makes concurrent test processes build it once; the build log stays beside the binaries.
 func buildTool(name, version string, pkgs []string, env ...string) (string, error) {
 	root, err := RepoRoot()
@@ -34,8 +36,20 @@ func buildTool(name, version string, pkgs []string, env ...string) (string, erro
 		return "", err
 	}
 	defer lock.Close()
+	// go.mod and go.sum, then any source of our own in the tools module (such as istio's xdsdump).
+	files := []string{"go.mod", "go.sum"}
+	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") {
+			rel, _ := filepath.Rel(src, path)
+			files = append(files, rel)
+		}
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
+	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			return "", err

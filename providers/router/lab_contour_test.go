@@ -248,13 +248,15 @@ func routesOf(configs []map[string]any, host string, service func(cluster string
 // waitEnvoyRoutes polls Contour's RDS until ok accepts the routes of host.
 func waitEnvoyRoutes(t *testing.T, ct *labtest.Contour, host, what string, ok func([]envoyRoute) bool) []envoyRoute {
 	t.Helper()
-	var last []envoyRoute
-	var err error
-	require.Eventually(t, func() bool {
-		last, err = envoyRoutes(t, ct, host)
-		return err == nil && ok(last)
-	}, 60*time.Second, 500*time.Millisecond, "Contour never served %s for %s: last %+v (%v)", what, host, last, err)
-	return last
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		last, err := envoyRoutes(t, ct, host)
+		if err == nil && ok(last) {
+			return last
+		}
+		require.True(t, time.Now().Before(deadline), "Contour never served %s for %s: last %+v (%v)", what, host, last, err)
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func proxyStatus(t *testing.T, ns, name string) string {

@@ -5,8 +5,10 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,6 +19,7 @@ import (
 	"github.com/canaryflow/canaryflow/lab/labtest"
 	"github.com/canaryflow/canaryflow/providers/kubeobj"
 	"github.com/canaryflow/canaryflow/providers/router"
+	"github.com/canaryflow/canaryflow/providers/workload/workloadtest"
 )
 
 // The istio router's objects, created on the lab API server with Istio's own CRDs (istio.io/api), so the real
@@ -342,4 +345,90 @@ func TestIstioRefusesForeignObjectsAndTakesOverAVirtualServiceWhenAsked(t *testi
 	require.NoError(t, err)
 	require.ErrorContains(t, rt.Reconcile(ctx, other), "DestinationRule "+e.ns+"/other-canary exists and is not managed by canaryflow")
 	require.Equal(t, "elsewhere", field(t, getObj(t, destinationRules, e.ns, "other-canary").Object, "spec", "host"))
+}
+
+// What the real istiod (pilot-discovery) derives from the istio router's objects, read back over xDS as the
+// sidecar of a pod in the namespace would get it (route "9898"): the weighted clusters of each split, the route's
+// timeout and retries, the A/B header route ahead of the primary's, the mirror policy at mirrorWeight percent,
+// and the sticky route with the Set-Cookie on the canary's cluster. No Envoy: no traffic.
+func TestIstiodTranslatesOurVirtualService(t *testing.T) {
+	ctx := context.Background()
+	istioCRDs(t)
+	e := newEnv(t, "istio-xds")
+	c := canary(e.ns, "istio", func(c *v1beta1.Canary) {
+		c.Spec.Service.Timeout = "30s"
+		c.Spec.Service.Retries = &v1beta1.HTTPRetry{Attempts: 3, PerTryTimeout: "1s", RetryOn: "gateway-error,connect-failure"}
+	})
+	workloadtest.CreatePodinfo(t, e.admin, e.ns, "podinfo", "6.0.0", 1, 0)
+	require.NoError(t, e.kube.Initialize(ctx, c))
+	istiod := labtest.StartIstiod(t)
+	rt, err := e.routers.Get("istio")
+	require.NoError(t, err)
+	require.NoError(t, rt.Reconcile(ctx, c))
+
+	host := "podinfo." + e.ns + ".svc.cluster.local"
+	service := func(cluster string) string { // outbound|9898||<service>.<ns>.svc.cluster.local
+		parts := strings.Split(cluster, "|")
+		return strings.Split(parts[len(parts)-1], ".")[0]
+	}
+	var last []map[string]any
+	wait := func(t *testing.T, what string, ok func([]envoyRoute) bool) []envoyRoute {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			var routes []envoyRoute
+			var err error
+			if last, err = istiod.Routes(ctx, e.ns, "9898"); err == nil {
+				if routes, err = routesOf(last, host, service); err == nil && ok(routes) {
+					return routes
+				}
+			}
+			require.True(t, time.Now().Before(deadline), "istiod never served %s: %v\n%s", what, err, asJSON(t, last))
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+
+	for _, w := range [][2]int{{90, 10}, {50, 50}, {0, 100}} {
+		require.NoError(t, rt.SetRoutes(ctx, c, w[0], w[1], false))
+		routes := wait(t, fmt.Sprintf("%d/%d", w[0], w[1]), func(rs []envoyRoute) bool {
+			return len(rs) == 1 && rs[0].weights["podinfo-primary"] == w[0] && rs[0].weights["podinfo-canary"] == w[1]
+		})
+		require.Equal(t, "30s", routes[0].route["timeout"])
+		require.EqualValues(t, 3, field(t, routes[0].route, "retry_policy", "num_retries"))
+		require.Contains(t, fmt.Sprint(field(t, routes[0].route, "retry_policy", "retry_on")), "gateway-error")
+	}
+	t.Logf("istiod's route at 0/100: %s", asJSON(t, last))
+
+	m := clone(t, c)
+	m.Spec.Analysis.StepWeight, m.Spec.Analysis.Iterations, m.Spec.Analysis.Mirror, m.Spec.Analysis.MirrorWeight = 0, 5, true, 50
+	require.NoError(t, rt.SetRoutes(ctx, m, 100, 0, true))
+	routes := wait(t, "the mirror", func(rs []envoyRoute) bool { return len(rs) == 1 && rs[0].route["request_mirror_policies"] != nil })
+	policy := field(t, routes[0].route, "request_mirror_policies", 0)
+	require.Contains(t, fmt.Sprint(field(t, policy, "cluster")), "podinfo-canary."+e.ns)
+	fraction := field(t, policy, "runtime_fraction", "default_value").(map[string]any)
+	per := map[any]float64{nil: 100, "HUNDRED": 100, "TEN_THOUSAND": 10000, "MILLION": 1000000}[fraction["denominator"]]
+	require.InDelta(t, 50, 100*fraction["numerator"].(float64)/per, 0.01, "mirrored at mirrorWeight percent: %v", fraction)
+
+	ab := clone(t, c)
+	ab.Spec.Analysis.StepWeight, ab.Spec.Analysis.Iterations = 0, 10
+	ab.Spec.Analysis.Match = []v1beta1.HTTPMatchRequest{{Headers: map[string]v1beta1.StringMatch{"x-canary": {Exact: "insider"}}}}
+	require.NoError(t, rt.Reconcile(ctx, ab))
+	require.NoError(t, rt.SetRoutes(ctx, ab, 0, 100, false))
+	routes = wait(t, "the A/B routes", func(rs []envoyRoute) bool { return len(rs) == 2 })
+	require.Contains(t, fmt.Sprint(routes[0].match["headers"]), "x-canary")
+	require.Contains(t, fmt.Sprint(routes[0].match["headers"]), "insider")
+	require.Equal(t, map[string]int{"podinfo-canary": 100}, onlyWeighted(routes[0].weights), "matching requests to the canary")
+	require.Nil(t, routes[1].match["headers"])
+	require.Equal(t, map[string]int{"podinfo-primary": 100}, onlyWeighted(routes[1].weights), "every other request to the primary")
+
+	sticky := clone(t, c)
+	sticky.Spec.Analysis.SessionAffinity = &v1beta1.SessionAffinity{CookieName: "flagger-cookie", MaxAge: 7200}
+	require.NoError(t, rt.Reconcile(ctx, sticky))
+	require.NoError(t, rt.SetRoutes(ctx, sticky, 90, 10, false))
+	routes = wait(t, "the sticky routes", func(rs []envoyRoute) bool { return len(rs) == 2 && len(rs[1].weights) == 2 })
+	require.Contains(t, fmt.Sprint(routes[0].match["headers"]), "flagger-cookie", "the sticky route matches the cookie")
+	require.Equal(t, map[string]int{"podinfo-canary": 100}, onlyWeighted(routes[0].weights))
+	require.Equal(t, map[string]int{"podinfo-primary": 90, "podinfo-canary": 10}, routes[1].weights)
+	require.Regexp(t, `Set-Cookie.*flagger-cookie=[0-9a-f]+; Max-Age=7200`, fmt.Sprint(routes[1].clusters["podinfo-canary"]["response_headers_to_add"]),
+		"canary responses set the cookie")
 }
