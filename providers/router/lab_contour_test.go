@@ -197,6 +197,7 @@ type envoyRoute struct {
 	weights  map[string]int            // Service name → weight
 	clusters map[string]map[string]any // Service name → its weighted cluster
 	route    map[string]any
+	raw      map[string]any // the whole route
 }
 
 // envoyRoutes reads the routes of the virtual host for host from Contour's RDS answer.
@@ -224,6 +225,7 @@ func routesOf(configs []map[string]any, host string, service func(cluster string
 			for _, r := range v["routes"].([]any) {
 				rm := r.(map[string]any)
 				er := envoyRoute{weights: map[string]int{}, clusters: map[string]map[string]any{}}
+				er.raw = rm
 				er.match, _ = rm["match"].(map[string]any)
 				er.route, _ = rm["route"].(map[string]any)
 				er.name, _ = rm["name"].(string)

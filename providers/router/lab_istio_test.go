@@ -358,6 +358,10 @@ func TestIstiodTranslatesOurVirtualService(t *testing.T) {
 	c := canary(e.ns, "istio", func(c *v1beta1.Canary) {
 		c.Spec.Service.Timeout = "30s"
 		c.Spec.Service.Retries = &v1beta1.HTTPRetry{Attempts: 3, PerTryTimeout: "1s", RetryOn: "gateway-error,connect-failure"}
+		c.Spec.Service.Match = []v1beta1.HTTPMatchRequest{{URI: &v1beta1.StringMatch{Prefix: "/api"}}}
+		c.Spec.Service.Rewrite = &v1beta1.HTTPRewrite{URI: "/"}
+		c.Spec.Service.Headers = &v1beta1.Headers{Request: &v1beta1.HeaderOperations{Set: map[string]string{"x-canary-by": "canaryflow"}}}
+		c.Spec.Service.CorsPolicy = &v1beta1.CorsPolicy{AllowOrigins: []v1beta1.StringMatch{{Exact: "https://example.com"}}, AllowMethods: []string{"GET"}}
 	})
 	workloadtest.CreatePodinfo(t, e.admin, e.ns, "podinfo", "6.0.0", 1, 0)
 	require.NoError(t, e.kube.Initialize(ctx, c))
@@ -393,6 +397,10 @@ func TestIstiodTranslatesOurVirtualService(t *testing.T) {
 		routes := wait(t, fmt.Sprintf("%d/%d", w[0], w[1]), func(rs []envoyRoute) bool {
 			return len(rs) == 1 && rs[0].weights["podinfo-primary"] == w[0] && rs[0].weights["podinfo-canary"] == w[1]
 		})
+		require.Equal(t, "/api", routes[0].match["prefix"], "spec.service.match")
+		require.Equal(t, "/", routes[0].route["prefix_rewrite"], "spec.service.rewrite")
+		require.Contains(t, fmt.Sprint(field(t, routes[0].raw, "request_headers_to_add")), "x-canary-by", "spec.service.headers")
+		require.Contains(t, asJSON(t, routes[0].raw["typed_per_filter_config"]), "https://example.com", "spec.service.corsPolicy")
 		require.Equal(t, "30s", routes[0].route["timeout"])
 		require.EqualValues(t, 3, field(t, routes[0].route, "retry_policy", "num_retries"))
 		require.Contains(t, fmt.Sprint(field(t, routes[0].route, "retry_policy", "retry_on")), "gateway-error")
