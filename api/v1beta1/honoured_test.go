@@ -138,3 +138,23 @@ func TestAutoscalerRefAcceptsKEDAScaledObjects(t *testing.T) {
 		})
 	}
 }
+
+// A part of a field the router acts on is named when the router ignores it (Istio rewrites the URI but has no
+// Gateway API rewrite type); a field ignored as a whole is named once, not again for each of its parts.
+func TestIgnoredPartOfAnHonouredFieldIsNamedOnce(t *testing.T) {
+	caps := &Capabilities{Routers: map[string]Traffic{
+		"istio":      {Honours: []string{"spec.service.rewrite"}},
+		"gatewayapi": {Honours: []string{"spec.service.rewrite", "spec.service.rewrite.type"}},
+		"traefik":    {},
+	}}
+	for provider, want := range map[string][]string{
+		"istio":         {"spec.service.rewrite.type is ignored: provider istio does not act on it (Gateway API URL rewrite type; routers that do: gatewayapi)"},
+		"gatewayapi:v1": nil,
+		"traefik":       {"spec.service.rewrite is ignored: provider traefik does not act on it (URI rewrite; routers that do: gatewayapi, istio)"},
+	} {
+		c := &Canary{}
+		c.Spec.Provider = provider
+		c.Spec.Service.Rewrite = &HTTPRewrite{URI: "/", Type: "ReplaceFullPath"}
+		require.Equal(t, want, c.NotHonoured(caps), provider)
+	}
+}

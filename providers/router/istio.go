@@ -469,7 +469,7 @@ func istioRoute(c *v1beta1.Canary, match []any) (map[string]any, error) {
 	if match != nil {
 		r["match"] = match
 	}
-	if s.Rewrite != nil { // Flagger's GetIstioRewrite: the Gateway API type is not Istio's
+	if s.Rewrite != nil { // Flagger's GetIstioRewrite: the Gateway API type is not Istio's (validation warns)
 		rw := map[string]any{}
 		if s.Rewrite.URI != "" {
 			rw["uri"] = s.Rewrite.URI
