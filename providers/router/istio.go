@@ -489,29 +489,21 @@ func istioRoute(c *v1beta1.Canary, match []any) (map[string]any, error) {
 	if s.Timeout != "" {
 		r["timeout"] = s.Timeout
 	}
-	for k, v := range map[string]any{"retries": s.Retries, "corsPolicy": s.CorsPolicy, "headers": s.Headers} {
-		if isNil(v) {
+	for _, f := range []struct {
+		name string
+		set  bool
+		v    any
+	}{{"retries", s.Retries != nil, s.Retries}, {"corsPolicy", s.CorsPolicy != nil, s.CorsPolicy}, {"headers", s.Headers != nil, s.Headers}} {
+		if !f.set {
 			continue
 		}
-		j, err := jsonValue(v)
+		j, err := jsonValue(f.v)
 		if err != nil {
-			return nil, kubeobj.Permanentf("spec.service.%s of Canary %s/%s: %v", k, c.Namespace, c.Name, err)
+			return nil, kubeobj.Permanentf("spec.service.%s of Canary %s/%s: %v", f.name, c.Namespace, c.Name, err)
 		}
-		r[k] = j
+		r[f.name] = j
 	}
 	return r, nil
-}
-
-func isNil(v any) bool {
-	switch p := v.(type) {
-	case *v1beta1.HTTPRetry:
-		return p == nil
-	case *v1beta1.CorsPolicy:
-		return p == nil
-	case *v1beta1.Headers:
-		return p == nil
-	}
-	return v == nil
 }
 
 // istioDestination is Flagger's makeDestination: the host, its port only with portDiscovery behind a gateway
