@@ -36,7 +36,7 @@ spec:
   targetRef: {kind: Deployment, name: podinfo}
   service: {port: 9898}
   analysis: {interval: 1m, stepWeight: 10, maxWeight: 50}
-`, `spec.provider: unknown provider "knative": use one of `},
+`, `spec.provider: unknown provider "knative" (Flagger would read it as istio); this build has routers for `},
 		{"a metric backend Flagger knows without a backend here", `apiVersion: flagger.app/v1beta1
 kind: MetricTemplate
 metadata: {name: errors, namespace: test}

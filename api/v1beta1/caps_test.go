@@ -12,7 +12,7 @@ var designCaps = &Capabilities{
 		"apisix": {Weights: true, Match: true, Mirror: true},
 		"nginx":  {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
 		"gatewayapi": {Weights: true, Match: true, Mirror: true, SessionAffinity: true, Honours: []string{
-			"spec.service.backendTimeout", "spec.service.mirror", "spec.service.rewrite", "spec.service.headers",
+			"spec.service.backendTimeout", "spec.service.mirror", "spec.service.rewrite", "spec.service.rewrite.type", "spec.service.headers",
 			"spec.service.timeout", "spec.service.match", "spec.service.gatewayRefs", "spec.service.hosts",
 			"spec.analysis.sessionAffinity.domain", "spec.analysis.sessionAffinity.path", "spec.analysis.sessionAffinity.sameSite",
 			"spec.analysis.sessionAffinity.secure", "spec.analysis.sessionAffinity.httpOnly", "spec.analysis.sessionAffinity.partitioned"}},

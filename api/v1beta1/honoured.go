@@ -3,6 +3,7 @@ package v1beta1
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // acceptedNotHonoured is the one table of fields canaryflow accepts (they are in Flagger's CRD, so a Flagger
@@ -39,6 +40,9 @@ var acceptedNotHonoured = []struct {
 	{"spec.service.delegation", func(c *Canary) bool { return c.Spec.Service.Delegation }, nil, "Istio VirtualService delegation"},
 	{"spec.service.trafficPolicy", func(c *Canary) bool { return c.Spec.Service.TrafficPolicy != nil }, nil, "Istio DestinationRule traffic policy"},
 	{"spec.service.retries", func(c *Canary) bool { return c.Spec.Service.Retries != nil }, nil, "Istio and App Mesh retry policy"},
+	{"spec.service.rewrite.type", func(c *Canary) bool {
+		return c.Spec.Service.Rewrite != nil && c.Spec.Service.Rewrite.Type != ""
+	}, nil, "Gateway API URL rewrite type"},
 	{"spec.service.rewrite.uriRegexRewrite", func(c *Canary) bool {
 		return c.Spec.Service.Rewrite != nil && c.Spec.Service.Rewrite.URIRegexRewrite != nil
 	}, nil, "Istio regular-expression URI rewrite"},
@@ -65,7 +69,7 @@ func (c *Canary) NotHonoured(caps *Capabilities) []string {
 	if caps == nil {
 		return nil // validation says what is missing
 	}
-	var out []string
+	var out, ignored []string
 	base := ProviderBase(c.Spec.Provider)
 	for _, f := range acceptedNotHonoured {
 		if !f.set(c) {
@@ -77,9 +81,12 @@ func (c *Canary) NotHonoured(caps *Capabilities) []string {
 			}
 			continue
 		}
-		if slices.Contains(caps.Routers[base].Honours, f.path) {
+		if slices.Contains(caps.Routers[base].Honours, f.path) || slices.ContainsFunc(ignored, func(p string) bool {
+			return strings.HasPrefix(f.path, p+".") // the whole field is named already
+		}) {
 			continue
 		}
+		ignored = append(ignored, f.path)
 		by := caps.routersWith(func(t Traffic) bool { return slices.Contains(t.Honours, f.path) })
 		out = append(out, fmt.Sprintf("%s is ignored: provider %s does not act on it (%s; routers that do: %s)", f.path, base, f.what, by))
 	}

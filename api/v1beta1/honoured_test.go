@@ -50,7 +50,7 @@ func TestFieldsIgnoredByTheChosenProviderAreNamedInWarnings(t *testing.T) {
 		doc  string
 		want []string // the paths that warn, in table order
 	}{
-		{"gatewayapi honours every v1.44 option", flagger144Canary("gatewayapi"), nil},
+		{"gatewayapi honours every v1.44 option", flagger144Canary("gatewayapi:v1"), nil},
 		{"traefik sets the cookie attributes but has no backend timeout, mirror filters, rewrite or Partitioned",
 			flagger144Canary("traefik"), []string{"spec.service.backendTimeout", "spec.service.mirror", "spec.service.rewrite",
 				"spec.service.gatewayRefs", "spec.analysis.sessionAffinity.partitioned"}},
@@ -100,7 +100,7 @@ func TestFlagger144OptionsAreCheckedWithTheirPath(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := flagger144Canary("gatewayapi")
+			doc := flagger144Canary("gatewayapi:v1")
 			require.Contains(t, doc, tc.from)
 			_, err := Load(strings.NewReader(strings.Replace(doc, tc.from, tc.to, 1)), "inline", ValidateOptions{Capabilities: designCaps})
 			var list ErrorList
@@ -136,5 +136,25 @@ func TestAutoscalerRefAcceptsKEDAScaledObjects(t *testing.T) {
 			require.ErrorAs(t, err, &list)
 			require.Equal(t, tc.paths, list.Paths(), "%v", err)
 		})
+	}
+}
+
+// A part of a field the router acts on is named when the router ignores it (Istio rewrites the URI but has no
+// Gateway API rewrite type); a field ignored as a whole is named once, not again for each of its parts.
+func TestIgnoredPartOfAnHonouredFieldIsNamedOnce(t *testing.T) {
+	caps := &Capabilities{Routers: map[string]Traffic{
+		"istio":      {Honours: []string{"spec.service.rewrite"}},
+		"gatewayapi": {Honours: []string{"spec.service.rewrite", "spec.service.rewrite.type"}},
+		"traefik":    {},
+	}}
+	for provider, want := range map[string][]string{
+		"istio":         {"spec.service.rewrite.type is ignored: provider istio does not act on it (Gateway API URL rewrite type; routers that do: gatewayapi)"},
+		"gatewayapi:v1": nil,
+		"traefik":       {"spec.service.rewrite is ignored: provider traefik does not act on it (URI rewrite; routers that do: gatewayapi, istio)"},
+	} {
+		c := &Canary{}
+		c.Spec.Provider = provider
+		c.Spec.Service.Rewrite = &HTTPRewrite{URI: "/", Type: "ReplaceFullPath"}
+		require.Equal(t, want, c.NotHonoured(caps), provider)
 	}
 }

@@ -34,6 +34,13 @@ func TestFlaggerDocumentsLoadWithTheirStrategyAndSchedule(t *testing.T) {
 		{"nginx-blue-green-mirroring.yaml", StrategyBlueGreenMirroring, "10 iterations mirrored (100%) → switch → promote"},
 		{"nginx-session-affinity.yaml", StrategyCanarySessionAffinity, "1,5,10,20,30,50 → promote (25,0)"},
 		{"nginx-custom-metrics.yaml", StrategyCanary, "10,25,50 → promote"},
+		{"istio-canary.yaml", StrategyCanary, "10,20,30,40,50 → promote"},
+		{"istio-ab-testing.yaml", StrategyABTesting, "10 iterations on matching requests → promote"},
+		{"istio-blue-green-mirroring.yaml", StrategyBlueGreenMirroring, "10 iterations mirrored (50%) → switch → promote"},
+		{"istio-session-affinity.yaml", StrategyCanarySessionAffinity, "2,4,…,50 → promote"},
+		{"contour-canary.yaml", StrategyCanary, "5,10,…,50 → promote"},
+		{"contour-ab-testing.yaml", StrategyABTesting, "10 iterations on matching requests → promote"},
+		{"skipper-canary.yaml", StrategyCanary, "5,10,…,50 → promote"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {

@@ -25,6 +25,51 @@ func ProviderBase(provider string) string {
 	return base
 }
 
+// ParseProvider reads spec.provider as Flagger's router factory does and returns its base name: the exact
+// names apisix, appmesh, contour, istio, kubernetes, kuma, linkerd, nginx, osm, skipper and traefik; a
+// version-prefixed appmesh:v1beta2, gatewayapi:v1 or gatewayapi:v1beta1 (Flagger matches these by prefix),
+// smi:v1alpha1, smi:v1alpha2 or smi:v1alpha3 with an optional ":<mesh>"; and gloo or gloo:<anything>. An empty
+// provider is DefaultProvider.
+//
+// Flagger sends every other name to its Istio router without a word (a typo, "Istio", a bare "gatewayapi" or
+// "smi", "appmesh:v1beta1"); canaryflow refuses them with the names it would take instead.
+func ParseProvider(provider string) (string, error) {
+	p := strings.TrimSpace(provider)
+	if p == "" {
+		return DefaultProvider, nil
+	}
+	switch p {
+	case "apisix", "appmesh", "contour", "istio", "kubernetes", "kuma", "linkerd", "nginx", "osm", "skipper", "traefik":
+		return p, nil
+	}
+	base, rest, versioned := strings.Cut(p, ":")
+	switch {
+	case base == "gloo":
+		return base, nil
+	case base == "appmesh" && strings.HasPrefix(rest, "v1beta2"):
+		return base, nil
+	case base == "gatewayapi" && strings.HasPrefix(rest, "v1"):
+		return base, nil
+	case base == "smi":
+		version, _, _ := strings.Cut(rest, ":")
+		if version == "v1alpha1" || version == "v1alpha2" || version == "v1alpha3" {
+			return base, nil
+		}
+	}
+	lower := strings.ToLower(base)
+	switch {
+	case lower == "gatewayapi":
+		return "", fmt.Errorf("provider %q: write gatewayapi:v1 (or gatewayapi:v1beta1 for the older API); Flagger reads a bare or other %q as istio", provider, p)
+	case lower == "smi":
+		return "", fmt.Errorf("provider %q: write smi:v1alpha1, smi:v1alpha2 or smi:v1alpha3, optionally followed by :<mesh>; Flagger reads %q as istio", provider, p)
+	case lower == "appmesh" && versioned:
+		return "", fmt.Errorf("provider %q: write appmesh:v1beta2 (canaryflow routes App Mesh's v1beta2 API); Flagger reads %q as istio", provider, p)
+	case contains(FlaggerProviders, lower):
+		return "", fmt.Errorf("provider %q: write %s (Flagger matches provider names exactly and reads %q as istio)", provider, lower, p)
+	}
+	return "", fmt.Errorf("unknown provider %q (Flagger would read it as istio)", provider)
+}
+
 // Traffic is what a router provider can do with traffic.
 type Traffic struct {
 	// Weights: traffic can be split by percentage between primary and canary.

@@ -83,12 +83,17 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 	s := &c.Spec
 
 	// Provider first: the rest depends on what it can do.
-	base := ProviderBase(s.Provider)
+	base, perr := ParseProvider(s.Provider)
+	if perr != nil {
+		base = ProviderBase(s.Provider)
+	}
 	traffic, built := caps.Routers[base]
 	pv := provider{base: base, traffic: traffic, builtin: caps.BuiltinMetrics[base]}
-	if !built {
+	if perr != nil || !built {
 		routers := strings.Join(caps.RouterNames(), ", ")
-		if contains(FlaggerProviders, base) {
+		if perr != nil {
+			e.add("spec.provider", "%v; this build has routers for %s", perr, routers)
+		} else if contains(FlaggerProviders, base) {
 			e.add("spec.provider", "provider %q has no router in this build of canaryflow: use one of %s", s.Provider, routers)
 		} else {
 			e.add("spec.provider", "unknown provider %q: use one of %s", s.Provider, routers)
@@ -143,17 +148,20 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 			e.add("spec.routeRef", "required with provider apisix: name the ApisixRoute canaryflow clones for the canary")
 		}
 	case "smi", "linkerd", "osm":
+		if perr != nil {
+			break // ParseProvider said what to write
+		}
 		// Flagger matches linkerd and osm exactly: "linkerd:…" would be its Istio fallback.
 		if _, err := SMIVersion(s.Provider); err != nil {
 			e.add("spec.provider", "%v", err)
 		}
 	case "kuma":
-		if p := strings.ToLower(strings.TrimSpace(s.Provider)); p != "kuma" {
+		if p := strings.ToLower(strings.TrimSpace(s.Provider)); perr == nil && p != "kuma" {
 			e.add("spec.provider", "provider %q: Kuma's router takes no suffix (Flagger would route it with Istio): use kuma", s.Provider)
 		}
 	case "appmesh":
 		// Flagger reads a bare "appmesh" as its router for App Mesh's retired v1beta1 API.
-		if p := strings.ToLower(strings.TrimSpace(s.Provider)); p != "appmesh:v1beta2" {
+		if p := strings.ToLower(strings.TrimSpace(s.Provider)); perr == nil && p != "appmesh:v1beta2" {
 			e.add("spec.provider", "provider %q: canaryflow routes App Mesh's v1beta2 API (appmesh.k8s.aws/v1beta2) only: use appmesh:v1beta2", s.Provider)
 		}
 	case "gatewayapi":

@@ -3,7 +3,9 @@ package labtest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -31,6 +33,26 @@ func SharedCRDs(t testing.TB, provider string) []string {
 		t.Skipf("labtest: no upstream %s CRDs at %s (the shared CRD directory beside the repository is missing)", provider, dir)
 	}
 	return files
+}
+
+// ModuleFile returns the path of a file inside a Go module version (module@version), downloaded into the module
+// cache by the go command if it is not there yet; upstream CRDs ship in their projects' modules, so the module
+// proxy is their source. The module is not added to go.mod.
+func ModuleFile(t testing.TB, moduleAtVersion, file string) string {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "download", "-json", moduleAtVersion)
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	cmd.Dir = os.TempDir() // outside any module, so go.mod is left alone
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &mod); err != nil || jerr != nil || mod.Dir == "" {
+		t.Fatalf("labtest: go mod download %s: %v %s %s", moduleAtVersion, err, mod.Error, out)
+	}
+	path := filepath.Join(mod.Dir, filepath.FromSlash(file))
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("labtest: %s has no %s: %v", moduleAtVersion, file, err)
+	}
+	return path
 }
 
 // CRDs installs (server-side apply) the CustomResourceDefinitions in files on the lab's API server and waits

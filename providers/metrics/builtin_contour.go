@@ -1,8 +1,8 @@
 package metrics
 
-// Contour's Envoy names the canary cluster <namespace>_<target>-canary_<port>; upstream time is in ms.
+// Contour's Envoy names the canary cluster <namespace>_<service>-canary_<port> (the apex Service name, as in Flagger); upstream time is in ms.
 func init() {
-	const sel = `envoy_cluster_name=~"{{ namespace }}_{{ target }}-canary_[0-9a-zA-Z-]+"`
+	const sel = `envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+"`
 	registerBuiltin("contour", BuiltinQueries{
 		SuccessRate: `sum(rate(envoy_cluster_upstream_rq{` + sel + `, envoy_response_code!~"5.*"}[{{ interval }}]))
 / sum(rate(envoy_cluster_upstream_rq{` + sel + `}[{{ interval }}])) * 100`,

@@ -17,7 +17,7 @@ import (
 )
 
 // gatewayAPIHonours are the optional Canary fields the HTTPRoute carries (Flagger's Gateway API router's set).
-var gatewayAPIHonours = []string{"spec.service.backendTimeout", "spec.service.mirror", "spec.service.rewrite",
+var gatewayAPIHonours = []string{"spec.service.backendTimeout", "spec.service.mirror", "spec.service.rewrite", "spec.service.rewrite.type",
 	"spec.service.headers", "spec.service.timeout", "spec.service.match", "spec.service.gatewayRefs", "spec.service.hosts",
 	"spec.analysis.sessionAffinity.domain", "spec.analysis.sessionAffinity.path", "spec.analysis.sessionAffinity.sameSite",
 	"spec.analysis.sessionAffinity.secure", "spec.analysis.sessionAffinity.httpOnly", "spec.analysis.sessionAffinity.partitioned"}

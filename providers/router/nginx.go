@@ -155,10 +155,10 @@ func (n *NGINX) splitAnnotations(m *nginxMatch, canaryWeight int) map[string]str
 	return a
 }
 
-// userIngress reads spec.ingressRef.
-func (n *NGINX) userIngress(ctx context.Context, c *v1beta1.Canary) (*unstructured.Unstructured, error) {
+// userIngress reads spec.ingressRef, the user's Ingress the nginx and skipper routers clone.
+func userIngress(ctx context.Context, dyn dynamic.Interface, c *v1beta1.Canary) (*unstructured.Unstructured, error) {
 	name := c.Spec.IngressRef.Name
-	u, err := n.dyn.Resource(ingressResource).Namespace(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+	u, err := dyn.Resource(ingressResource).Namespace(c.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, kubeobj.Permanentf("Ingress %s/%s (spec.ingressRef of Canary %s/%s) not found: create it with a path to Service %s",
 			c.Namespace, name, c.Namespace, c.Name, apexName(c))
@@ -263,7 +263,7 @@ func (n *NGINX) ingresses(c *v1beta1.Canary) dynamic.ResourceInterface {
 
 // Reconcile makes the canary Ingress match the user's Ingress, keeping its current split (100/0 when new).
 func (n *NGINX) Reconcile(ctx context.Context, c *v1beta1.Canary) error {
-	user, err := n.userIngress(ctx, c)
+	user, err := userIngress(ctx, n.dyn, c)
 	if err != nil {
 		return err
 	}
@@ -290,7 +290,7 @@ func (n *NGINX) SetRoutes(ctx context.Context, c *v1beta1.Canary, _, canaryWeigh
 	if mirrored {
 		return kubeobj.Permanentf("provider nginx cannot mirror traffic (Canary %s/%s): remove spec.analysis.mirror", c.Namespace, c.Name)
 	}
-	user, err := n.userIngress(ctx, c)
+	user, err := userIngress(ctx, n.dyn, c)
 	if err != nil {
 		return err
 	}

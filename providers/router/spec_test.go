@@ -1,6 +1,7 @@
 package router
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -124,15 +125,22 @@ func TestRoutersRegisterWhatTheyImplement(t *testing.T) {
 		"gloo": {Weights: true, Match: true},
 		// App Mesh routes: weighted targets and matches.
 		"appmesh": {Weights: true, Match: true},
+		"istio":   {Weights: true, Match: true, Mirror: true, SessionAffinity: true},
+		// Flagger's Skipper router has no A/B ("TODO: A/B testing") and no mirroring.
+		"skipper": {Weights: true},
+		// Mirroring goes beyond Flagger's Contour router (Contour's mirror service; lab_contour_test.go).
+		"contour": {Weights: true, Match: true, Mirror: true},
 	}, splits)
 	require.Contains(t, caps["gatewayapi"].Honours, "spec.service.backendTimeout")
 	require.Contains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.sameSite")
 	require.NotContains(t, caps["traefik"].Honours, "spec.analysis.sessionAffinity.partitioned", "Traefik v3.6's cookie has no Partitioned")
-	require.Equal(t, []string{"apisix", "appmesh", "gatewayapi", "gloo", "kubernetes", "kuma", "linkerd", "nginx", "osm", "smi", "traefik"}, Providers())
+	require.Subset(t, caps["istio"].Honours, []string{"spec.service.gateways", "spec.service.delegation", "spec.service.trafficPolicy",
+		"spec.service.retries", "spec.service.corsPolicy", "spec.service.rewrite.uriRegexRewrite"})
+	require.Equal(t, []string{"apisix", "appmesh", "contour", "gatewayapi", "gloo", "istio", "kubernetes", "kuma", "linkerd", "nginx", "osm", "skipper", "smi", "traefik"}, Providers())
 	_, err := NewRegistryForClients(Clients{}).Get("gatewayapi:v1")
 	require.NoError(t, err, "a version suffix names the same router")
-	_, err = NewRegistryForClients(Clients{}).Get("knative")
-	require.ErrorContains(t, err, `no router for provider "knative" in this build: canaryflow has routers for apisix, appmesh, gatewayapi, gloo, kubernetes, kuma, linkerd, nginx, osm, smi, traefik`)
+	_, err = NewRegistryForClients(Clients{}).Get("haproxy")
+	require.ErrorContains(t, err, `no router for provider "haproxy" in this build: canaryflow has routers for `+strings.Join(Providers(), ", "))
 }
 
 func TestTraefikMatchRules(t *testing.T) {

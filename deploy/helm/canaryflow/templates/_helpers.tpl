@@ -47,4 +47,10 @@ the ClusterRole and for each namespaced Role. */ -}}
   - apiGroups: ["appmesh.k8s.aws"]
     resources: ["virtualnodes", "virtualrouters", "virtualservices"]
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  - apiGroups: ["networking.istio.io"]
+    resources: ["virtualservices", "destinationrules"]
+    verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  - apiGroups: ["projectcontour.io"]
+    resources: ["httpproxies"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end -}}
