@@ -45,16 +45,9 @@ func (a *Analysis) SendAlerts(ctx context.Context, in AlertInput) (AlertResult, 
 
 func (a *Analysis) sendAlert(ctx context.Context, al v1beta1.CanaryAlert, in AlertInput, msg notify.Message) error {
 	ns := al.ProviderRef.Namespace
-	if ns == "" {
-		ns = in.Event.Canary.Namespace
-	}
 	var p *v1beta1.AlertProvider
 	for i := range in.Providers {
-		pns := in.Providers[i].Namespace
-		if pns == "" {
-			pns = v1beta1.DefaultNamespace
-		}
-		if in.Providers[i].Name == al.ProviderRef.Name && pns == ns {
+		if in.Providers[i].Name == al.ProviderRef.Name && in.Providers[i].Namespace == ns {
 			p = &in.Providers[i]
 			break
 		}
@@ -101,9 +94,6 @@ func SeverityAdmits(alert, event v1beta1.AlertSeverity) bool {
 			return 2
 		}
 		return 0
-	}
-	if alert == "" {
-		alert = v1beta1.DefaultSeverity
 	}
 	return rank(event) >= rank(alert)
 }

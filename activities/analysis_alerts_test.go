@@ -72,7 +72,7 @@ func TestSendAlertsFiltersBySeverityResolvesSecretsAndDescribesTheEvent(t *testi
 	ref := func(n string) v1beta1.CrossNamespaceObjectReference {
 		return v1beta1.CrossNamespaceObjectReference{Name: n}
 	}
-	in := activities.AlertInput{
+	in := defaultedAlerts(activities.AlertInput{
 		Event: activities.Event{Type: activities.EventRolledBack, Severity: v1beta1.SeverityError, Phase: "Failed", Revision: "5d8f",
 			Canary: activities.CanaryRef{Name: "podinfo", Namespace: "test", Target: "podinfo"}, Weight: 10, FailedChecks: 2,
 			Checks: []activities.CheckResult{
@@ -91,7 +91,7 @@ func TestSendAlertsFiltersBySeverityResolvesSecretsAndDescribesTheEvent(t *testi
 			prov("discord", "discord", sink.URL+"/api/webhooks/1/x", ""),
 			prov("broken", "rocket", sink.URL+"/broken/SECRET-PATH", ""),
 		},
-	}
+	})
 	r, err := a.SendAlerts(context.Background(), in)
 	require.NoError(t, err, "a failed alert never fails the activity")
 	require.Equal(t, []string{"on-call", "team"}, r.Sent)

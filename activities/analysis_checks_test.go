@@ -31,7 +31,7 @@ func TestRunChecksRunsAStepsHooksAndMetricsAtOnceAndReturnsEveryResult(t *testin
 	answer := v1beta1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "answer", Namespace: "good"},
 		Spec: v1beta1.MetricTemplateSpec{Provider: v1beta1.MetricTemplateProvider{Type: "prometheus"}, Query: "vector(42)"}}
 	ref := &v1beta1.CrossNamespaceObjectReference{Name: "answer"}
-	in := activities.ChecksInput{
+	in := defaultedChecks(activities.ChecksInput{
 		Canary:  canaryRef("traefik", "good"),
 		Payload: activities.WebhookPayload{Name: "podinfo", Namespace: "good", Phase: "Progressing", Checksum: "7f9c5d"},
 		Hooks:   []v1beta1.CanaryWebhook{hook("hung-1", hung.URL), hook("hung-2", hung.URL), hook("gate", no.URL), hook("load-test", yes.URL)},
@@ -40,7 +40,7 @@ func TestRunChecksRunsAStepsHooksAndMetricsAtOnceAndReturnsEveryResult(t *testin
 			{Name: "above-max", TemplateRef: ref, ThresholdRange: &v1beta1.CanaryThresholdRange{Max: f64(41)}},
 		},
 		Templates: []v1beta1.MetricTemplate{answer},
-	}
+	})
 
 	start := time.Now()
 	res, err := a.RunChecks(context.Background(), in)
@@ -67,6 +67,7 @@ func TestRunChecksRunsAStepsHooksAndMetricsAtOnceAndReturnsEveryResult(t *testin
 	require.Equal(t, 41.0, *res.Checks[1].Max)
 
 	in.Metrics = append(in.Metrics, v1beta1.CanaryMetric{Name: "not-checkable"})
+	in = defaultedChecks(in)
 	in.Hooks = in.Hooks[3:]
 	res, err = a.RunChecks(context.Background(), in)
 	require.NoError(t, err)

@@ -141,7 +141,7 @@ func TestSecretValuesNeverReachWorkflowHistory(t *testing.T) {
 			Spec: v1beta1.AlertProviderSpec{Type: "slack", Channel: "#deploys", SecretRef: &corev1.LocalObjectReference{Name: secret}}}
 	}
 	in := analysisRound{
-		Checks: activities.MetricChecksInput{Canary: canary,
+		Checks: defaulted(activities.MetricChecksInput{Canary: canary,
 			Templates: []v1beta1.MetricTemplate{
 				tpl("prom", "prometheus", prom.URL, "prom-auth", `sum(rate(http_requests_total{namespace="{{ namespace }}"}[{{ interval }}]))`),
 				tpl("dd", "datadog", dd.URL, "dd-keys", "avg:latency{service:{{ target }}}"),
@@ -151,13 +151,13 @@ func TestSecretValuesNeverReachWorkflowHistory(t *testing.T) {
 				{Name: "prom-rate", Interval: "1m", TemplateRef: ref("prom"), ThresholdRange: &v1beta1.CanaryThresholdRange{Min: f64(99)}},
 				{Name: "dd-latency", Interval: "1m", TemplateRef: ref("dd"), ThresholdRange: &v1beta1.CanaryThresholdRange{Max: f64(100)}},
 				{Name: "graphite-errors", Interval: "1m", TemplateRef: ref("graphite")},
-			}},
+			}}),
 		Hook: activities.WebhookInput{Hook: v1beta1.CanaryWebhook{Name: "gate", Type: v1beta1.ConfirmRolloutHook, URL: hook.URL},
 			Payload: activities.WebhookPayload{Name: "podinfo", Namespace: "test", Phase: "Progressing"}},
-		Alert: activities.AlertInput{Event: event, Providers: []v1beta1.AlertProvider{alertProvider("slack", "slack-url")},
-			Alerts: []v1beta1.CanaryAlert{{Name: "on-call", Severity: v1beta1.SeverityError, ProviderRef: v1beta1.CrossNamespaceObjectReference{Name: "slack"}}}},
-		BadAlert: activities.AlertInput{Event: event, Providers: []v1beta1.AlertProvider{alertProvider("broken", "broken-url")},
-			Alerts: []v1beta1.CanaryAlert{{Name: "broken", Severity: v1beta1.SeverityInfo, ProviderRef: v1beta1.CrossNamespaceObjectReference{Name: "broken"}}}},
+		Alert: defaultedAlerts(activities.AlertInput{Event: event, Providers: []v1beta1.AlertProvider{alertProvider("slack", "slack-url")},
+			Alerts: []v1beta1.CanaryAlert{{Name: "on-call", Severity: v1beta1.SeverityError, ProviderRef: v1beta1.CrossNamespaceObjectReference{Name: "slack"}}}}),
+		BadAlert: defaultedAlerts(activities.AlertInput{Event: event, Providers: []v1beta1.AlertProvider{alertProvider("broken", "broken-url")},
+			Alerts: []v1beta1.CanaryAlert{{Name: "broken", Severity: v1beta1.SeverityInfo, ProviderRef: v1beta1.CrossNamespaceObjectReference{Name: "broken"}}}}),
 	}
 
 	c := startDevServer(t)

@@ -125,7 +125,7 @@ func TestTraefikBuiltinChecksOnLiveTraffic(t *testing.T) {
 	a := &activities.Analysis{DefaultMetricsServer: prom}
 	check := func(name string) activities.MetricChecksResult {
 		ref := activities.CanaryRef{Namespace: ns[name], Name: "podinfo", Target: "podinfo", Service: "podinfo", Provider: "traefik"}
-		r, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{Canary: ref, Metrics: builtinChecks("1m")})
+		r, err := a.RunMetricChecks(context.Background(), defaulted(activities.MetricChecksInput{Canary: ref, Metrics: builtinChecks("1m")}))
 		require.NoError(t, err)
 		return r
 	}

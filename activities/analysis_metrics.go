@@ -40,17 +40,13 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	if m.ThresholdRange != nil {
 		res.Min, res.Max = m.ThresholdRange.Min, m.ThresholdRange.Max
 	}
+	// The spec arrives defaulted (RolloutInput.Defaulted; the workflow defaults any input that is not): an empty
+	// field here is refused like any other invalid value, never defaulted a second time.
 	policy := m.OnNoData
-	if policy == "" {
-		policy = v1beta1.DefaultNoData
-	}
 	if policy != v1beta1.NoDataFail && policy != v1beta1.NoDataPass && policy != v1beta1.NoDataHold {
 		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: unknown onNoData %q: use fail, pass or hold", m.Name, policy), nil)
 	}
 	interval := m.Interval
-	if interval == "" {
-		interval = v1beta1.DefaultMetricInterval
-	}
 	window, err := time.ParseDuration(interval)
 	if err != nil {
 		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: interval %q is not a duration", m.Name, interval), err)
@@ -67,7 +63,7 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	var query string
 	switch {
 	case m.TemplateRef != nil:
-		tpl, err := findTemplate(in.Templates, m.TemplateRef, c.Namespace)
+		tpl, err := findTemplate(in.Templates, m.TemplateRef)
 		if err != nil {
 			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), nil)
 		}
@@ -176,17 +172,10 @@ func Judge(name string, v float64, lo, hi *float64) (Verdict, string) {
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
-func findTemplate(ts []v1beta1.MetricTemplate, ref *v1beta1.CrossNamespaceObjectReference, canaryNS string) (*v1beta1.MetricTemplate, error) {
+func findTemplate(ts []v1beta1.MetricTemplate, ref *v1beta1.CrossNamespaceObjectReference) (*v1beta1.MetricTemplate, error) {
 	ns := ref.Namespace
-	if ns == "" {
-		ns = canaryNS
-	}
 	for i := range ts {
-		tns := ts[i].Namespace
-		if tns == "" {
-			tns = v1beta1.DefaultNamespace
-		}
-		if ts[i].Name == ref.Name && tns == ns {
+		if ts[i].Name == ref.Name && ts[i].Namespace == ns {
 			return &ts[i], nil
 		}
 	}

@@ -64,8 +64,8 @@ func TestBuiltinQueriesOfEveryProviderJudgeHealthyAndFailingCanaries(t *testing.
 
 	// Wait for two scrapes of everything: rate() needs two samples in its window.
 	waitFor(t, 60*time.Second, func() error {
-		r, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{
-			Canary: canaryRef("istio", "good"), Metrics: builtinChecks("10s")})
+		r, err := a.RunMetricChecks(context.Background(), defaulted(activities.MetricChecksInput{
+			Canary: canaryRef("istio", "good"), Metrics: builtinChecks("10s")}))
 		if err != nil {
 			return err
 		}
@@ -79,7 +79,7 @@ func TestBuiltinQueriesOfEveryProviderJudgeHealthyAndFailingCanaries(t *testing.
 
 	for _, p := range providers {
 		t.Run(p, func(t *testing.T) {
-			good, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{Canary: canaryRef(p, "good"), Metrics: builtinChecks("10s")})
+			good, err := a.RunMetricChecks(context.Background(), defaulted(activities.MetricChecksInput{Canary: canaryRef(p, "good"), Metrics: builtinChecks("10s")}))
 			require.NoError(t, err)
 			require.Len(t, good.Results, 2)
 			sr, dur := good.Results[0], good.Results[1]
@@ -90,7 +90,7 @@ func TestBuiltinQueriesOfEveryProviderJudgeHealthyAndFailingCanaries(t *testing.
 			require.Less(t, *dur.Value, 101.0, "healthy requests take 20ms; P99 (or the average) stays in the first buckets")
 			require.Contains(t, sr.Query, "good", "the rendered query is recorded")
 
-			bad, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{Canary: canaryRef(p, "bad"), Metrics: builtinChecks("10s")})
+			bad, err := a.RunMetricChecks(context.Background(), defaulted(activities.MetricChecksInput{Canary: canaryRef(p, "bad"), Metrics: builtinChecks("10s")}))
 			require.NoError(t, err)
 			sr, dur = bad.Results[0], bad.Results[1]
 			require.Equal(t, activities.VerdictFail, sr.Verdict, sr.Query)
@@ -131,7 +131,7 @@ func TestThresholdRangeAndNoDataPolicies(t *testing.T) {
 	ref := func(name string) *v1beta1.CrossNamespaceObjectReference {
 		return &v1beta1.CrossNamespaceObjectReference{Name: name}
 	}
-	in := activities.MetricChecksInput{
+	in := defaulted(activities.MetricChecksInput{
 		Canary:    canaryRef("traefik", "good"),
 		Templates: []v1beta1.MetricTemplate{tpl("answer", "vector({{ variables.value }})"), tpl("nothing", `absent_metric_xyz{namespace="{{ namespace }}"}`), tpl("nan", "vector(0) / 0")},
 		Metrics: []v1beta1.CanaryMetric{
@@ -145,7 +145,7 @@ func TestThresholdRangeAndNoDataPolicies(t *testing.T) {
 			{Name: "no-data-hold", TemplateRef: ref("nothing"), OnNoData: v1beta1.NoDataHold},
 			{Name: "nan-is-no-data", TemplateRef: ref("nan"), OnNoData: v1beta1.NoDataHold},
 		},
-	}
+	})
 	r, err := a.RunMetricChecks(context.Background(), in)
 	require.NoError(t, err)
 	require.Len(t, r.Results, 9)
@@ -206,30 +206,30 @@ func TestMetricSpecProblemsAreNonRetryableAndBackendOutagesRetryable(t *testing.
 		Spec: v1beta1.MetricTemplateSpec{Provider: v1beta1.MetricTemplateProvider{Type: "prometheus"}, Query: "vector({{ variables.missing }})"}}
 	ctx := context.Background()
 
-	_, err := a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
-		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}})
+	_, err := a.RunMetricChecks(ctx, defaulted(activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}}))
 	requireAppErr(t, err, activities.ErrTypeInvalidMetric, "missing")
 
-	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("smi", "good"), Metrics: builtinChecks("1m")})
+	_, err = a.RunMetricChecks(ctx, defaulted(activities.MetricChecksInput{Canary: canaryRef("smi", "good"), Metrics: builtinChecks("1m")}))
 	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `provider "smi" has no builtin query`)
 
-	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"),
-		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "absent"}}}})
+	_, err = a.RunMetricChecks(ctx, defaulted(activities.MetricChecksInput{Canary: canaryRef("traefik", "good"),
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "absent"}}}}))
 	requireAppErr(t, err, activities.ErrTypeInvalidMetric, "MetricTemplate good/absent")
 
 	tpl.Spec.Query = "vector(1)"
 	tpl.Spec.Provider.Type = "influxdb"
-	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
-		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}})
+	_, err = a.RunMetricChecks(ctx, defaulted(activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}}))
 	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `unknown provider type "influxdb"`)
 
 	tpl.Spec.Provider = v1beta1.MetricTemplateProvider{Type: "datadog", SecretRef: &corev1.LocalObjectReference{Name: "dd"}}
 	a.Secrets = fakeSecrets{"good/dd": {"datadog_api_key": []byte("k")}}
-	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
-		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}})
+	_, err = a.RunMetricChecks(ctx, defaulted(activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
+		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}}))
 	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `no key "datadog_application_key"`)
 
-	_, err = a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Metrics: builtinChecks("1m")})
+	_, err = a.RunMetricChecks(ctx, defaulted(activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Metrics: builtinChecks("1m")}))
 	require.Error(t, err)
 	var ae *temporal.ApplicationError
 	require.False(t, errors.As(err, &ae), "an unreachable backend is retried: %v", err)
@@ -252,11 +252,11 @@ func TestPrometheusCredentialsFromTheTemplateSecretStayOutOfResults(t *testing.T
 		Spec: v1beta1.MetricTemplateSpec{
 			Provider: v1beta1.MetricTemplateProvider{Type: "prometheus", Address: srv.URL, SecretRef: &corev1.LocalObjectReference{Name: "prom-auth"}},
 			Query:    `sum(rate(x{ns="{{ namespace }}",app="{{ target }}"}[{{ interval }}]))`}}
-	r, err := a.RunMetricChecks(context.Background(), activities.MetricChecksInput{
+	r, err := a.RunMetricChecks(context.Background(), defaulted(activities.MetricChecksInput{
 		Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
 		Metrics: []v1beta1.CanaryMetric{{Name: "rate", Interval: "2m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "rate", Namespace: "obs"},
 			ThresholdRange: &v1beta1.CanaryThresholdRange{Min: f64(99)}}},
-	})
+	}))
 	require.NoError(t, err)
 	require.Equal(t, "Bearer s3cr3t-bearer", gotAuth)
 	require.Equal(t, "team-a", gotTenant)
@@ -280,7 +280,7 @@ func TestAHungMetricsBackendFailsTheCheckWithinTheQueryTimeout(t *testing.T) {
 	var err error
 	go func() {
 		defer close(done)
-		res, err = a.RunMetricChecks(context.Background(), activities.MetricChecksInput{Canary: ref, Metrics: builtinChecks("1m")})
+		res, err = a.RunMetricChecks(context.Background(), defaulted(activities.MetricChecksInput{Canary: ref, Metrics: builtinChecks("1m")}))
 	}()
 	select {
 	case <-done:

@@ -60,7 +60,8 @@ func newRolloutCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			input := workflows.RolloutInput{Canary: *c, Templates: set.MetricTemplates(), AlertProviders: set.AlertProviders()}
+			// Load applied Flagger's defaults to every document: the one place they are applied.
+			input := workflows.RolloutInput{Canary: *c, Templates: set.MetricTemplates(), AlertProviders: set.AlertProviders(), Defaulted: true}
 			if printInput {
 				if len(sets) > 0 || wf.wait {
 					return &exitError{code: exitBadInput, err: errors.New("--print-input changes nothing: drop --set-image and --wait")}

@@ -59,7 +59,7 @@ func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error)
 	}
 	r.info("New revision signalled while finishing: starting a new run for "+r.name(), "revision "+rev.TargetRevision)
 	return res, workflow.NewContinueAsNewError(ctx, WorkflowName, RolloutInput{
-		Canary: in.Canary, Templates: in.Templates, AlertProviders: in.AlertProviders,
+		Canary: in.Canary, Templates: in.Templates, AlertProviders: in.AlertProviders, Defaulted: in.Defaulted,
 	})
 }
 
@@ -100,8 +100,12 @@ type rollout struct {
 }
 
 func newRollout(ctx workflow.Context, in RolloutInput) *rollout {
+	if !in.Defaulted {
+		// An input written by hand, or by a starter older than the flag: default it here, once, so that every
+		// activity gets an explicit spec. The inputs of the starter are defaulted when loaded.
+		in = withDefaults(in)
+	}
 	r := &rollout{ctx: ctx, in: in, c: in.Canary, log: workflow.GetLogger(ctx), saWeight: -1}
-	r.c.SetDefaults()
 	r.a = r.c.Spec.Analysis
 	if r.a == nil {
 		r.a = &v1beta1.CanaryAnalysis{}
@@ -116,6 +120,22 @@ func newRollout(ctx workflow.Context, in RolloutInput) *rollout {
 	r.st.Strategy = r.c.Strategy()
 	r.st.Runs++
 	return r
+}
+
+// withDefaults returns in with Flagger's defaults applied to the Canary, its MetricTemplates and AlertProviders
+// (copies: the caller's slices are not changed), and Defaulted set.
+func withDefaults(in RolloutInput) RolloutInput {
+	in.Canary.SetDefaults()
+	in.Templates = append([]v1beta1.MetricTemplate(nil), in.Templates...)
+	for i := range in.Templates {
+		in.Templates[i].SetDefaults()
+	}
+	in.AlertProviders = append([]v1beta1.AlertProvider(nil), in.AlertProviders...)
+	for i := range in.AlertProviders {
+		in.AlertProviders[i].SetDefaults()
+	}
+	in.Defaulted = true
+	return in
 }
 
 func (r *rollout) setup() error {
@@ -279,6 +299,7 @@ func (r *rollout) release() (RolloutResult, error) {
 				workflow.GetInfo(r.ctx).GetCurrentHistoryLength()), "history limit")
 			return RolloutResult{}, workflow.NewContinueAsNewError(r.ctx, WorkflowName, RolloutInput{
 				Canary: r.in.Canary, Templates: r.in.Templates, AlertProviders: r.in.AlertProviders, Status: &r.st,
+				Defaulted: r.in.Defaulted,
 			})
 		}
 	}

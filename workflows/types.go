@@ -63,8 +63,13 @@ type ActionSignal struct {
 
 // RolloutInput is the input of CanaryRollout.
 type RolloutInput struct {
-	// Canary is the validated spec; the workflow applies SetDefaults to its copy (pure and idempotent).
+	// Canary is the validated spec. Defaults are applied once, where the rollout is started: the starter (and
+	// its --print-input, the input for the Web UI and the temporal CLI) loads every document with Flagger's
+	// defaults and says so with Defaulted. Only an input that does not say so is defaulted by the workflow.
 	Canary v1beta1.Canary `json:"canary"`
+	// Defaulted says the Canary, Templates and AlertProviders carry their defaults already (v1beta1's
+	// SetDefaults, applied when they were loaded); the workflow and its activities then use them as given.
+	Defaulted bool `json:"defaulted,omitempty"`
 	// Templates are the MetricTemplates the metrics reference, resolved by the caller.
 	Templates []v1beta1.MetricTemplate `json:"templates,omitempty"`
 	// AlertProviders are the AlertProviders the alerts reference, resolved by the caller.
