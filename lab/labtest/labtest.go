@@ -220,7 +220,7 @@ func runDir() string {
 func ensure() (*Env, error) {
 	if os.Getenv("CANARYFLOW_LAB") == "off" {
 		return nil, errors.New("CANARYFLOW_LAB=off (make test-unit) forbids using the lab; " +
-			"run this test with `make test`, `lab/with-lab.sh go test ./...` or plain `go test` (which starts the lab)")
+			"lab tests carry //go:build lab: run this test with `make test-lab`, `lab/with-lab.sh go test -tags lab ./...` or plain `go test -tags lab` (which starts the lab)")
 	}
 	once.Do(func() { theEnv, theErr = findOrStart() })
 	return theEnv, theErr
