@@ -102,47 +102,91 @@ func TestMeshSeedCanariesPromoteThroughTheirRouters(t *testing.T) {
 	for _, seed := range []string{"linkerd-canary", "kuma-canary", "gloo-canary", "appmesh-canary"} {
 		t.Run(seed, func(t *testing.T) {
 			t.Parallel()
-			ns := labtest.Namespace(t, "e2e-mesh")
-			raw, err := os.ReadFile(filepath.Join(s.Root, "api", "v1beta1", "testdata", "flagger", seed+".yaml"))
-			require.NoError(t, err)
-			var c v1beta1.Canary
-			require.NoError(t, yaml.UnmarshalStrict(raw, &c))
-			c.Namespace = ns
-			a := c.Spec.Analysis
-			a.Interval, a.StepWeight, a.MaxWeight, a.Threshold = "10s", 25, 50, 2
-			a.Metrics, a.Webhooks = nil, nil
-			file, err := s.WriteCanaryObject(seed, &c)
-			require.NoError(t, err)
-			require.NoError(t, s.ApplyPodinfo(ctx, ns, "6.0.0"))
-
-			r := s.Starter(ctx, "rollout", "-f", file, "--wait", "--timeout", "3m", "--by", "e2e")
-			require.Equal(t, 0, r.Code, r.Output)
-			loaded, err := v1beta1.LoadFile(file, v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
-			require.NoError(t, err)
-			require.Len(t, loaded.Canaries(), 1)
-			lc := loaded.Canaries()[0]
-			rt, err := routers.Get(lc.Spec.Provider)
-			require.NoError(t, err)
-			var seen meshSplits
-			wctx, stop := context.WithCancel(ctx)
-			defer stop()
-			go seen.watch(wctx, rt, lc)
-			require.Eventually(t, func() bool { return seen.last() == [2]int{100, 0} }, 30*time.Second, 100*time.Millisecond,
-				"after initialisation the %s objects send all traffic to the primary", lc.Spec.Provider)
-
-			r = s.Starter(ctx, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.1"), "--wait", "--timeout", "5m", "--by", "e2e")
-			require.Equal(t, 0, r.Code, r.Output)
-			require.NoError(t, expectLines("starter rollout 6.0.1", r.Output, "Advance podinfo."+ns+" canary weight 25",
-				"Advance podinfo."+ns+" canary weight 50", "promoted revision"))
-			img, _, err := s.Image(ctx, ns, "podinfo-primary")
-			require.NoError(t, err)
-			require.Equal(t, PodinfoImage("6.0.1"), img)
-			require.Eventually(t, func() bool { return seen.last() == [2]int{100, 0} }, 30*time.Second, 100*time.Millisecond)
-			stop()
-			seen.mu.Lock()
-			defer seen.mu.Unlock()
-			require.Equal(t, [][2]int{{100, 0}, {75, 25}, {50, 50}, {100, 0}}, seen.seen,
-				fmt.Sprintf("the %s objects at each step", lc.Spec.Provider))
+			meshSeedPromotes(ctx, t, s, routers, seed)
 		})
 	}
+}
+
+// meshSeedPromotes rolls out Flagger's tutorial Canary seed (api/v1beta1/testdata/flagger/<seed>.yaml) with the
+// starter on stack s: initialised at 100/0, then 6.0.1 through 75/25 and 50/50 to promotion, back at 100/0, as
+// the router's objects on the API server say at each step.
+func meshSeedPromotes(ctx context.Context, t *testing.T, s *Stack, routers *router.Registry, seed string) {
+	ns := labtest.Namespace(t, "e2e-mesh")
+	raw, err := os.ReadFile(filepath.Join(s.Root, "api", "v1beta1", "testdata", "flagger", seed+".yaml"))
+	require.NoError(t, err)
+	var c v1beta1.Canary
+	require.NoError(t, yaml.UnmarshalStrict(raw, &c))
+	c.Namespace = ns
+	a := c.Spec.Analysis
+	a.Interval, a.StepWeight, a.MaxWeight, a.Threshold = "10s", 25, 50, 2
+	a.Metrics, a.Webhooks = nil, nil
+	file, err := s.WriteCanaryObject(seed, &c)
+	require.NoError(t, err)
+	require.NoError(t, s.ApplyPodinfo(ctx, ns, "6.0.0"))
+
+	r := s.Starter(ctx, "rollout", "-f", file, "--wait", "--timeout", "3m", "--by", "e2e")
+	require.Equal(t, 0, r.Code, r.Output)
+	loaded, err := v1beta1.LoadFile(file, v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
+	require.NoError(t, err)
+	require.Len(t, loaded.Canaries(), 1)
+	lc := loaded.Canaries()[0]
+	rt, err := routers.Get(lc.Spec.Provider)
+	require.NoError(t, err)
+	var seen meshSplits
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go seen.watch(wctx, rt, lc)
+	require.Eventually(t, func() bool { return seen.last() == [2]int{100, 0} }, 30*time.Second, 100*time.Millisecond,
+		"after initialisation the %s objects send all traffic to the primary", lc.Spec.Provider)
+
+	r = s.Starter(ctx, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.1"), "--wait", "--timeout", "5m", "--by", "e2e")
+	require.Equal(t, 0, r.Code, r.Output)
+	require.NoError(t, expectLines("starter rollout 6.0.1", r.Output, "Advance podinfo."+ns+" canary weight 25",
+		"Advance podinfo."+ns+" canary weight 50", "promoted revision"))
+	img, _, err := s.Image(ctx, ns, "podinfo-primary")
+	require.NoError(t, err)
+	require.Equal(t, PodinfoImage("6.0.1"), img)
+	require.Eventually(t, func() bool { return seen.last() == [2]int{100, 0} }, 30*time.Second, 100*time.Millisecond)
+	stop()
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	require.Equal(t, [][2]int{{100, 0}, {75, 25}, {50, 50}, {100, 0}}, seen.seen,
+		fmt.Sprintf("the %s objects at each step", lc.Spec.Provider))
+}
+
+// useOSMSMI makes the TrafficSplit CRD OSM's (v1alpha2 only), the one an OSM cluster has.
+func useOSMSMI(t *testing.T) {
+	files := labtest.SharedCRDs(t, "osm")
+	ri := labtest.Dynamic(t).Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	ctx := context.Background()
+	const name = "trafficsplits.split.smi-spec.io"
+	labtest.LockCRD(t, name)
+	if u, err := ri.Get(ctx, name, metav1.GetOptions{}); err == nil && u.GetLabels()["linkerd.io/extension"] == "smi" {
+		require.NoError(t, ri.Delete(ctx, name, metav1.DeleteOptions{}))
+		require.Eventually(t, func() bool {
+			_, err := ri.Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		}, time.Minute, 100*time.Millisecond)
+	}
+	labtest.CRDs(t, files...)
+}
+
+// TestOSMSeedCanaryPromotesThroughItsTrafficSplit runs Flagger's OSM tutorial Canary as the test above runs the
+// other meshes' (OSM's TrafficSplit CRD shares its name with linkerd-smi's, so it runs on its own, holding the CRD).
+func TestOSMSeedCanaryPromotesThroughItsTrafficSplit(t *testing.T) {
+	useOSMSMI(t)
+	env := labtest.Lab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	t.Cleanup(cancel)
+	s, err := StartOnQueue(ctx, env, t.Logf, fmt.Sprintf("e2e-osm-%d", time.Now().UnixNano()))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker log:\n%s", s.LogTail("worker", 80))
+		}
+		s.Close()
+	})
+	routers, err := router.NewRegistry(env.RestConfig())
+	require.NoError(t, err)
+	meshSeedPromotes(ctx, t, s, routers, "osm-canary")
 }
