@@ -3,14 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,69 +19,7 @@ import (
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows"
-	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
-
-// devServerProcess is a Temporal dev server run as a process of its own on a database file, so a test can kill
-// it (SIGKILL, no shutdown) and start it again on the same file and port, as a crashed server is restarted.
-type devServerProcess struct {
-	t              *testing.T
-	db             string
-	port, httpPort int
-	cmd            *exec.Cmd
-}
-
-func freeLoopbackPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func startDevServerProcess(t *testing.T) *devServerProcess {
-	t.Helper()
-	_, err := os.Stat(labbin.Temporal())
-	require.NoError(t, err, "the lab's temporal binary (make lab-build)")
-	s := &devServerProcess{t: t, db: filepath.Join(t.TempDir(), "temporal.sqlite"),
-		port: freeLoopbackPort(t), httpPort: freeLoopbackPort(t)}
-	s.start()
-	t.Cleanup(func() { s.kill() })
-	return s
-}
-
-func (s *devServerProcess) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-
-// start runs the server and waits until it answers; search attributes register on a new database only.
-func (s *devServerProcess) start() {
-	s.t.Helper()
-	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(s.port),
-		"--http-port", strconv.Itoa(s.httpPort), "--headless", "--db-filename", s.db, "--log-level", "error"}
-	for _, d := range searchattr.Definitions() {
-		args = append(args, "--search-attribute", d.Name+"="+d.Type.String())
-	}
-	s.cmd = exec.Command(labbin.Temporal(), args...)
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	require.NoError(s.t, s.cmd.Start())
-	// Listening comes before the frontend answers its health check, which client.Dial requires.
-	require.Eventually(s.t, func() bool {
-		c, err := client.Dial(client.Options{HostPort: s.addr(), Namespace: "default", Logger: quietLogger{}})
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, time.Minute, 200*time.Millisecond, "the dev server at %s never became healthy", s.addr())
-}
-
-// kill stops the server at once, as a crash does.
-func (s *devServerProcess) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	_ = s.cmd.Wait()
-	s.cmd = nil
-}
 
 // The Temporal server is killed (SIGKILL) mid-analysis and comes back 15 s later on the same database: the
 // rollout resumes and is promoted with every step decided exactly once, and `starter rollout --wait` follows it
@@ -94,8 +27,8 @@ func (s *devServerProcess) kill() {
 // failure that did not happen.
 func TestRolloutWaitFollowsThroughATemporalServerCrash(t *testing.T) {
 	t.Parallel()
-	srv := startDevServerProcess(t)
-	c, err := client.Dial(client.Options{HostPort: srv.addr(), Namespace: "default", Logger: quietLogger{}})
+	srv := labbin.StartServerProcess(t)
+	c, err := client.Dial(client.Options{HostPort: srv.Addr(), Namespace: "default", Logger: quietLogger{}})
 	require.NoError(t, err)
 	defer c.Close()
 	const queue = "server-crash"
@@ -105,9 +38,9 @@ func TestRolloutWaitFollowsThroughATemporalServerCrash(t *testing.T) {
 	w.RegisterActivity(cluster.Activities())
 	require.NoError(t, w.Start())
 	defer w.Stop()
-	e := &temporalEnv{addr: srv.addr(), client: c, cluster: cluster}
+	e := &temporalEnv{addr: srv.Addr(), client: c, cluster: cluster}
 	starter := func(args ...string) []string {
-		return append([]string{"--temporal-address", srv.addr(), "--task-queue", queue}, args...)
+		return append([]string{"--temporal-address", srv.Addr(), "--task-queue", queue}, args...)
 	}
 
 	f := canaryFile(t, "test", "survives", "stepWeight: 10\n    maxWeight: 50", "")
@@ -121,11 +54,11 @@ func TestRolloutWaitFollowsThroughATemporalServerCrash(t *testing.T) {
 		r := cluster.Get("test", "survives").Routes
 		return len(r) >= 2 // 90/10 and 80/20
 	}, 2*time.Minute, 100*time.Millisecond, "the rollout never reached 20%%")
-	srv.kill()
+	srv.Kill()
 	killedAt := time.Now()
 	routesAtKill := len(cluster.Get("test", "survives").Routes)
 	time.Sleep(15 * time.Second) // the outage itself
-	srv.start()
+	srv.Start()
 	restarted := time.Now()
 
 	var code int

@@ -12,6 +12,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/e2e"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 	"github.com/canaryflow/canaryflow/workflows"
 )
@@ -24,13 +25,13 @@ import (
 func TestRolloutSurvivesATemporalServerCrash(t *testing.T) {
 	t.Parallel() // the two tests share nothing but the lab
 	const outage = 15 * time.Second
-	srv := startDevServer(t)
+	srv := labbin.StartServerProcess(t)
 	t.Logf("started %s", srv)
 	env := labtest.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	ns := labtest.Namespace(t, "srvcrash")
-	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: "chaos-" + ns, TemporalAddress: srv.addr()})
+	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: "chaos-" + ns, TemporalAddress: srv.Addr()})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -54,10 +55,10 @@ func TestRolloutSurvivesATemporalServerCrash(t *testing.T) {
 	require.NoError(t, sc.WaitStatus(ctx, 5*time.Minute, func(st workflows.Status) bool { at = st; return st.CanaryWeight >= 20 }),
 		"the canary never reached 20%%")
 	t.Logf("killing the Temporal server (SIGKILL) at canary weight %d; back in %s on the same database", at.CanaryWeight, outage)
-	srv.kill()
+	srv.Kill()
 	killed := time.Now()
 	time.Sleep(outage) // the outage itself
-	srv.start()
+	srv.Start()
 	restarted := time.Now()
 	t.Logf("Temporal server back after %s", restarted.Sub(killed).Round(100*time.Millisecond))
 
