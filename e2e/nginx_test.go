@@ -140,7 +140,7 @@ func TestNGINXSeedCanariesOnTheIngressNginxController(t *testing.T) {
 		ref := activities.CanaryRef{Namespace: ns, Name: "podinfo", Target: "podinfo", Service: "podinfo", Ingress: "podinfo", Provider: "nginx"}
 		require.Eventually(t, func() bool {
 			r, err := a.RunMetricChecks(ctx, activities.MetricChecksInput{Canary: ref, Metrics: []v1beta1.CanaryMetric{{Name: "request-success-rate",
-				Interval: "10s", ThresholdRange: &v1beta1.CanaryThresholdRange{Min: ptr.To(99.0)}}}})
+				Interval: "10s", OnNoData: v1beta1.NoDataFail, ThresholdRange: &v1beta1.CanaryThresholdRange{Min: ptr.To(99.0)}}}})
 			return err == nil && r.Results[0].Verdict == activities.VerdictPass
 		}, 60*time.Second, 500*time.Millisecond)
 	}

@@ -402,9 +402,14 @@ func get(t *testing.T, u, host string) int {
 // waitRouted waits until Traefik serves the host with 200.
 func waitRouted(t *testing.T, base, host string, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, 100*time.Millisecond, "Traefik routes "+host, func() error {
-		if code := get(t, base+"/version", host); code != http.StatusOK {
-			return fmt.Errorf("status %d", code)
+	// Fifty answers in a row, not one: every backend of a weighted split must be routed (a backend whose
+	// endpoints Traefik has not read yet answers 503), and at 90/10 fifty requests reach the 10 % side with
+	// 99.5 % likelihood. The controller-manager and Traefik take longer to catch up on a loaded machine.
+	waitFor(t, timeout, 100*time.Millisecond, "Traefik routes "+host+" to every backend", func() error {
+		for i := range 50 {
+			if code := get(t, base+"/version", host); code != http.StatusOK {
+				return fmt.Errorf("answer %d of 50: status %d", i+1, code)
+			}
 		}
 		return nil
 	})
