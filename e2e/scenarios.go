@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -459,6 +460,11 @@ func (sc *Scenarios) version(ctx context.Context) (string, error) {
 	return a.Version, err
 }
 
+// ErrLabReusedIP marks an answer from a pod of another namespace: the lab's kwok gave a new pod the IP of one of
+// this namespace's pods while Traefik still routed to it (a kubelet keeps a pod's IP through its grace period;
+// kwok frees it at once). It is the lab's mistake, not the router's.
+var ErrLabReusedIP = errors.New("the lab gave it the IP")
+
 // Answer is what podinfo answered one request through Traefik: its version, the pod that served it (in the
 // scenarios' namespace) and the cookies it set.
 type Answer struct {
@@ -501,7 +507,7 @@ func (sc *Scenarios) ask(ctx context.Context, path string, header http.Header) (
 	ns, pod, _ := strings.Cut(v.Message, "/")
 	if pod != "" && ns != sc.NS {
 		// Two live pods were given one IP (seen after kwok restarted mid-run): podnet runs only the newer's process.
-		return Answer{}, fmt.Errorf("answered by pod %s of another namespace: the lab gave it the IP of one of %s's pods", v.Message, sc.NS)
+		return Answer{}, fmt.Errorf("answered by pod %s of another namespace: %w of one of %s's pods", v.Message, ErrLabReusedIP, sc.NS)
 	}
 	return Answer{Version: v.Version, Pod: pod, Cookies: resp.Cookies()}, nil
 }
