@@ -121,14 +121,7 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	}
 	switch {
 	case errors.Is(err, metrics.ErrNoValues):
-		switch policy {
-		case v1beta1.NoDataPass:
-			res.Verdict, res.Message = VerdictPass, fmt.Sprintf("%s: no values found (onNoData: pass)", m.Name)
-		case v1beta1.NoDataHold:
-			res.Verdict, res.Message = VerdictHold, fmt.Sprintf("%s: no values found (onNoData: hold): step held", m.Name)
-		default:
-			res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: no values found (is the canary receiving traffic?)", m.Name)
-		}
+		res.Verdict, res.Message = NoData(m.Name, policy)
 		return res, nil
 	case errors.Is(err, metrics.ErrQueryRejected):
 		// As Flagger: a query the backend refuses fails the check, with the backend's explanation.
@@ -152,10 +145,17 @@ func QueryTimeout(interval string) time.Duration {
 	return min(max(d/4, 5*time.Second), 30*time.Second)
 }
 
-// Judge compares value v of metric name with its range [lo, hi] (either may be nil), with Flagger's wording for a failure.
+// Judge compares value v of metric name with its range [lo, hi] (either may be nil). Its message is the one wording
+// of the check: the workflow halts with it and `starter history` prints it. A failure is worded as Flagger words it:
+// "success rate 53.42% < 99%" and "request duration 4.873s > 500ms" for the builtin metrics, "<metric> 3.00 > 1"
+// for the others.
 func Judge(name string, v float64, lo, hi *float64) (Verdict, string) {
 	val := strconv.FormatFloat(v, 'f', 2, 64)
 	switch {
+	case name == v1beta1.MetricRequestSuccessRate && lo != nil && v < *lo:
+		return VerdictFail, fmt.Sprintf("success rate %s%% < %s%%", val, num(*lo))
+	case name == v1beta1.MetricRequestDuration && hi != nil && v > *hi:
+		return VerdictFail, fmt.Sprintf("request duration %s > %s", millis(v), millis(*hi))
 	case lo != nil && v < *lo:
 		return VerdictFail, fmt.Sprintf("%s %s < %s", name, val, num(*lo))
 	case hi != nil && v > *hi:
@@ -168,6 +168,22 @@ func Judge(name string, v float64, lo, hi *float64) (Verdict, string) {
 		return VerdictPass, fmt.Sprintf("%s %s <= %s", name, val, num(*hi))
 	}
 	return VerdictPass, fmt.Sprintf("%s %s (no thresholdRange)", name, val)
+}
+
+// millis is a duration in milliseconds as Go (and Flagger) print durations: "812ms", "4.873s".
+func millis(ms float64) string {
+	return time.Duration(ms * float64(time.Millisecond)).Round(time.Millisecond).String()
+}
+
+// NoData judges a check whose query returned no values, by the metric's onNoData policy (fail when unset).
+func NoData(name string, policy v1beta1.NoDataPolicy) (Verdict, string) {
+	switch policy {
+	case v1beta1.NoDataPass:
+		return VerdictPass, fmt.Sprintf("%s: no values found (onNoData: pass)", name)
+	case v1beta1.NoDataHold:
+		return VerdictHold, fmt.Sprintf("%s: no values found (onNoData: hold): step held", name)
+	}
+	return VerdictFail, fmt.Sprintf("%s: no values found (is the canary receiving traffic?)", name)
 }
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -95,10 +95,10 @@ func TestBuiltinQueriesOfEveryProviderJudgeHealthyAndFailingCanaries(t *testing.
 			sr, dur = bad.Results[0], bad.Results[1]
 			require.Equal(t, activities.VerdictFail, sr.Verdict, sr.Query)
 			require.InDelta(t, 90, *sr.Value, 0.01, "10%% of the canary's requests fail; the primary's 100%% must not count")
-			require.Equal(t, fmt.Sprintf("request-success-rate %.2f < 99", *sr.Value), sr.Message)
+			require.Equal(t, fmt.Sprintf("success rate %.2f%% < 99%%", *sr.Value), sr.Message, "Flagger's wording")
 			require.Equal(t, activities.VerdictFail, dur.Verdict, dur.Query)
 			require.Greater(t, *dur.Value, 500.0)
-			require.Contains(t, dur.Message, "request-duration")
+			require.Regexp(t, `^request duration [0-9.]+m?s > 500ms$`, dur.Message, "Flagger's wording")
 			require.Contains(t, dur.Message, "> 500")
 		})
 	}
@@ -298,5 +298,28 @@ func TestAHungMetricsBackendFailsTheCheckWithinTheQueryTimeout(t *testing.T) {
 func TestQueryTimeoutFollowsTheInterval(t *testing.T) {
 	for interval, want := range map[string]time.Duration{"10s": 5 * time.Second, "1m": 15 * time.Second, "5m": 30 * time.Second, "": 5 * time.Second} {
 		require.Equal(t, want, activities.QueryTimeout(interval), interval)
+	}
+}
+
+// The activity words a check once, as Flagger words a failed check: the workflow halts with this message and
+// `starter history` prints it, so it must read as Flagger's "Halt … advancement <why>" does.
+func TestJudgeWordsAFailureAsFlaggerDoes(t *testing.T) {
+	for _, tc := range []struct {
+		metric  string
+		v       float64
+		lo, hi  *float64
+		verdict activities.Verdict
+		message string
+	}{
+		{v1beta1.MetricRequestSuccessRate, 53.421, f64(99), nil, activities.VerdictFail, "success rate 53.42% < 99%"},
+		{v1beta1.MetricRequestSuccessRate, 99.5, f64(99), nil, activities.VerdictPass, "request-success-rate 99.50 >= 99"},
+		{v1beta1.MetricRequestDuration, 812, nil, f64(500), activities.VerdictFail, "request duration 812ms > 500ms"},
+		{v1beta1.MetricRequestDuration, 4873.33, nil, f64(500), activities.VerdictFail, "request duration 4.873s > 500ms"},
+		{"error-rate", 3, nil, f64(1), activities.VerdictFail, "error-rate 3.00 > 1"},
+		{"cpu", 0.2, f64(0.5), f64(2), activities.VerdictFail, "cpu 0.20 < 0.5"},
+	} {
+		verdict, message := activities.Judge(tc.metric, tc.v, tc.lo, tc.hi)
+		require.Equal(t, tc.verdict, verdict, tc.message)
+		require.Equal(t, tc.message, message)
 	}
 }

@@ -46,6 +46,10 @@ type decisionReader struct {
 	watch *supersession
 	// refused is the message of a refusal that came before the run changed anything (see refusal), "" when none.
 	refused string
+	// stated is set once the history carries the workflow's own statements of its decisions (the summaries of
+	// its commands): from then on they are printed as they are, and no decision is derived from activity types.
+	// Histories recorded before the workflow stated its decisions are read by the derivations below.
+	stated bool
 }
 
 func newDecisionReader() *decisionReader {
@@ -55,44 +59,44 @@ func newDecisionReader() *decisionReader {
 // read returns the decisions of one event and, for the event that closes the run, how it ended.
 func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) {
 	at := ev.GetEventTime().AsTime()
-	var texts []string
+	texts := r.said(ev)
 	var end *runEnd
 	switch ev.GetEventType() {
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-		texts = r.started(ev.GetWorkflowExecutionStartedEventAttributes())
+		texts = append(texts, r.started(ev.GetWorkflowExecutionStartedEventAttributes())...)
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 		a := ev.GetActivityTaskScheduledEventAttributes()
 		name := a.GetActivityType().GetName()
 		r.scheduled[ev.GetEventId()] = name
-		texts = r.scheduledActivity(name, a.GetInput())
+		texts = append(texts, r.scheduledActivity(name, a.GetInput())...)
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
 		a := ev.GetActivityTaskCompletedEventAttributes()
-		texts = r.completedActivity(r.scheduled[a.GetScheduledEventId()], a.GetResult())
+		texts = append(texts, r.completedActivity(r.scheduled[a.GetScheduledEventId()], a.GetResult())...)
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_FAILED:
 		a := ev.GetActivityTaskFailedEventAttributes()
 		name := r.scheduled[a.GetScheduledEventId()]
-		texts = []string{fmt.Sprintf("%s failed: %s", name, a.GetFailure().GetMessage())}
+		texts = append(texts, fmt.Sprintf("%s failed: %s", name, a.GetFailure().GetMessage()))
 		if r.refused == "" && refusal(name, a.GetFailure()) {
 			r.refused = a.GetFailure().GetMessage()
 		}
 	case enumspb.EVENT_TYPE_MARKER_RECORDED:
-		texts = r.localActivity(ev)
+		texts = append(texts, r.localActivity(ev)...)
 	case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
 		a := ev.GetActivityTaskTimedOutEventAttributes()
-		texts = []string{fmt.Sprintf("%s timed out: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage())}
+		texts = append(texts, fmt.Sprintf("%s timed out: %s", r.scheduled[a.GetScheduledEventId()], a.GetFailure().GetMessage()))
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
-		texts = []string{r.signal(a.GetSignalName(), a.GetInput())}
+		texts = append(texts, r.signal(a.GetSignalName(), a.GetInput()))
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
 		// The updates of the same names as the signals (validated first): history records the accepted ones.
 		in := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput()
-		texts = []string{r.signal(in.GetName(), in.GetArgs()) + " (update)"}
+		texts = append(texts, r.signal(in.GetName(), in.GetArgs())+" (update)")
 	case enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
 		fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
 		if p, ok := fields[searchattr.CanaryPhase.GetName()]; ok {
 			var phase string
 			if r.dc.FromPayload(p, &phase) == nil && phase != "" {
-				texts = []string{"phase " + phase}
+				texts = append(texts, "phase "+phase)
 			}
 		}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
@@ -146,6 +150,20 @@ func (r *decisionReader) read(ev *historypb.HistoryEvent) ([]decision, *runEnd) 
 		out = append(out, decision{Time: at, Text: t})
 	}
 	return out, end
+}
+
+// said is what the workflow stated with a command (its summary: one decision per line), as it worded it.
+func (r *decisionReader) said(ev *historypb.HistoryEvent) []string {
+	p := ev.GetUserMetadata().GetSummary()
+	if p == nil {
+		return nil
+	}
+	var summary string
+	if r.dc.FromPayload(p, &summary) != nil || summary == "" {
+		return nil
+	}
+	r.stated = true
+	return strings.Split(summary, "\n")
 }
 
 // refusal says whether an activity's final failure is a refusal that changed nothing: any non-retryable failure of
@@ -229,7 +247,7 @@ func (r *decisionReader) split(s activities.RoutesResult) []string {
 		t += " (canary gets mirrored traffic)"
 	}
 	var out []string
-	if s.CanaryWeight > r.lastCanary {
+	if s.CanaryWeight > r.lastCanary && !r.stated {
 		out = append(out, fmt.Sprintf("Advance %s canary weight %d", r.canary, s.CanaryWeight))
 	}
 	r.lastCanary = s.CanaryWeight
@@ -245,9 +263,13 @@ func (r *decisionReader) scheduledActivity(name string, input *commonpb.Payloads
 		}
 		return r.split(activities.RoutesResult{PrimaryWeight: in.PrimaryWeight, CanaryWeight: in.CanaryWeight, Mirrored: in.Mirrored})
 	case "InitializeWorkloads":
-		return []string{"initialising: creating the primary, its Services and the router"}
+		if !r.stated {
+			return []string{"initialising: creating the primary, its Services and the router"}
+		}
 	case "Promote":
-		return []string{"promoting: copying the canary's pod template to the primary"}
+		if !r.stated {
+			return []string{"promoting: copying the canary's pod template to the primary"}
+		}
 	}
 	return nil
 }
@@ -278,7 +300,7 @@ func (r *decisionReader) completedActivity(name string, result *commonpb.Payload
 			out = append(out, hookLine(w))
 			hookFailed = hookFailed || !w.Passed
 		}
-		if res.MetricsError != "" {
+		if res.MetricsError != "" && !r.stated {
 			// Worded as the failure of the metric checks when they were an activity of their own, so that a
 			// history reads the same before and after the workflow's lean-history version.
 			out = append(out, activities.ActivityRunMetricChecks+" failed: "+res.MetricsError)
@@ -288,17 +310,18 @@ func (r *decisionReader) completedActivity(name string, result *commonpb.Payload
 	return nil
 }
 
-// checks words metric results, with the halt the first failure causes when it is the step's failed check.
+// checks words metric results, with the halt the first failure causes when it is the step's failed check (in a
+// history where the workflow does not state it).
 func (r *decisionReader) checks(results []activities.CheckResult, halts bool) []string {
 	out := make([]string, 0, len(results)+1)
 	halt := ""
 	for _, c := range results {
 		out = append(out, "check "+checkLine(c))
 		if halt == "" && c.Verdict == activities.VerdictFail { // the first failure halts the step
-			halt = "Halt " + r.canary + " advancement " + workflows.CheckMessage(c)
+			halt = "Halt " + r.canary + " advancement " + c.Message
 		}
 	}
-	if halt != "" && halts {
+	if halt != "" && halts && !r.stated {
 		out = append(out, halt)
 	}
 	return out

@@ -61,23 +61,78 @@ func TestHistoryTellsTheSameDecisionsBeforeAndAfterTheLeanHistory(t *testing.T) 
 }
 
 // The reference ten-step canary's history names every weight it set, every check with its value and range, every
-// webhook answer, and the promotion.
+// webhook answer, and the promotion: derived from activity types in a history of a workflow that did not state
+// its decisions (v3), stated by the workflow itself from v4 on.
 func TestHistoryOfTheTenStepCanaryNamesEveryDecision(t *testing.T) {
-	texts, code := historyDecisions(t, "ten-steps-v3.json")
-	require.Equal(t, exitOK, code)
-	for w := 10; w <= 100; w += 10 {
-		require.Contains(t, texts, "Advance podinfo-ten-steps-v3.test canary weight "+itoa(w))
-		require.Contains(t, texts, "weight primary "+itoa(100-w)+" canary "+itoa(w))
+	for _, file := range []string{"ten-steps-v3.json", "ten-steps-v4.json"} {
+		t.Run(file, func(t *testing.T) {
+			texts, code := historyDecisions(t, file)
+			require.Equal(t, exitOK, code)
+			name := "podinfo-" + strings.TrimSuffix(file, ".json") + ".test"
+			count := map[string]int{}
+			for _, tx := range texts {
+				count[tx]++
+			}
+			for w := 10; w <= 100; w += 10 {
+				require.Equal(t, 1, count["Advance "+name+" canary weight "+itoa(w)], "stated once:\n%s", strings.Join(texts, "\n"))
+				require.Contains(t, texts, "weight primary "+itoa(100-w)+" canary "+itoa(w))
+			}
+			require.Contains(t, texts, "weight primary 100 canary 0")
+			require.Equal(t, 10, count["rollout hook load-test passed"])
+			require.Equal(t, 10, count["check request-success-rate 99.5 in [99, —] pass"])
+			require.Equal(t, 10, count["check request-duration 120 in [—, 500] pass"])
+			require.Equal(t, "promoted revision rev2", texts[len(texts)-1])
+		})
 	}
-	require.Contains(t, texts, "weight primary 100 canary 0")
-	count := map[string]int{}
-	for _, tx := range texts {
-		count[tx]++
+}
+
+// From v4 on the workflow states each decision once, in its own words, as the summary of the command that acts on
+// it; `starter history` prints those and derives none. The advances it used to derive are the ones the workflow
+// now states, in the same order, and the workflow states more: the new revision, the start of the analysis, each
+// halt with its reason (a gate included), the rollback and the promotion, as Flagger's events name them.
+func TestHistoryPrintsTheDecisionsTheWorkflowStated(t *testing.T) {
+	decisions := func(texts []string) []string {
+		var out []string
+		for _, tx := range texts {
+			tx = strings.NewReplacer("-v2", "", "-v3", "", "-v4", "").Replace(tx)
+			if strings.HasPrefix(tx, "Advance ") {
+				out = append(out, tx)
+			}
+		}
+		return out
 	}
-	require.Equal(t, 10, count["rollout hook load-test passed"])
-	require.Equal(t, 10, count["check request-success-rate 99.5 in [99, —] pass"])
-	require.Equal(t, 10, count["check request-duration 120 in [—, 500] pass"])
-	require.Equal(t, "promoted revision rev2", texts[len(texts)-1])
+	for _, tc := range []struct {
+		before, after string
+		stated        []string
+	}{
+		{"ten-steps-v3.json", "ten-steps-v4.json", []string{"New revision detected! Scaling up podinfo.test",
+			"Starting canary analysis for podinfo-ten-steps-v4.test", "Copying podinfo.test template spec to podinfo-primary.test"}},
+		{"rollback-failed-checks-v2.json", "rollback-failed-checks-v4.json", []string{
+			"Halt podinfo-rollback-v4.test advancement success rate 53.42% < 99%",
+			"Rolling back podinfo-rollback-v4.test failed checks threshold reached 3", "Canary failed! Scaling down podinfo.test"}},
+		{"confirm-promotion-approved-v3.json", "confirm-promotion-approved-v4.json", []string{
+			"Canary podinfo-approval-v4.test is waiting for approval: confirm-promotion check promotion-gate failed forbidden",
+			"Halt podinfo-approval-v4.test advancement waiting for promotion approval",
+			"Gate confirm-promotion of podinfo-approval-v4.test opened by recorder: replay fixture"}},
+		{"abort-signal-v3.json", "abort-signal-v4.json", []string{
+			"Rolling back podinfo-abort-v4.test aborted by recorder: replay fixture"}},
+	} {
+		t.Run(tc.after, func(t *testing.T) {
+			before, beforeCode := historyDecisions(t, tc.before)
+			after, afterCode := historyDecisions(t, tc.after)
+			require.Equal(t, beforeCode, afterCode)
+			require.Equal(t, decisions(before), decisions(after))
+			for _, s := range tc.stated {
+				require.Contains(t, after, s, "stated by the workflow:\n%s", strings.Join(after, "\n"))
+				require.NotContains(t, before, strings.NewReplacer("-v4", "-v3").Replace(s), "not stated before v4")
+			}
+			for _, derived := range []string{"promoting: copying the canary's pod template to the primary", "RunMetricChecks failed"} {
+				for _, tx := range after {
+					require.False(t, strings.HasPrefix(tx, derived), "derived from an activity's name: %q", tx)
+				}
+			}
+		})
+	}
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -92,17 +147,27 @@ func TestHistoryReadsARefusalOfALocalActivity(t *testing.T) {
 }
 
 // Metric checks that cannot run (the backend down) read as before lean-history, when they were an activity of
-// their own that failed: one line per step, then the rollback at the threshold.
+// their own that failed: one line per step, then the rollback at the threshold. From v4 on the workflow states
+// the halt each of them causes, with the cause: the line a user reads is the decision, not an activity's name.
 func TestHistoryReadsMetricChecksThatCouldNotRun(t *testing.T) {
-	texts, code := historyDecisions(t, "metrics-down-v3.json")
-	require.Equal(t, exitFailed, code)
-	line := "RunMetricChecks failed: metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused"
-	n := 0
-	for _, tx := range texts {
-		if tx == line {
-			n++
-		}
+	const cause = "metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused"
+	for _, tc := range []struct{ file, line, absent string }{
+		{"metrics-down-v3.json", "RunMetricChecks failed: " + cause, "Halt "},
+		{"metrics-down-v4.json", "Halt podinfo-metrics-down-v4.test advancement metric checks could not run: " + cause, "RunMetricChecks failed"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			texts, code := historyDecisions(t, tc.file)
+			require.Equal(t, exitFailed, code)
+			n := 0
+			for _, tx := range texts {
+				if tx == tc.line {
+					n++
+				}
+				require.False(t, strings.HasPrefix(tx, tc.absent), "%q in:\n%s", tx, strings.Join(texts, "\n"))
+			}
+			require.Equal(t, 2, n, "one per step until the threshold (2):\n%s", strings.Join(texts, "\n"))
+			name := "podinfo-" + strings.TrimSuffix(tc.file, ".json") + ".test"
+			require.Contains(t, texts[len(texts)-1], "rolled back: Rolling back "+name+" failed checks threshold reached 2")
+		})
 	}
-	require.Equal(t, 2, n, "one per step until the threshold (2):\n%s", strings.Join(texts, "\n"))
-	require.Contains(t, texts[len(texts)-1], "rolled back: Rolling back podinfo-metrics-down-v3.test failed checks threshold reached 2")
 }

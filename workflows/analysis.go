@@ -230,17 +230,20 @@ func (r *rollout) stepWeights() (outcome, error) {
 		}
 		if mirrorFirst {
 			// Flagger's canary mirroring: one step of mirrored traffic before shifting any.
+			msg := "Start traffic mirroring for " + r.name()
+			r.sayFirst(msg)
 			if err := r.setRoutes(kubeOptions(), 100, 0, true); err != nil {
 				return keepGoing, err
 			}
-			r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false, "Start traffic mirroring for "+r.name(), "mirror")
+			r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false, msg, "mirror")
 			return keepGoing, nil
 		}
+		msg := fmt.Sprintf("Advance %s canary weight %d", r.name(), next)
+		r.sayFirst(msg)
 		if err := r.setRoutes(kubeOptions(), 100-next, next, false); err != nil {
 			return keepGoing, err
 		}
-		r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false,
-			fmt.Sprintf("Advance %s canary weight %d", r.name(), next), "checks passed")
+		r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false, msg, "checks passed")
 		return keepGoing, nil
 	}
 	return r.promotionGate()

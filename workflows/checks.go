@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"strconv"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -192,10 +191,10 @@ func (r *rollout) recordChecks(results []activities.CheckResult) (failed, hold s
 	for _, c := range results {
 		switch c.Verdict {
 		case activities.VerdictFail:
-			return CheckMessage(c), ""
+			return checkReason(c), ""
 		case activities.VerdictHold:
 			if hold == "" {
-				hold = CheckMessage(c)
+				hold = checkReason(c)
 			}
 		}
 	}
@@ -219,31 +218,13 @@ func (r *rollout) memoChecks(results []activities.CheckResult) {
 	}
 }
 
-// CheckMessage words a metric result as Flagger does ("success rate 53.42% < 99%").
-func CheckMessage(c activities.CheckResult) string {
-	if c.Value == nil {
-		return "no values found for metric " + c.Metric
-	}
-	v := *c.Value
-	switch c.Metric {
-	case v1beta1.MetricRequestSuccessRate:
-		if c.Min != nil && v < *c.Min {
-			return fmt.Sprintf("success rate %.2f%% < %s%%", v, num(*c.Min))
-		}
-	case v1beta1.MetricRequestDuration:
-		if c.Max != nil && v > *c.Max {
-			return fmt.Sprintf("request duration %sms > %sms", num(v), num(*c.Max))
-		}
-	}
-	switch {
-	case c.Min != nil && v < *c.Min:
-		return fmt.Sprintf("%s %s < %s", c.Metric, num(v), num(*c.Min))
-	case c.Max != nil && v > *c.Max:
-		return fmt.Sprintf("%s %s > %s", c.Metric, num(v), num(*c.Max))
-	case c.Message != "":
+// checkReason is why a check failed or held, as its activity worded it. A result without a message (none
+// recorded so) is still a failure: the verdict decides, never the wording.
+func checkReason(c activities.CheckResult) string {
+	if c.Message != "" {
 		return c.Message
 	}
-	return fmt.Sprintf("%s %s", c.Metric, num(v))
+	return c.Metric + " " + string(c.Verdict)
 }
 
 // cause is what an activity's failure says, without the activity error's own wrapping (type, event IDs), for
@@ -255,5 +236,3 @@ func cause(err error) string {
 	}
 	return err.Error()
 }
-
-func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -54,14 +54,15 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	if weighted && r.a.StepWeightPromotion > 0 && r.st.CanaryWeight > 0 {
 		steps := r.a.PromotionWeights(r.st.CanaryWeight)
 		for i, w := range steps {
+			msg := fmt.Sprintf("Advance %s primary weight %d", r.name(), 100-w)
+			r.sayFirst(msg)
 			if err := r.setRoutes(kubeOptions(), 100-w, w, false); err != nil {
 				return r.fail(err)
 			}
 			if revertible && aborted() {
 				return r.rollback(r.abortReason(), activities.EventAborted)
 			}
-			r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false,
-				fmt.Sprintf("Advance %s primary weight %d", r.name(), 100-w), "promotion")
+			r.decide(activities.EventAdvanced, v1beta1.SeverityInfo, false, msg, "promotion")
 			if i == len(steps)-1 {
 				break
 			}
@@ -117,6 +118,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 func (r *rollout) rollback(reason string, ev activities.EventType) (RolloutResult, error) {
 	r.st.PendingGate = ""
 	r.log.Error(reason, r.keyvals("rollback")...)
+	r.say(reason)
 	if r.primaryWritten {
 		if err := r.revertPromotion(); err != nil {
 			if errors.Is(err, errCanceled) {

@@ -243,22 +243,11 @@ func verdict(m v1beta1.CanaryMetric, v *float64) activities.CheckResult {
 	if m.ThresholdRange != nil {
 		r.Min, r.Max = m.ThresholdRange.Min, m.ThresholdRange.Max
 	}
-	switch {
-	case v == nil:
-		r.Message = "no values found"
-		switch m.OnNoData {
-		case v1beta1.NoDataPass:
-			r.Verdict = activities.VerdictPass
-		case v1beta1.NoDataHold:
-			r.Verdict = activities.VerdictHold
-		default:
-			r.Verdict = activities.VerdictFail
-		}
-	case r.Min != nil && *v < *r.Min, r.Max != nil && *v > *r.Max:
-		r.Verdict = activities.VerdictFail
-	default:
-		r.Verdict = activities.VerdictPass
+	if v == nil {
+		r.Verdict, r.Message = activities.NoData(m.Name, m.OnNoData)
+		return r
 	}
+	r.Verdict, r.Message = activities.Judge(m.Name, *v, r.Min, r.Max)
 	return r
 }
 

@@ -158,6 +158,40 @@ func recordings() []recording {
 				return errors.New("metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused")
 			}
 		}},
+		// Recorded once the workflow states its decisions (the summaries of its commands; no version gate: a
+		// summary changes no command).
+		{file: "ten-steps-v4.json", canary: podinfo(fast, named("podinfo-ten-steps-v4"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+		{file: "metrics-down-v4.json", canary: podinfo(fast, named("podinfo-metrics-down-v4"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Threshold = 2
+		}), script: func(f *fakes) {
+			f.metricsErr = func(time.Duration) error {
+				return errors.New("metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused")
+			}
+		}},
+		{file: "rollback-failed-checks-v4.json", canary: podinfo(fast, named("podinfo-rollback-v4")), script: func(f *fakes) {
+			f.value = func(_ int, metric string) *float64 {
+				v := 53.42
+				if metric == v1beta1.MetricRequestDuration {
+					v = 120
+				}
+				return &v
+			}
+		}},
+		{file: "confirm-promotion-approved-v4.json", canary: podinfo(fast, named("podinfo-approval-v4"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+		}), script: func(f *fakes) {
+			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
+		}, signals: func(ctx context.Context, c client.Client, id string) error {
+			time.Sleep(55 * time.Second)
+			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
+		}},
+		{file: "abort-signal-v4.json", canary: podinfo(fast, named("podinfo-abort-v4")),
+			signals: func(ctx context.Context, c client.Client, id string) error {
+				time.Sleep(15 * time.Second) // mid-interval, after the second step
+				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+			}},
 		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
 		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
 			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}

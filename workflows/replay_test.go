@@ -38,6 +38,7 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		{"ten-steps.json", historyLimit / 10}, // recorded before versionLeanHistory
 		{"ten-steps-v2.json", 200},            // recorded at versionLeanHistory
 		{"ten-steps-v3.json", 200},            // recorded at versionSignalListeners
+		{"ten-steps-v4.json", 200},            // recorded once the workflow states its decisions (summaries)
 	} {
 		f, err := os.Open(filepath.Join(historiesDir, tc.file))
 		require.NoError(t, err)

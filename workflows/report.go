@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"strconv"
+	"strings"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -62,6 +65,7 @@ func (r *rollout) decide(t activities.EventType, sev v1beta1.AlertSeverity, aler
 		r.log.Info(msg, r.keyvals(reason)...)
 	}
 	r.st.Message = msg
+	r.sayOnce(msg)
 	r.emit(r.event(t, sev, msg, checks), alert)
 }
 
@@ -99,14 +103,74 @@ func (r *rollout) emit(ev activities.Event, alert bool) {
 	}
 }
 
+// info logs a decision and records it as the status message and in history (say).
 func (r *rollout) info(msg, reason string) {
+	r.ack(msg, reason)
+	r.sayOnce(msg)
+}
+
+// warn is info at warning level.
+func (r *rollout) warn(msg, reason string) {
+	r.log.Warn(msg, r.keyvals(reason)...)
+	r.st.Message = msg
+	r.sayOnce(msg)
+}
+
+// ack logs what a signal asked and records it as the status message, without stating it in history: the signal's
+// own event records it there, and the decision it leads to is stated when taken.
+func (r *rollout) ack(msg, reason string) {
 	r.log.Info(msg, r.keyvals(reason)...)
 	r.st.Message = msg
 }
 
-func (r *rollout) warn(msg, reason string) {
-	r.log.Warn(msg, r.keyvals(reason)...)
-	r.st.Message = msg
+// Bounds of what one command states: a decision is one line, and a command states at most a few.
+const (
+	maxSaidLines = 4
+	maxSaidLine  = 400
+)
+
+// say states a decision in history, once, in the workflow's own words: the next command the workflow issues (an
+// activity, a local activity or a timer) carries it as its summary, which the Temporal Web UI shows beside the
+// event and `starter history` prints. A decision is stated as it is taken, so the command after it is the first
+// that acts on it (the write it decides, or the wait it decides on).
+func (r *rollout) say(msg string) {
+	if len(msg) > maxSaidLine {
+		msg = msg[:maxSaidLine-len("…")] + "…"
+	}
+	if len(r.unsaid) == maxSaidLines {
+		r.unsaidMore++
+		return
+	}
+	r.unsaid = append(r.unsaid, msg)
+}
+
+// sayFirst states a decision ahead of the command that carries it out (an advance: the weight it sets); the
+// decide that follows the command does not state it again.
+func (r *rollout) sayFirst(msg string) {
+	r.say(msg)
+	r.saidAhead = msg
+}
+
+// sayOnce states msg unless sayFirst already did.
+func (r *rollout) sayOnce(msg string) {
+	if r.saidAhead == msg {
+		r.saidAhead = ""
+		return
+	}
+	r.say(msg)
+}
+
+// summary takes the decisions not yet stated, one per line, for the summary of the command about to be issued.
+func (r *rollout) summary() string {
+	if len(r.unsaid) == 0 {
+		return ""
+	}
+	lines := r.unsaid
+	if r.unsaidMore > 0 {
+		lines = append(lines, "(and "+strconv.Itoa(r.unsaidMore)+" more: see the status query)")
+	}
+	r.unsaid, r.unsaidMore = nil, 0
+	return strings.Join(lines, "\n")
 }
 
 func (r *rollout) keyvals(reason string) []any {

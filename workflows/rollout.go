@@ -97,6 +97,10 @@ type rollout struct {
 	saPhase    Phase
 	saWeight   int
 	saRevision string
+	// Decisions not yet stated in history (say), and the one stated ahead of its command (sayFirst).
+	unsaid     []string
+	unsaidMore int
+	saidAhead  string
 }
 
 func newRollout(ctx workflow.Context, in RolloutInput) *rollout {
@@ -326,6 +330,7 @@ func (r *rollout) setRoutes(opts workflow.ActivityOptions, primary, canary int, 
 
 // exec runs one activity and waits for it. A cancellation becomes errCanceled.
 func (r *rollout) exec(opts workflow.ActivityOptions, fn any, in any, out any) error {
+	opts.Summary = r.summary()
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(r.ctx, opts), fn, in).Get(r.ctx, out)
 	if err != nil && (temporal.IsCanceledError(err) || r.ctx.Err() != nil) {
 		return errCanceled
@@ -347,6 +352,7 @@ func (r *rollout) kube(opts workflow.ActivityOptions, fn any, in any, out any) e
 		ScheduleToCloseTimeout: opts.ScheduleToCloseTimeout,
 		StartToCloseTimeout:    opts.StartToCloseTimeout,
 		RetryPolicy:            opts.RetryPolicy,
+		Summary:                r.summary(),
 	})
 	err := workflow.ExecuteLocalActivity(lctx, fn, in).Get(r.ctx, out)
 	if err != nil && (temporal.IsCanceledError(err) || r.ctx.Err() != nil) {

@@ -629,7 +629,7 @@ func TestMetricWithNoValues(t *testing.T) {
 		h.requireRoutes(r(90, 10, 0), r(100, 0, 2*m))
 		require.Equal(t, failed("rev2", 2), summarize(res.Status))
 		require.Equal(t, v1beta1.NoDataFail, h.f.metricsIn[0].Metrics[0].OnNoData, "the workflow sends the defaulted policy")
-		h.requireLogged("Halt podinfo.test advancement no values found for metric request-success-rate")
+		h.requireLogged("Halt podinfo.test advancement request-success-rate: no values found (is the canary receiving traffic?)")
 	})
 	t.Run("holds the step without counting under onNoData hold", func(t *testing.T) {
 		h := newHarness(t)

@@ -53,7 +53,7 @@ func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
 		tctx, cancel := workflow.WithCancel(r.ctx)
 		fired := false
 		sel := r.signalSelector()
-		sel.AddFuture(workflow.NewTimer(tctx, d), func(workflow.Future) { fired = true })
+		sel.AddFuture(workflow.NewTimerWithOptions(tctx, d, workflow.TimerOptions{Summary: r.summary()}), func(workflow.Future) { fired = true })
 		for !fired && !stop() && !(pausable && r.st.Paused) {
 			sel.Select(r.ctx)
 			if r.ctx.Err() != nil {
@@ -81,7 +81,7 @@ func (r *rollout) await(d time.Duration, pausable bool, stop func() bool) error 
 			continue
 		}
 		tctx, cancel := workflow.WithCancel(r.ctx)
-		timer := workflow.NewTimer(tctx, d)
+		timer := workflow.NewTimerWithOptions(tctx, d, workflow.TimerOptions{Summary: r.summary()})
 		err := workflow.Await(r.ctx, func() bool { return timer.IsReady() || stop() || (pausable && r.st.Paused) })
 		if timer.IsReady() && err == nil {
 			return nil // the interval passed
@@ -141,14 +141,14 @@ func (r *rollout) receiveApprove(c workflow.ReceiveChannel) {
 
 func (r *rollout) applyApprove(s ApproveSignal) {
 	if !s.Gate.Valid() {
-		r.warn(fmt.Sprintf("Ignoring approval of %s by %s: %q is not a gate (confirm-rollout, confirm-traffic-increase, confirm-promotion)", r.name(), s.By, s.Gate), "invalid gate")
+		r.ack(fmt.Sprintf("Ignoring approval of %s by %s: %q is not a gate (confirm-rollout, confirm-traffic-increase, confirm-promotion)", r.name(), s.By, s.Gate), "invalid gate")
 		return
 	}
 	r.st.Approvals = append(r.st.Approvals, Approval{Gate: s.Gate, By: s.By, Reason: s.Reason, At: workflow.Now(r.ctx)})
 	if !r.hasOpenGate(s.Gate) {
 		r.st.OpenGates = append(r.st.OpenGates, s.Gate)
 	}
-	r.info(fmt.Sprintf("Approved %s of %s by %s: %s", s.Gate, r.name(), s.By, s.Reason), "approve signal")
+	r.ack(fmt.Sprintf("Approved %s of %s by %s: %s", s.Gate, r.name(), s.By, s.Reason), "approve signal")
 }
 
 func (r *rollout) receiveAbort(c workflow.ReceiveChannel) {
@@ -168,7 +168,8 @@ func (r *rollout) applyAbort(s ActionSignal) {
 		r.abort = &s
 		r.st.AbortedBy, r.st.AbortReason = s.By, s.Reason
 	}
-	r.warn(fmt.Sprintf("Abort of %s requested by %s: %s", r.name(), s.By, s.Reason), "abort signal")
+	r.log.Warn(fmt.Sprintf("Abort of %s requested by %s: %s", r.name(), s.By, s.Reason), r.keyvals("abort signal")...)
+	r.st.Message = fmt.Sprintf("Abort of %s requested by %s: %s", r.name(), s.By, s.Reason)
 }
 
 func (r *rollout) receivePause(c workflow.ReceiveChannel) {
@@ -179,7 +180,7 @@ func (r *rollout) receivePause(c workflow.ReceiveChannel) {
 
 func (r *rollout) applyPause(s ActionSignal) {
 	r.st.Paused, r.st.PausedBy, r.st.PauseReason = true, s.By, s.Reason
-	r.info(fmt.Sprintf("Pause %s at canary weight %d by %s: %s", r.name(), r.st.CanaryWeight, s.By, s.Reason), "pause signal")
+	r.ack(fmt.Sprintf("Pause %s at canary weight %d by %s: %s", r.name(), r.st.CanaryWeight, s.By, s.Reason), "pause signal")
 }
 
 func (r *rollout) receiveResume(c workflow.ReceiveChannel) {
@@ -193,7 +194,7 @@ func (r *rollout) applyResume(s ActionSignal) {
 		return
 	}
 	r.st.Paused = false
-	r.info(fmt.Sprintf("Resume %s by %s: %s", r.name(), s.By, s.Reason), "resume signal")
+	r.ack(fmt.Sprintf("Resume %s by %s: %s", r.name(), s.By, s.Reason), "resume signal")
 }
 
 func (r *rollout) receivePromote(c workflow.ReceiveChannel) {
@@ -204,7 +205,7 @@ func (r *rollout) receivePromote(c workflow.ReceiveChannel) {
 
 func (r *rollout) applyPromote(s ActionSignal) {
 	r.promote = &s
-	r.info(fmt.Sprintf("Promotion of %s requested by %s: %s", r.name(), s.By, s.Reason), "promote signal")
+	r.ack(fmt.Sprintf("Promotion of %s requested by %s: %s", r.name(), s.By, s.Reason), "promote signal")
 }
 
 func (r *rollout) receiveRevision(c workflow.ReceiveChannel) {
