@@ -24,3 +24,10 @@ func (r *Runner) Started() int {
 	defer r.mu.Unlock()
 	return r.started
 }
+
+// GatesRemembered is how many gates the server holds. Only the tests need it.
+func (s *Server) GatesRemembered() int {
+	s.gates.mu.Lock()
+	defer s.gates.mu.Unlock()
+	return len(s.gates.m)
+}

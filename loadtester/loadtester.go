@@ -1,6 +1,7 @@
 // Package loadtester is a small HTTP service that speaks the protocol of Flagger's load tester, so Canary specs
 // written for Flagger work unchanged: "cmd" tasks run in the background once per canary and command, "bash" tasks
-// run to completion and answer with their exit status. Only commands on an allow-list run.
+// run to completion and answer with their exit status. Only commands on an allow-list run. Its manual gates
+// (/gate/open, /gate/check, /rollback/open, …) hold state per canary as Flagger's do, in memory.
 package loadtester
 
 import (
@@ -37,7 +38,9 @@ type Config struct {
 	Allow []string
 	// MaxDuration kills a task still running after it (a cmd task normally ends by itself, e.g. hey -z).
 	MaxDuration time.Duration
-	Logger      *zap.Logger
+	// MaxGates bounds the gates remembered (default DefaultMaxGates); an open past it is refused with 503.
+	MaxGates int
+	Logger   *zap.Logger
 }
 
 // Payload is Flagger's webhook payload.
@@ -53,6 +56,7 @@ type Payload struct {
 type Server struct {
 	cfg    Config
 	runner *Runner
+	gates  *gateStore
 	log    *zap.Logger
 }
 
@@ -64,11 +68,14 @@ func New(cfg Config) *Server {
 	if cfg.MaxDuration <= 0 {
 		cfg.MaxDuration = time.Hour
 	}
+	if cfg.MaxGates <= 0 {
+		cfg.MaxGates = DefaultMaxGates
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Server{cfg: cfg, runner: NewRunner(cfg.MaxDuration, log), log: log}
+	return &Server{cfg: cfg, runner: NewRunner(cfg.MaxDuration, log), gates: newGateStore(cfg.MaxGates), log: log}
 }
 
 // Runner is the server's background task runner.
@@ -78,14 +85,13 @@ func (s *Server) Runner() *Runner { return s.runner }
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, "OK") })
-	// Gates are approvals by signal in canaryflow; these answer as Flagger's do so old specs keep working.
 	mux.HandleFunc("/gate/approve", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, "Approved") })
 	mux.HandleFunc("/gate/halt", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusForbidden, "Forbidden") })
-	closed := func(w http.ResponseWriter, _ *http.Request) {
-		reply(w, http.StatusForbidden, "Forbidden: canaryflow gates are opened with the workflow's approve signal")
+	for _, kind := range []string{kindGate, kindRollback} {
+		mux.HandleFunc("/"+kind+"/check", s.gateCheck(kind))
+		mux.HandleFunc("/"+kind+"/open", s.gateSet(kind, true))
+		mux.HandleFunc("/"+kind+"/close", s.gateSet(kind, false))
 	}
-	mux.HandleFunc("/gate/check", closed)
-	mux.HandleFunc("/rollback/check", closed)
 	mux.HandleFunc("/", s.task)
 	return mux
 }

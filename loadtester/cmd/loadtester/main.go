@@ -21,6 +21,7 @@ func main() {
 	allow := flag.String("allow", strings.Join(loadtester.DefaultAllow, ","),
 		"comma-separated commands that may run (first word of cmd tasks; bash enables bash tasks and with them any command)")
 	maxDuration := flag.Duration("max-duration", time.Hour, "kill a task still running after this long")
+	maxGates := flag.Int("max-gates", loadtester.DefaultMaxGates, "gates remembered at most (opening one more is refused while that many are open)")
 	flag.Parse()
 
 	log, err := zap.NewProduction()
@@ -35,7 +36,7 @@ func main() {
 			allowed = append(allowed, a)
 		}
 	}
-	s := loadtester.New(loadtester.Config{Allow: allowed, MaxDuration: *maxDuration, Logger: log})
+	s := loadtester.New(loadtester.Config{Allow: allowed, MaxDuration: *maxDuration, MaxGates: *maxGates, Logger: log})
 	srv := &http.Server{Addr: ":" + *port, Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
