@@ -28,7 +28,8 @@ const (
 
 // globals are the persistent flags every subcommand shares.
 type globals struct {
-	conn       temporalconn.Options
+	conn       temporalconn.Options // from the flags and CANARYFLOW_* variables
+	temporal   temporalconn.Conn    // what dial resolved from conn and Temporal's own settings
 	taskQueue  string
 	kubeconfig string
 	uiURL      string
@@ -39,19 +40,12 @@ type globals struct {
 func (g *globals) bind(cmd *cobra.Command) {
 	g.conn = temporalconn.FromEnv()
 	f := cmd.PersistentFlags()
-	f.StringVar(&g.conn.Address, "temporal-address", g.conn.Address, "Temporal frontend host:port (env "+temporalconn.EnvAddress+")")
-	f.StringVar(&g.conn.Namespace, "temporal-namespace", g.conn.Namespace, "Temporal namespace (env "+temporalconn.EnvNamespace+")")
-	f.StringVar(&g.conn.TLSCA, "tls-ca", g.conn.TLSCA, "PEM file of the CA that signed the server's certificate (env "+temporalconn.EnvTLSCA+")")
-	f.StringVar(&g.conn.TLSCert, "tls-cert", g.conn.TLSCert, "PEM client certificate for mTLS (env "+temporalconn.EnvTLSCert+")")
-	f.StringVar(&g.conn.TLSKey, "tls-key", g.conn.TLSKey, "PEM client key for mTLS (env "+temporalconn.EnvTLSKey+")")
-	f.StringVar(&g.conn.TLSServerName, "tls-server-name", g.conn.TLSServerName, "server name to verify (env "+temporalconn.EnvTLSServerName+")")
-	f.StringVar(&g.conn.APIKeyFile, "api-key-file", g.conn.APIKeyFile, "file with a Temporal Cloud API key (env "+temporalconn.EnvAPIKeyFile+")")
+	g.conn.BindFlags(f)
 	f.StringVar(&g.taskQueue, "task-queue", envOr(envTaskQueue, workflows.TaskQueue), "task queue of the rollout workflows (env "+envTaskQueue+")")
 	f.StringVar(&g.kubeconfig, "kubeconfig", "", "kubeconfig for --set-image (default $KUBECONFIG, then ~/.kube/config, then in-cluster)")
 	f.StringVar(&g.uiURL, "ui-url", envOr(envUIURL, "http://127.0.0.1:8233"), "base URL of the Temporal Web UI, for links (env "+envUIURL+")")
 }
 
-// dial connects to Temporal. Settings that cannot work are bad input; a server that cannot be reached is a failure.
 // connectTo resolves the canary the arguments name and connects to Temporal; the caller closes the client.
 func (g *globals) connectTo(ctx context.Context, ref *canaryRef, args []string) (ns, name string, tc client.Client, err error) {
 	if ns, name, err = ref.resolve(args); err != nil {
@@ -68,11 +62,14 @@ func (g *globals) rollouts(tc client.Client) rolloutclient.Client {
 	return rolloutclient.Client{Temporal: tc, TaskQueue: g.taskQueue}
 }
 
+// dial connects to Temporal. Settings that cannot work are bad input; a server that cannot be reached is a failure.
 func (g *globals) dial(ctx context.Context) (client.Client, error) {
-	if err := g.conn.Check(); err != nil {
+	conn, err := g.conn.Resolve()
+	if err != nil {
 		return nil, &exitError{code: exitBadInput, err: err}
 	}
-	opts, err := g.conn.ClientOptions()
+	g.temporal = conn
+	opts, err := conn.ClientOptions()
 	if err != nil {
 		return nil, &exitError{code: exitBadInput, err: err}
 	}
@@ -84,7 +81,7 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 	opts.Interceptors = append(opts.Interceptors, &signalMarker{})
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, &exitError{code: exitFailed, err: fmt.Errorf("connect to Temporal at %s (namespace %s): %w", g.conn.Address, g.conn.Namespace, err)}
+		return nil, &exitError{code: exitFailed, err: fmt.Errorf("connect to Temporal at %s (namespace %s): %w", conn.Address, conn.Namespace, err)}
 	}
 	return c, nil
 }
@@ -92,7 +89,7 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 // runURL is the Web UI page of one run's history.
 func (g *globals) runURL(workflowID, runID string) string {
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history",
-		trimSlash(g.uiURL), url.PathEscape(g.conn.Namespace), url.PathEscape(workflowID), url.PathEscape(runID))
+		trimSlash(g.uiURL), url.PathEscape(g.temporal.Namespace), url.PathEscape(workflowID), url.PathEscape(runID))
 }
 
 func trimSlash(s string) string {

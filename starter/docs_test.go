@@ -50,7 +50,7 @@ func TestOperatingDocTemporalCommandsRunAsWritten(t *testing.T) {
 		"--name approve --input '{\"gate\":\"confirm-promotion\"",
 		"--name abort --input", "--name pause --input", "--name resume --input", "--name promote --input",
 		"temporal workflow query --workflow-id canary/test/podinfo --name status",
-		`temporal workflow list --query "CanaryNamespace='test' AND CanaryPhase='Progressing'"`,
+		`temporal workflow list --query "CanaryNamespace='test' AND CanaryPhase='Progressing' AND ExecutionStatus='Running'"`,
 		"temporal workflow show --workflow-id canary/test/podinfo",
 		"temporal workflow update execute --workflow-id canary/test/podinfo --name approve",
 	} {

@@ -40,6 +40,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The tests name their server with flags; Temporal's own settings of the machine running them (a
+	// TEMPORAL_NAMESPACE, a profile in ~/.config/temporalio) would otherwise fill the rest.
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "TEMPORAL_") {
+			_ = os.Unsetenv(name)
+		}
+	}
+	_ = os.Setenv("TEMPORAL_CONFIG_FILE", filepath.Join(os.TempDir(), "canaryflow-starter-test-no-temporal.toml"))
 	code := m.Run()
 	for i := len(envStop) - 1; i >= 0; i-- {
 		envStop[i]()

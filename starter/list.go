@@ -59,7 +59,7 @@ func newListCmd(g *globals) *cobra.Command {
 			if !all {
 				query += fmt.Sprintf(" AND %s = '%s'", searchattr.CanaryNamespace.GetName(), ns)
 			}
-			rows, err := listCanaries(ctx, tc, g.conn.Namespace, query)
+			rows, err := listCanaries(ctx, tc, g.temporal.Namespace, query)
 			if err != nil {
 				return &exitError{code: exitFailed, err: err}
 			}

@@ -5,13 +5,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/canaryflow/canaryflow/internal/temporalconn"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "starter",
-		Short:         "Validate Canary files and start, steer and inspect canaryflow rollouts",
+		Use:   "starter",
+		Short: "Validate Canary files and start, steer and inspect canaryflow rollouts",
+		Long: "Validate Canary files and start, steer and inspect canaryflow rollouts.\n\n" +
+			temporalconn.Precedence,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

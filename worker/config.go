@@ -16,9 +16,10 @@ import (
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
-// config is everything the worker is told, from flags or from CANARYFLOW_* environment variables (a flag wins).
+// config is everything the worker is told, from flags or from CANARYFLOW_* environment variables (a flag wins);
+// the connection also from Temporal's own variables and profiles (temporalconn.Precedence).
 type config struct {
-	temporal       temporalconn.Options
+	temporal       temporalconn.Conn
 	taskQueue      string
 	kubeconfig     string
 	prometheus     string
@@ -35,8 +36,13 @@ type config struct {
 }
 
 func parseConfig(args []string) (*config, error) {
-	c := &config{temporal: temporalconn.FromEnv()}
+	c := &config{}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of worker (every flag also has the CANARYFLOW_* variable its help names):\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\n%s\n", temporalconn.Precedence)
+	}
 	env := func(name, def string) string {
 		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
 			return v
@@ -51,14 +57,8 @@ func parseConfig(args []string) (*config, error) {
 		}
 		return def
 	}
-	t := &c.temporal
-	fs.StringVar(&t.Address, "temporal-address", t.Address, "Temporal frontend host:port ("+temporalconn.EnvAddress+")")
-	fs.StringVar(&t.Namespace, "temporal-namespace", t.Namespace, "Temporal namespace ("+temporalconn.EnvNamespace+")")
-	fs.StringVar(&t.TLSCA, "tls-ca", t.TLSCA, "PEM file of the CA that signed the Temporal server's certificate ("+temporalconn.EnvTLSCA+")")
-	fs.StringVar(&t.TLSCert, "tls-cert", t.TLSCert, "PEM client certificate for mTLS ("+temporalconn.EnvTLSCert+")")
-	fs.StringVar(&t.TLSKey, "tls-key", t.TLSKey, "PEM client key for mTLS ("+temporalconn.EnvTLSKey+")")
-	fs.StringVar(&t.TLSServerName, "tls-server-name", t.TLSServerName, "server name to verify, when it differs from the address ("+temporalconn.EnvTLSServerName+")")
-	fs.StringVar(&t.APIKeyFile, "api-key-file", t.APIKeyFile, "file holding a Temporal Cloud API key; implies TLS ("+temporalconn.EnvAPIKeyFile+")")
+	conn := temporalconn.FromEnv()
+	conn.BindFlags(fs)
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
 	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", "http://prometheus:9090"), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
@@ -83,14 +83,13 @@ func parseConfig(args []string) (*config, error) {
 			c.namespaces = append(c.namespaces, ns)
 		}
 	}
-	return c, c.check()
+	var connErr error
+	c.temporal, connErr = conn.Resolve()
+	return c, errors.Join(connErr, c.check())
 }
 
 func (c *config) check() error {
 	var problems []string
-	if err := c.temporal.Check(); err != nil {
-		problems = append(problems, err.Error())
-	}
 	switch c.logFormat {
 	case "json", "console":
 	default:

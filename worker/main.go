@@ -100,7 +100,7 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	}
 	ops.ready.Store(true)
 	log.Info("worker started", zap.String("temporal", cfg.temporal.Address), zap.String("namespace", cfg.temporal.Namespace),
-		zap.String("taskQueue", cfg.taskQueue), zap.String("listen", ops.addr()))
+		zap.Bool("tls", cfg.temporal.TLS), zap.String("taskQueue", cfg.taskQueue), zap.String("listen", ops.addr()))
 	<-ctx.Done()
 	ops.ready.Store(false)
 	log.Info("stopping: running activities get the stop timeout to finish", zap.Duration("stopTimeout", cfg.stopTimeout))

@@ -15,9 +15,9 @@ import (
 )
 
 // DevServer starts a private Temporal dev server from the lab's temporal binary (in memory, namespace
-// "default", canaryflow's search attributes registered) for tests and benchmarks that must not share the lab's
-// server. logger may be nil for the SDK's default. Stop it with Stop.
-func DevServer(ctx context.Context, logger log.Logger) (*testsuite.DevServer, error) {
+// "default" and any more namespaces named, canaryflow's search attributes registered in each) for tests and
+// benchmarks that must not share the lab's server. logger may be nil for the SDK's default. Stop it with Stop.
+func DevServer(ctx context.Context, logger log.Logger, namespaces ...string) (*testsuite.DevServer, error) {
 	bin := Temporal()
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("the lab's temporal binary is needed (make lab-build): %w", err)
@@ -25,6 +25,9 @@ func DevServer(ctx context.Context, logger log.Logger) (*testsuite.DevServer, er
 	var args []string
 	for _, d := range searchattr.Definitions() {
 		args = append(args, "--search-attribute", d.Name+"="+d.Type.String())
+	}
+	for _, ns := range namespaces {
+		args = append(args, "--namespace", ns)
 	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  bin,
