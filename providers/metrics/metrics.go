@@ -79,11 +79,11 @@ func (c Config) interval() time.Duration {
 
 // backends are the MetricTemplate provider types this package can query, with their constructors.
 var backends = map[string]func(Config) (Provider, error){
-	"prometheus": backend(NewPrometheus),
-	"datadog":    backend(NewDatadog),
-	"newrelic":   backend(NewNewRelic),
-	"cloudwatch": backend(NewCloudWatch),
-	"graphite":   backend(NewGraphite),
+	"prometheus":  backend(NewPrometheus),
+	"datadog":     backend(NewDatadog),
+	"newrelic":    backend(NewNewRelic),
+	"cloudwatch":  backend(NewCloudWatch),
+	"graphite":    backend(NewGraphite),
 	"influxdb":    backend(NewInfluxDB),
 	"stackdriver": backend(NewStackdriver),
 	"dynatrace":   backend(NewDynatrace),

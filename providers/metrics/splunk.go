@@ -99,9 +99,9 @@ func (s *Splunk) RunQuery(ctx context.Context, query string) (float64, error) {
 
 // signalFlowMessage holds the fields canaryflow reads from the stream's messages (data, error, control-message).
 type signalFlowMessage struct {
-	Event     string `json:"event"`
+	Event     string         `json:"event"`
 	AbortInfo map[string]any `json:"abortInfo"`
-	Data []struct {
+	Data      []struct {
 		TsID  string   `json:"tsId"`
 		Value *float64 `json:"value"`
 	} `json:"data"`
