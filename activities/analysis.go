@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -58,6 +59,8 @@ type Analysis struct {
 	ClusterName string
 	// WebhookBackoff is the first pause between webhook retries (default 1s, doubling, at most 10s).
 	WebhookBackoff time.Duration
+	// Kube reads and writes the objects of in-cluster metric backends (Keptn); nil means those cannot be used.
+	Kube dynamic.Interface
 }
 
 // NewAnalysis returns the analysis activities with the default HTTP client.

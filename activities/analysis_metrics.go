@@ -72,7 +72,7 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 		if (cfg.Type == "" || cfg.Type == "prometheus") && cfg.Address == "" {
 			cfg.Address = promAddress
 		}
-		cfg.HTTPClient = a.httpClient(p.InsecureSkipVerify)
+		cfg.HTTPClient, cfg.Kube = a.httpClient(p.InsecureSkipVerify), a.Kube
 		if p.SecretRef != nil && p.SecretRef.Name != "" {
 			ns := tpl.Namespace
 			if ns == "" {
@@ -123,6 +123,9 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	case errors.Is(err, metrics.ErrNoValues):
 		res.Verdict, res.Message = NoData(m.Name, policy)
 		return res, nil
+	case errors.Is(err, metrics.ErrInvalidConfig):
+		// Found only when the query runs (credentials the worker lacks): as permanent as at construction.
+		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
 	case errors.Is(err, metrics.ErrQueryRejected):
 		// As Flagger: a query the backend refuses fails the check, with the backend's explanation.
 		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query failed: %v", m.Name, err)

@@ -218,10 +218,10 @@ func TestMetricSpecProblemsAreNonRetryableAndBackendOutagesRetryable(t *testing.
 	requireAppErr(t, err, activities.ErrTypeInvalidMetric, "MetricTemplate good/absent")
 
 	tpl.Spec.Query = "vector(1)"
-	tpl.Spec.Provider.Type = "influxdb"
+	tpl.Spec.Provider.Type = "appdynamics"
 	_, err = a.RunMetricChecks(ctx, defaulted(activities.MetricChecksInput{Canary: canaryRef("traefik", "good"), Templates: []v1beta1.MetricTemplate{tpl},
 		Metrics: []v1beta1.CanaryMetric{{Name: "m", TemplateRef: &v1beta1.CrossNamespaceObjectReference{Name: "t"}}}}))
-	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `unknown provider type "influxdb"`)
+	requireAppErr(t, err, activities.ErrTypeInvalidMetric, `unknown provider type "appdynamics"`)
 
 	tpl.Spec.Provider = v1beta1.MetricTemplateProvider{Type: "datadog", SecretRef: &corev1.LocalObjectReference{Name: "dd"}}
 	a.Secrets = fakeSecrets{"good/dd": {"datadog_api_key": []byte("k")}}

@@ -37,10 +37,12 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	wl := workload.NewForClients(k, dyn)
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery(),
 		IngressAnnotationsPrefix: cfg.ingressAnnotationsPrefix})
+	analysis := activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log)
+	analysis.Kube = dyn
 	return &dependencies{
 		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
 		routing:   &activities.Routing{Routers: routers},
-		analysis:  activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log),
+		analysis:  analysis,
 	}, nil
 }
 

@@ -30,5 +30,5 @@ var designCaps = &Capabilities{
 		"gatewayapi": true, "istio": true, "linkerd": true, "osm": true, "kuma": true, "contour": true, "gloo": true,
 		"skipper": true, "appmesh": true},
 	MetricBackends: map[string]bool{"prometheus": true, "datadog": true, "newrelic": true, "cloudwatch": true,
-		"graphite": true},
+		"graphite": true, "influxdb": true, "stackdriver": true, "dynatrace": true, "keptn": true, "splunk": true},
 }

@@ -410,7 +410,7 @@ type MetricTemplateSpec struct {
 
 // MetricTemplateProvider is the metrics backend a template queries.
 type MetricTemplateProvider struct {
-	// Type is prometheus, datadog, newrelic, cloudwatch, graphite, …
+	// Type is prometheus, datadog, newrelic, cloudwatch, graphite, influxdb, stackdriver, dynatrace, keptn or splunk.
 	Type    string `json:"type,omitempty"`
 	Address string `json:"address,omitempty"`
 	// SecretRef names a Secret with the backend's credentials; it is read inside the activity, never carried in

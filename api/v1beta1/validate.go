@@ -343,6 +343,22 @@ func (m HTTPMatchRequest) isEmpty() bool {
 var flaggerMetricBackends = []string{"cloudwatch", "datadog", "dynatrace", "graphite", "influxdb", "keptn", "newrelic",
 	"prometheus", "splunk", "stackdriver"}
 
+// metricBackendAddresses are the backends without a well-known server, with an example of the address they need.
+var metricBackendAddresses = map[string]string{
+	"graphite":  "the Graphite URL, e.g. http://graphite.monitoring:8080",
+	"influxdb":  "the InfluxDB URL, e.g. http://influxdb.monitoring:8086",
+	"dynatrace": "the environment URL, e.g. https://abc12345.live.dynatrace.com",
+	"splunk":    "the realm's API URL, e.g. https://api.us1.signalfx.com",
+}
+
+// metricBackendSecrets are the new backends that cannot query without credentials, with the Secret keys
+// (Flagger's names) they read.
+var metricBackendSecrets = map[string]string{
+	"dynatrace":   "dynatrace_token",
+	"splunk":      "sf_token_key",
+	"stackdriver": "project (and serviceAccountKey, unless the worker has Application Default Credentials)",
+}
+
 // Validate checks a MetricTemplate against what this build can query: a backend it has, an address where one is
 // needed, a query that parses.
 func (m *MetricTemplate) Validate(doc string, caps *Capabilities) ErrorList {
@@ -363,6 +379,12 @@ func (m *MetricTemplate) Validate(doc string, caps *Capabilities) ErrorList {
 	}
 	if t == "cloudwatch" && m.Spec.Provider.Region == "" {
 		e.add("spec.provider.region", "required with cloudwatch: the AWS region (e.g. us-east-1)")
+	}
+	if example, ok := metricBackendAddresses[t]; ok && m.Spec.Provider.Address == "" {
+		e.add("spec.provider.address", "required with %s: %s", t, example)
+	}
+	if keys, ok := metricBackendSecrets[t]; ok && (m.Spec.Provider.SecretRef == nil || m.Spec.Provider.SecretRef.Name == "") {
+		e.add("spec.provider.secretRef", "required with %s: name a Secret holding %s", t, keys)
 	}
 	if strings.TrimSpace(m.Spec.Query) == "" {
 		e.add("spec.query", "required: the query, a Go template over name, namespace, target, service, ingress, route, interval, variables")

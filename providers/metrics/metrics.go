@@ -1,6 +1,7 @@
 // Package metrics runs metric queries against the backends a canary's analysis reads (Prometheus, Datadog,
-// New Relic, CloudWatch, Graphite), renders MetricTemplate queries, and holds the builtin queries of every router
-// provider. It knows nothing of Temporal: callers decide what is retried.
+// New Relic, CloudWatch, Graphite, InfluxDB, Cloud Monitoring, Dynatrace, Keptn, Splunk Observability), renders
+// MetricTemplate queries, and holds the builtin queries of every router provider. It knows nothing of Temporal:
+// callers decide what is retried.
 package metrics
 
 import (
@@ -12,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/dynamic"
 )
 
 // Provider runs one query and returns its single value.
@@ -34,7 +37,7 @@ var (
 
 // Config is what a provider needs: the MetricTemplate's provider block resolved, with its Secret's data.
 type Config struct {
-	// Type is prometheus (default), datadog, newrelic, cloudwatch or graphite.
+	// Type is prometheus (default) or one of the other names Backends lists.
 	Type    string
 	Address string
 	Region  string
@@ -48,6 +51,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock for time windows; nil means time.Now.
 	Now func() time.Time
+	// Kube reads and writes Kubernetes objects for the backends that live in the cluster (keptn); nil means
+	// those backends cannot be built.
+	Kube dynamic.Interface
 }
 
 func (c Config) client() *http.Client {
@@ -73,11 +79,16 @@ func (c Config) interval() time.Duration {
 
 // backends are the MetricTemplate provider types this package can query, with their constructors.
 var backends = map[string]func(Config) (Provider, error){
-	"prometheus": backend(NewPrometheus),
-	"datadog":    backend(NewDatadog),
-	"newrelic":   backend(NewNewRelic),
-	"cloudwatch": backend(NewCloudWatch),
-	"graphite":   backend(NewGraphite),
+	"prometheus":  backend(NewPrometheus),
+	"datadog":     backend(NewDatadog),
+	"newrelic":    backend(NewNewRelic),
+	"cloudwatch":  backend(NewCloudWatch),
+	"graphite":    backend(NewGraphite),
+	"influxdb":    backend(NewInfluxDB),
+	"stackdriver": backend(NewStackdriver),
+	"dynatrace":   backend(NewDynatrace),
+	"keptn":       backend(NewKeptn),
+	"splunk":      backend(NewSplunk),
 }
 
 // backend turns a backend's typed constructor into an entry of backends.

@@ -277,3 +277,45 @@ func TestRedactURLKeepsOnlySchemeAndHost(t *testing.T) {
 	require.Equal(t, "https://hooks.slack.com", RedactURL("https://hooks.slack.com/services/T000/B000/XXXXSECRET?x=1"))
 	require.Equal(t, "<invalid URL>", RedactURL("::"))
 }
+
+// answerCase is one answer a vendor's server gives and what RunQuery must make of it.
+type answerCase struct {
+	name   string
+	status int
+	body   string
+	want   float64
+	// wantErr is ErrNoValues or ErrQueryRejected, or nil with errText set for an error worth retrying.
+	wantErr error
+	errText string
+}
+
+// requireAnswers runs query against a server answering each case in turn, through the provider newProvider
+// builds for the server's URL; no error may quote secret.
+func requireAnswers(t *testing.T, newProvider func(url string) (Provider, error), query, secret string, cases []answerCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, _ := server(t, func(*http.Request, string) error { return nil }, tc.status, tc.body)
+			p, err := newProvider(srv.URL)
+			require.NoError(t, err)
+			v, err := p.RunQuery(context.Background(), query)
+			if err != nil {
+				require.NotContains(t, err.Error(), secret)
+			}
+			switch {
+			case tc.wantErr != nil:
+				require.ErrorIs(t, err, tc.wantErr)
+				if tc.errText != "" {
+					require.ErrorContains(t, err, tc.errText)
+				}
+			case tc.errText != "":
+				require.ErrorContains(t, err, tc.errText)
+				require.NotErrorIs(t, err, ErrNoValues)
+				require.NotErrorIs(t, err, ErrQueryRejected, "an outage or a garbled answer is retried, not a verdict")
+			default:
+				require.NoError(t, err)
+				require.Equal(t, tc.want, v)
+			}
+		})
+	}
+}

@@ -20,6 +20,13 @@ the ClusterRole and for each namespaced Role. */ -}}
   - apiGroups: ["keda.sh"]
     resources: ["scaledobjects"]
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # Keptn metric templates (keptnmetric/… reads, analysis/… creates, reads back and deletes).
+  - apiGroups: ["metrics.keptn.sh"]
+    resources: ["keptnmetrics"]
+    verbs: ["get"]
+  - apiGroups: ["metrics.keptn.sh"]
+    resources: ["analyses"]
+    verbs: ["get", "create", "delete"]
   - apiGroups: ["traefik.io", "traefik.containo.us"]
     resources: ["traefikservices", "ingressroutes"]
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
