@@ -37,13 +37,14 @@ spec:
   service: {port: 9898}
   analysis: {interval: 1m, stepWeight: 10, maxWeight: 50}
 `, `spec.provider: unknown provider "knative" (Flagger would read it as istio); this build has routers for `},
-		{"a metric backend Flagger knows without a backend here", `apiVersion: flagger.app/v1beta1
+		// Every metric backend Flagger has is in this build: the type refused is one neither knows.
+		{"a metric backend neither Flagger nor this build has", `apiVersion: flagger.app/v1beta1
 kind: MetricTemplate
 metadata: {name: errors, namespace: test}
 spec:
-  provider: {type: influxdb, address: http://influx:8086}
-  query: from(bucket:"x")
-`, `spec.provider.type: metric provider "influxdb" has no backend in this build of canaryflow: use one of cloudwatch, datadog, graphite, newrelic, prometheus`},
+  provider: {type: appdynamics, address: http://appd:8090}
+  query: x
+`, `spec.provider.type: unknown metric provider "appdynamics": use one of cloudwatch, datadog, dynatrace, graphite, influxdb, keptn, newrelic, prometheus, splunk, stackdriver`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runStarter(tc.doc, "validate", "-f", "-")
