@@ -126,7 +126,7 @@ func (r *rollout) ack(msg, reason string) {
 // Bounds of what one command states: a decision is one line, and a command states at most a few.
 const (
 	maxSaidLines = 4
-	maxSaidLine  = 400
+	maxSaidLine  = 1000
 )
 
 // say states a decision in history, once, in the workflow's own words: the next command the workflow issues (an

@@ -43,8 +43,10 @@ func TestPrometheusDownMidAnalysisRollsBackAtTheThreshold(t *testing.T) {
 	require.Equal(t, 1, r.Code, r.Output)
 	e := c.end()
 	c.requireRolledBack(e, "6.0.0", "failed checks threshold reached 2")
-	// The checks went to the proxy (the worker's default Prometheus) and each failed step names why.
-	require.Equal(t, 2, strings.Count(e.History, "RunMetricChecks failed: metric request-success-rate of canary "+c.NS+"/podinfo: prometheus "+proxy.URL), e.History)
+	// The checks went to the proxy (the worker's default Prometheus) and each failed step is a halt the workflow
+	// stated, naming why.
+	require.Equal(t, 2, strings.Count(e.History, "Halt podinfo."+c.NS+" advancement metric checks could not run: metric request-success-rate of canary "+c.NS+"/podinfo: prometheus "+proxy.URL), e.History)
+	require.NotContains(t, e.History, "RunMetricChecks failed", "the decision, not an activity's name")
 	require.Contains(t, e.History, "connection refused")
 	adv := c.advances(e.History)
 	require.NotEmpty(t, adv)
@@ -70,7 +72,7 @@ func TestPrometheusAnsweringErrorsRollsBackAtTheThreshold(t *testing.T) {
 	require.Equal(t, 1, r.Code, r.Output)
 	e := c.end()
 	c.requireRolledBack(e, "6.0.0", "failed checks threshold reached 2")
-	require.Equal(t, 2, strings.Count(e.History, "RunMetricChecks failed"), e.History)
+	require.Equal(t, 2, strings.Count(e.History, "advancement metric checks could not run"), e.History)
 	require.Contains(t, e.History, "server error: 500", "the 5xx is named")
 	require.Contains(t, e.History, "injected fault: storage unavailable", "Prometheus's error is named")
 	require.Positive(t, proxy.count(answer500))
@@ -109,7 +111,7 @@ func TestPrometheusOutageShorterThanTheThresholdCostsOneCheck(t *testing.T) {
 	require.Equal(t, 0, r.Code, r.Output)
 	e := c.end()
 	c.requirePromoted(e, "6.0.1", 30)
-	require.Equal(t, 1, strings.Count(e.History, "RunMetricChecks failed"), "one failed check for the outage:\n%s", e.History)
+	require.Equal(t, 1, strings.Count(e.History, "advancement metric checks could not run"), "one failed check for the outage:\n%s", e.History)
 	require.Positive(t, proxy.queried(`code=~"5.."`), "the MetricTemplate without an address queried the worker's default Prometheus")
 	require.GreaterOrEqual(t, strings.Count(e.History, "check canary-5xx 0 in [—, 1] pass"), 2, e.History)
 	gaps := c.stepGaps(e.History)
