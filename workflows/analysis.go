@@ -99,6 +99,9 @@ func (r *rollout) confirmRollout() (outcome, error) {
 			}
 			continue
 		}
+		if out, err := r.rollbackGateWhileWaiting(); out != keepGoing || err != nil {
+			return out, err
+		}
 		open, err := r.gate(GateConfirmRollout)
 		if err != nil {
 			return keepGoing, err
@@ -116,6 +119,28 @@ func (r *rollout) confirmRollout() (outcome, error) {
 			return toContinueAsNew{}, nil
 		}
 	}
+}
+
+// rollbackGateWhileWaiting calls the rollback webhooks before each try of the confirm-rollout gate, as Flagger
+// calls them in every waiting phase: a rollback webhook answering 2xx ends the wait with a rollback, so a pipeline
+// can cancel a release that waits for approval. (WaitingPromotion needs nothing here: each of its intervals is an
+// analysis step, which calls them first.)
+func (r *rollout) rollbackGateWhileWaiting() (outcome, error) {
+	hooks := r.hooks(v1beta1.RollbackHook)
+	if len(hooks) == 0 ||
+		workflow.GetVersion(r.ctx, versionRollbackWhileWaiting, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return keepGoing, nil
+	}
+	for _, h := range hooks {
+		res, err := r.callHook(h)
+		if err != nil {
+			return keepGoing, err
+		}
+		if res.Passed {
+			return r.rollbackFor(fmt.Sprintf("Rolling back %s manual webhook invoked", r.name()), activities.EventRolledBack), nil
+		}
+	}
+	return keepGoing, nil
 }
 
 // startCanary enters Progressing: the router is reconciled, the canary scaled up and waited for. It returns

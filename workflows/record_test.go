@@ -192,6 +192,21 @@ func recordings() []recording {
 				time.Sleep(15 * time.Second) // mid-interval, after the second step
 				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
 			}},
+		// Recorded at rollback-while-waiting: a rollback webhook ends the wait at confirm-rollout.
+		{file: "rollback-while-waiting.json", canary: podinfo(fast, named("podinfo-rollback-waiting"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
+				hook(v1beta1.ConfirmRolloutHook, "approval"), hook(v1beta1.RollbackHook, "rollback-gate"))
+		}), script: func(f *fakes) {
+			f.hookPasses = func(h v1beta1.CanaryWebhook, n int) bool {
+				switch h.Type {
+				case v1beta1.ConfirmRolloutHook:
+					return false
+				case v1beta1.RollbackHook:
+					return n >= 3
+				}
+				return true
+			}
+		}},
 		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
 		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
 			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}

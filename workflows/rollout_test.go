@@ -572,7 +572,8 @@ func TestCancellationRollsBackAndEndsCanceledWithAFailedResult(t *testing.T) {
 
 func TestRollbackWebhookRollsBack(t *testing.T) {
 	h := newHarness(t)
-	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, n int) bool { return hk.Type != v1beta1.RollbackHook || n >= 3 }
+	// Called before the confirm-rollout gate (1), then at each step: it opens at the third step.
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, n int) bool { return hk.Type != v1beta1.RollbackHook || n >= 4 }
 	res := h.run(podinfo(func(c *v1beta1.Canary) {
 		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.RollbackHook, "rollback-gate"))
 	}))
@@ -581,6 +582,30 @@ func TestRollbackWebhookRollsBack(t *testing.T) {
 	h.requireRoutes(r(90, 10, 0), r(80, 20, m), r(100, 0, 2*m))
 	require.Equal(t, failed("rev2", 0), summarize(res.Status))
 	require.Equal(t, "Rolling back podinfo.test manual webhook invoked", res.Reason)
+}
+
+// A release waiting for approval at confirm-rollout is rolled back by a rollback webhook, as Flagger calls them in
+// every waiting phase: a pipeline can cancel a release nobody approved, and its canary never gets traffic.
+func TestRollbackWebhookRollsBackARolloutWaitingForApproval(t *testing.T) {
+	h := newHarness(t)
+	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, n int) bool {
+		switch hk.Type {
+		case v1beta1.ConfirmRolloutHook:
+			return false
+		case v1beta1.RollbackHook:
+			return n >= 3 // the third try, two intervals into the wait
+		}
+		return true
+	}
+	res := h.run(podinfo(func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
+			hook(v1beta1.ConfirmRolloutHook, "approval"), hook(v1beta1.RollbackHook, "rollback-gate"))
+	}))
+
+	h.requirePhases(PhaseWaiting, PhaseFailed)
+	require.Equal(t, "Rolling back podinfo.test manual webhook invoked", res.Reason)
+	require.Zero(t, h.count("ScaleCanary up"), "the canary never scaled up")
+	require.Equal(t, 0, res.Status.CanaryWeight)
 }
 
 func TestNoNewRunWhenTheTargetEqualsThePrimary(t *testing.T) {
@@ -771,7 +796,7 @@ func auditHook() v1beta1.CanaryWebhook {
 func TestRollbackEventsAreWarnings(t *testing.T) {
 	h := newHarness(t)
 	h.f.hookPasses = func(hk v1beta1.CanaryWebhook, n int) bool {
-		return hk.Type == v1beta1.EventHook || hk.Type != v1beta1.RollbackHook || n >= 3
+		return hk.Type == v1beta1.EventHook || hk.Type != v1beta1.RollbackHook || n >= 4
 	}
 	res := h.run(podinfo(func(c *v1beta1.Canary) {
 		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.RollbackHook, "rollback-gate"), auditHook())

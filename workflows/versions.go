@@ -34,4 +34,9 @@ const (
 	// whose waits are workflow.Await conditions on that state. Runs recorded before it took signals only where
 	// the code drained the channels (drain, the selector of wait).
 	versionSignalListeners = "signal-listeners"
+
+	// versionRollbackWhileWaiting marks runs that call their rollback webhooks while waiting at confirm-rollout,
+	// as Flagger does in every waiting phase (runs recorded before it called them only at analysis steps). The
+	// version is asked only by canaries that have rollback webhooks.
+	versionRollbackWhileWaiting = "rollback-while-waiting"
 )
