@@ -37,8 +37,13 @@ $(HELM):
 	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 ## test: both tiers: lint, fuzz, the unit tier with the race detector, then the lab tier (the packages that have
-## lab tests, run with -tags lab on the lab, started once).
+## lab tests, run with -tags lab on the lab, started once). The router translators build meanwhile in the
+## background at the lowest CPU priority (lab/cmd/prebuild; log in $(CACHE)/lab/logs/prebuild.log): cold, they
+## take the CPU lint and the unit tier leave idle; a lab test that needs one finds it built or waits under its
+## lock. Cached, that is a stamp check.
 test: lab-build tools
+	mkdir -p $(CACHE)/lab/logs
+	nice -n 19 $(GO) run ./lab/cmd/prebuild > $(CACHE)/lab/logs/prebuild.log 2>&1 &
 	$(MAKE) lint
 	$(MAKE) fuzz
 	$(MAKE) test-unit

@@ -37,8 +37,7 @@ func StartContour(t testing.TB, namespace string) *Contour {
 	t.Helper()
 	env := Lab(t)
 	CRDs(t, ModuleFile(t, ContourModule, "examples/contour/01-crds.yaml"))
-	dir, err := buildTool("contour", ContourVersion, []string{"github.com/projectcontour/contour/cmd/contour"})
-	bin := filepath.Join(dir, "contour")
+	bin, err := buildContour()
 	if err != nil {
 		t.Fatalf("labtest: building contour: %v", err)
 	}
@@ -132,4 +131,10 @@ func (c *Contour) Routes(ctx context.Context) ([]map[string]any, error) {
 		return nil, errors.New("contour cli rds: no discovery response within 3 s")
 	}
 	return last, nil
+}
+
+// buildContour builds contour from the tools module lab/translators/contour (see buildTool).
+func buildContour() (string, error) {
+	dir, err := buildTool("contour", ContourVersion, []string{"github.com/projectcontour/contour/cmd/contour"})
+	return filepath.Join(dir, "contour"), err
 }

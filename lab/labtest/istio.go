@@ -40,8 +40,7 @@ func StartIstiod(t testing.TB) *Istiod {
 	t.Helper()
 	env := Lab(t)
 	CRDs(t, ModuleFile(t, IstioAPIModule, "kubernetes/customresourcedefinitions.gen.yaml"))
-	dir, err := buildTool("istio", IstioVersion, []string{"istio.io/istio/pilot/cmd/pilot-discovery",
-		"github.com/canaryflow/canaryflow/lab/translators/istio/xdsdump"})
+	dir, err := buildIstiod()
 	if err != nil {
 		t.Fatalf("labtest: building istiod: %v", err)
 	}
@@ -127,4 +126,11 @@ func (d *Istiod) Routes(ctx context.Context, namespace string, routes ...string)
 		return nil, fmt.Errorf("xdsdump: %w", err)
 	}
 	return configs, nil
+}
+
+// buildIstiod builds pilot-discovery and xdsdump from the tools module lab/translators/istio (see buildTool) and
+// returns their directory.
+func buildIstiod() (string, error) {
+	return buildTool("istio", IstioVersion, []string{"istio.io/istio/pilot/cmd/pilot-discovery",
+		"github.com/canaryflow/canaryflow/lab/translators/istio/xdsdump"})
 }

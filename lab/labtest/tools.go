@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -15,6 +16,37 @@ import (
 
 	"github.com/canaryflow/canaryflow/lab/labbin"
 )
+
+// BuildTranslators builds every router translator the lab tier runs (APISIX's and NGINX's ingress controllers,
+// skipper, contour, istiod), each as its tests would and under the same lock, so that `make test` can build them
+// ahead, at low priority, while lint and the unit tier run: a test that needs one then finds it built, or waits
+// for the build in progress instead of compiling beside the tests. Cached ones cost a stamp check. It goes on
+// past a failure (the test that needs that translator builds it again and reports) and returns the first error.
+func BuildTranslators(log io.Writer) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, b := range []struct {
+		name  string
+		build func() error
+	}{
+		{"apisix-ingress-controller", func() error { _, _, err := buildAPISIX(); return err }},
+		{"ingress-nginx", func() error { _, err := buildIngressNginx(root); return err }},
+		{"contour", func() error { _, err := buildContour(); return err }},
+		{"skipper", func() error { _, err := buildSkipper(); return err }},
+		{"istiod", func() error { _, err := buildIstiod(); return err }},
+	} {
+		start := time.Now()
+		err := b.build()
+		fmt.Fprintf(log, "%s: %s (%v)\n", b.name, time.Since(start).Round(time.Second), err)
+		if err != nil && first == nil {
+			first = fmt.Errorf("%s: %w", b.name, err)
+		}
+	}
+	return first
+}
 
 // buildTool builds the commands pkgs of the tools module lab/translators/<name> into
 // $CANARYFLOW_CACHE/lab/translators/<name>/bin/ and returns that directory, unless the stamp (version and the
