@@ -80,6 +80,10 @@ type RolloutInput struct {
 	// the target still at that revision ends at once as Failed, as Flagger keeps a failed canary failed until its
 	// target changes; `starter retry` runs it again on purpose.
 	FailedRevision string `json:"failedRevision,omitempty"`
+	// WriteStatus asks the workflow to write its state to the Canary object's status subresource in the cluster
+	// (canaries.flagger.app) on every transition, as Flagger keeps it, so that `kubectl get canaries` and
+	// `kubectl wait --for=condition=promoted` work. The GitOps trigger sets it: its Canary objects exist.
+	WriteStatus bool `json:"writeStatus,omitempty"`
 }
 
 // RolloutResult is what a run ended with.
