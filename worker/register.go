@@ -22,6 +22,7 @@ type dependencies struct {
 	workloads *activities.Workloads
 	routing   *activities.Routing
 	analysis  *activities.Analysis
+	status    *activities.CanaryStatus
 }
 
 func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependencies, error) {
@@ -43,6 +44,7 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
 		routing:   &activities.Routing{Routers: routers},
 		analysis:  analysis,
+		status:    &activities.CanaryStatus{Client: dyn},
 	}, nil
 }
 
@@ -52,4 +54,5 @@ func register(w worker.Registry, d *dependencies) {
 	w.RegisterActivity(d.workloads)
 	w.RegisterActivity(d.routing)
 	w.RegisterActivity(d.analysis)
+	w.RegisterActivity(d.status)
 }
