@@ -160,6 +160,10 @@ func awaitFinalize(ctx context.Context, tc client.Client, run client.WorkflowRun
 		for ; printed < len(st.Steps); printed++ {
 			fmt.Fprintf(out, "  %s\n", st.Steps[printed])
 		}
+		if last.Phase == "" && st.Phase != workflows.PhaseTerminating {
+			// Finished between two polls: Terminating is the workflow's first phase, always.
+			fmt.Fprintf(out, "phase %s\n", workflows.PhaseTerminating)
+		}
 		if st.Phase != last.Phase {
 			fmt.Fprintf(out, "phase %s: %s\n", st.Phase, st.Message)
 		}
