@@ -40,7 +40,7 @@ type FinalizeInput struct {
 type FinalizeStatus struct {
 	// Phase is Terminating until every step is done, then Terminated.
 	Phase Phase `json:"phase"`
-	// Reverted says the objects were restored (spec.revertOnDeletion); false leaves them as they are.
+	// Reverted says this finalisation restores the objects (spec.revertOnDeletion); false leaves them as they are.
 	Reverted bool `json:"reverted"`
 	// Message says what the last step did, or what it waits for.
 	Message string `json:"message,omitempty"`
