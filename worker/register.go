@@ -48,9 +48,11 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	}, nil
 }
 
-// register puts the workflow and every activity on the worker.
+// register puts the workflows (a rollout, and the finalisation of a deleted Canary) and every activity on the
+// worker.
 func register(w worker.Registry, d *dependencies) {
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.CanaryFinalize, workflow.RegisterOptions{Name: workflows.FinalizeWorkflowName})
 	w.RegisterActivity(d.workloads)
 	w.RegisterActivity(d.routing)
 	w.RegisterActivity(d.analysis)
