@@ -101,7 +101,7 @@ func backtest(ctx context.Context, out io.Writer, f backtestFlags, now time.Time
 	if err != nil {
 		return err
 	}
-	checks, notes, err := newPromChecks(ctx, c, set.MetricTemplates(), f, from, now)
+	checks, notes, err := newPromChecks(ctx, c, set.MetricTemplates(), f, from, to, now)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ type promChecks struct {
 // newPromChecks resolves every metric of the Canary as a rollout would (activities.ResolveMetric) and refuses
 // what cannot be replayed; it returns notes for the reader about what the replay assumes.
 func newPromChecks(ctx context.Context, c *v1beta1.Canary, templates []v1beta1.MetricTemplate, f backtestFlags,
-	from, now time.Time) (*promChecks, []string, error) {
+	from, to, now time.Time) (*promChecks, []string, error) {
 	ref := activities.RefOf(c)
 	switch f.target {
 	case "canary":
@@ -199,8 +199,10 @@ func newPromChecks(ctx context.Context, c *v1beta1.Canary, templates []v1beta1.M
 		for _, h := range a.Webhooks {
 			hooks = append(hooks, fmt.Sprintf("%s (%s)", h.Name, h.Type))
 		}
+		// The window and one analysis after its last start, so one query per metric holds every check unless
+		// failed checks and holds stretch an analysis (then the next query reads on from there).
 		steps := len(a.Weights()) + a.Iterations + 1
-		p.span = time.Duration(steps+a.Threshold) * interval
+		p.span = to.Sub(from) + time.Duration(steps+a.Threshold)*interval
 	}
 	if len(hooks) > 0 {
 		notes = append(notes, "webhooks cannot be replayed: "+strings.Join(hooks, ", ")+
