@@ -293,7 +293,7 @@ func (p *promChecks) fetch(s *metricSeries, t time.Time) error {
 		if errors.Is(err, metrics.ErrQueryRejected) {
 			return fmt.Errorf("metric %s: Prometheus refused the query (a rollout would fail this check at every step): %w", s.metric.Name, err)
 		}
-		return fmt.Errorf("metric %s: %w", s.metric.Name, err)
+		return fmt.Errorf("metric %s: %w (check the address: the template's provider.address, the Canary's metricsServer or --prometheus)", s.metric.Name, err)
 	}
 	for _, smp := range samples {
 		s.values[smp.At.UnixMilli()] = smp.Value

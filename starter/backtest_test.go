@@ -249,3 +249,13 @@ spec:
     metrics:
 ` + metric + "\n"
 }
+
+func TestBacktestExits2WhenPrometheusCannotBeAsked(t *testing.T) {
+	f := t.TempDir() + "/canary.yaml"
+	require.NoError(t, os.WriteFile(f, []byte(canaryWithMetric("    - name: request-success-rate\n      thresholdRange: {min: 99}")), 0o600))
+	code, out, errOut := runStarter("", "backtest", "-f", f, "--from", "-1h", "--prometheus", "http://127.0.0.1:1")
+	require.Equal(t, exitBadInput, code, out+errOut)
+	require.Contains(t, errOut, "backtest: metric request-success-rate: prometheus http://127.0.0.1:1: ")
+	require.Contains(t, errOut, "check the address")
+	require.NotContains(t, out, "Summary", "nothing was judged")
+}
