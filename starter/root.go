@@ -25,6 +25,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	g.bind(root)
 	root.AddCommand(
 		newValidateCmd(),
+		newBacktestCmd(),
 		newRolloutCmd(g),
 		newApproveCmd(g),
 		newActionCmd(g, workflows.SignalAbort, "Roll a canary back now: traffic to the primary, canary scaled to zero", "aborted"),
