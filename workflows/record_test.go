@@ -39,6 +39,8 @@ type recording struct {
 	signals func(ctx context.Context, c client.Client, id string) error
 	// cancelDuring, when set, cancels the workflow while the first call of that fake activity runs.
 	cancelDuring string
+	// finalize records a CanaryFinalize run (starter delete) of the canary instead of a rollout.
+	finalize bool
 }
 
 // recordings are the histories kept in testdata/histories. The canary of the ten-step one is the one whose
@@ -207,6 +209,11 @@ func recordings() []recording {
 				return true
 			}
 		}},
+		// The finalisation of a deleted Canary (starter delete), with revertOnDeletion and without.
+		{file: "finalize-revert.json", finalize: true, canary: podinfo(named("podinfo-finalize"), func(c *v1beta1.Canary) {
+			c.Spec.RevertOnDeletion = true
+		})},
+		{file: "finalize-keep.json", finalize: true, canary: podinfo(named("podinfo-finalize-keep"))},
 		// Recorded at undo-failed-init: the first rollout fails at the router and undoes the initialisation.
 		{file: "failed-init.json", canary: podinfo(fast, named("podinfo-failed-init")), script: func(f *fakes) {
 			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}
@@ -298,11 +305,15 @@ func record(ctx context.Context, c client.Client, rec recording, i int) error {
 	}
 	w := worker.New(c, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(CanaryRollout, workflow.RegisterOptions{Name: WorkflowName})
+	w.RegisterWorkflowWithOptions(CanaryFinalize, workflow.RegisterOptions{Name: FinalizeWorkflowName})
 	w.RegisterActivity(f)
 	if err := w.Start(); err != nil {
 		return err
 	}
 	defer w.Stop()
+	if rec.finalize {
+		return recordFinalize(ctx, c, rec, queue)
+	}
 
 	id := v1beta1.WorkflowID(rec.canary.Namespace, rec.canary.Name)
 	if rec.cancelDuring != "" {
@@ -326,8 +337,28 @@ func record(ctx context.Context, c client.Client, rec recording, i int) error {
 	if err := run.Get(ctx, &res); err != nil {
 		return err
 	}
+	return writeHistory(ctx, c, rec.file, id, run.GetRunID(), string(res.Phase))
+}
+
+// recordFinalize records a CanaryFinalize run of rec's canary.
+func recordFinalize(ctx context.Context, c client.Client, rec recording, queue string) error {
+	id := FinalizeWorkflowID(rec.canary.Namespace, rec.canary.Name)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, FinalizeWorkflowName,
+		FinalizeInput{Canary: rec.canary, By: "recorder", Reason: "replay fixture"})
+	if err != nil {
+		return err
+	}
+	var res FinalizeStatus
+	if err := run.Get(ctx, &res); err != nil {
+		return err
+	}
+	return writeHistory(ctx, c, rec.file, id, run.GetRunID(), string(res.Phase))
+}
+
+// writeHistory writes the history of a closed run into testdata/histories/file.
+func writeHistory(ctx context.Context, c client.Client, file, id, runID, phase string) error {
 	hist := &historypb.History{}
-	it := c.GetWorkflowHistory(ctx, id, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
@@ -339,6 +370,6 @@ func record(ctx context.Context, c client.Client, rec recording, i int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("recorded %s: %s, %d events\n", rec.file, res.Phase, len(hist.Events))
-	return os.WriteFile(filepath.Join(historiesDir, rec.file), append(data, '\n'), 0o644)
+	fmt.Printf("recorded %s: %s, %d events\n", file, phase, len(hist.Events))
+	return os.WriteFile(filepath.Join(historiesDir, file), append(data, '\n'), 0o644)
 }
