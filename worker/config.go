@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.temporal.io/sdk/worker"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
 
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
 	"github.com/canaryflow/canaryflow/providers/metrics"
@@ -34,6 +36,16 @@ type config struct {
 	ingressAnnotationsPrefix string
 	// namespaces, when set, are the only namespaces whose Canaries this worker runs (namespaced RBAC mode).
 	namespaces []string
+	// Limits that matter at scale: the Kubernetes client's rate (client-go's own default, 5 requests a second,
+	// would hold back a few dozen concurrent rollouts), the Temporal pollers and concurrency, the sticky cache.
+	kubeQPS                      float64
+	kubeBurst                    int
+	workflowTaskPollers          int
+	activityTaskPollers          int
+	maxConcurrentWorkflowTasks   int
+	maxConcurrentActivities      int
+	maxConcurrentLocalActivities int
+	stickyCacheSize              int
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -58,6 +70,35 @@ func parseConfig(args []string) (*config, error) {
 		}
 		return def
 	}
+	var envErrs []error
+	envInt := func(name string, def int) int {
+		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("CANARYFLOW_%s %q: not a whole number", name, v))
+				return def
+			}
+			return n
+		}
+		return def
+	}
+	fs.Float64Var(&c.kubeQPS, "kube-api-qps", float64(envInt("KUBE_API_QPS", 100)),
+		"Kubernetes API requests a second this worker may make, as Flagger's flag of the same name (CANARYFLOW_KUBE_API_QPS)")
+	fs.IntVar(&c.kubeBurst, "kube-api-burst", envInt("KUBE_API_BURST", 250),
+		"Kubernetes API request burst, as Flagger's flag of the same name (CANARYFLOW_KUBE_API_BURST)")
+	fs.IntVar(&c.workflowTaskPollers, "workflow-task-pollers", envInt("WORKFLOW_TASK_POLLERS", 2),
+		"concurrent pollers of workflow tasks; the SDK's default (CANARYFLOW_WORKFLOW_TASK_POLLERS)")
+	fs.IntVar(&c.activityTaskPollers, "activity-task-pollers", envInt("ACTIVITY_TASK_POLLERS", 2),
+		"concurrent pollers of activity tasks; the SDK's default (CANARYFLOW_ACTIVITY_TASK_POLLERS)")
+	fs.IntVar(&c.maxConcurrentWorkflowTasks, "max-concurrent-workflow-tasks", envInt("MAX_CONCURRENT_WORKFLOW_TASKS", 1000),
+		"workflow tasks run at once (CANARYFLOW_MAX_CONCURRENT_WORKFLOW_TASKS)")
+	fs.IntVar(&c.maxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", 1000),
+		"activities run at once (CANARYFLOW_MAX_CONCURRENT_ACTIVITIES)")
+	fs.IntVar(&c.maxConcurrentLocalActivities, "max-concurrent-local-activities", envInt("MAX_CONCURRENT_LOCAL_ACTIVITIES", 1000),
+		"local activities (the short Kubernetes calls) run at once (CANARYFLOW_MAX_CONCURRENT_LOCAL_ACTIVITIES)")
+	fs.IntVar(&c.stickyCacheSize, "sticky-cache-size", envInt("STICKY_CACHE_SIZE", 10000),
+		"rollouts whose workflow state this worker keeps in memory between tasks (each a few tens of KiB); past it, "+
+			"a rollout's next task replays its history (CANARYFLOW_STICKY_CACHE_SIZE)")
 	conn := temporalconn.FromEnv()
 	conn.BindFlags(fs)
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
@@ -86,7 +127,7 @@ func parseConfig(args []string) (*config, error) {
 	}
 	var connErr error
 	c.temporal, connErr = conn.Resolve()
-	return c, errors.Join(connErr, c.check())
+	return c, errors.Join(append(envErrs, connErr, c.check())...)
 }
 
 func (c *config) check() error {
@@ -115,6 +156,21 @@ func (c *config) check() error {
 	if c.stopTimeout < 0 {
 		problems = append(problems, "--stop-timeout must not be negative")
 	}
+	if c.kubeQPS <= 0 || c.kubeBurst <= 0 {
+		problems = append(problems, fmt.Sprintf("--kube-api-qps %g and --kube-api-burst %d must be positive", c.kubeQPS, c.kubeBurst))
+	}
+	for _, n := range []struct {
+		flag string
+		v    int
+	}{
+		{"--workflow-task-pollers", c.workflowTaskPollers}, {"--activity-task-pollers", c.activityTaskPollers},
+		{"--max-concurrent-workflow-tasks", c.maxConcurrentWorkflowTasks}, {"--max-concurrent-activities", c.maxConcurrentActivities},
+		{"--max-concurrent-local-activities", c.maxConcurrentLocalActivities}, {"--sticky-cache-size", c.stickyCacheSize},
+	} {
+		if n.v < 1 {
+			problems = append(problems, fmt.Sprintf("%s %d: must be at least 1", n.flag, n.v))
+		}
+	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
@@ -122,8 +178,22 @@ func (c *config) check() error {
 }
 
 // workerOptions are the Temporal worker options of this configuration (the concurrency benchmark uses them too).
-// The SDK's poller counts are kept: BenchmarkConcurrentRollouts measured no gain from 8 pollers of each kind
-// over the default 2 at 1,000 rollouts.
+// The SDK's poller counts are the defaults: BenchmarkConcurrentRollouts measured no gain from 8 pollers of each
+// kind over 2 at 1,000 rollouts. (The sticky cache size is process-wide: see main.)
 func (c *config) workerOptions() worker.Options {
-	return worker.Options{WorkerStopTimeout: c.stopTimeout}
+	return worker.Options{
+		WorkerStopTimeout:                       c.stopTimeout,
+		MaxConcurrentWorkflowTaskPollers:        c.workflowTaskPollers,
+		MaxConcurrentActivityTaskPollers:        c.activityTaskPollers,
+		MaxConcurrentWorkflowTaskExecutionSize:  c.maxConcurrentWorkflowTasks,
+		MaxConcurrentActivityExecutionSize:      c.maxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: c.maxConcurrentLocalActivities,
+	}
+}
+
+// withKubeLimits sets the Kubernetes client's request rate of this configuration on r.
+func (c *config) withKubeLimits(r *rest.Config) *rest.Config {
+	r = rest.CopyConfig(r)
+	r.QPS, r.Burst = float32(c.kubeQPS), c.kubeBurst
+	return r
 }

@@ -85,6 +85,7 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	kube = cfg.withKubeLimits(kube)
 	kubeReqs := newKubeRequests()
 	reg.MustRegister(kubeReqs.total)
 	// Counting first, then retrying on top: every try is counted.
@@ -93,6 +94,7 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	worker.SetStickyWorkflowCacheSize(cfg.stickyCacheSize)
 	w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
 	register(w, deps)
 	if err := w.Start(); err != nil {

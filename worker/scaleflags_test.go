@@ -1,0 +1,45 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/rest"
+)
+
+// The limits that matter at scale are the worker's flags (and CANARYFLOW_* variables): the Kubernetes client gets
+// Flagger's rate by default, not client-go's 5 requests a second, which would hold back a few dozen rollouts, and
+// the Temporal worker gets the pollers and concurrency asked for.
+func TestScaleLimitsAreFlagsThatReachTheClients(t *testing.T) {
+	cfg, err := parseConfig(nil)
+	require.NoError(t, err)
+	k := cfg.withKubeLimits(&rest.Config{Host: "https://kube"})
+	assert.Equal(t, float32(100), k.QPS, "Flagger's -kube-api-qps default")
+	assert.Equal(t, 250, k.Burst, "Flagger's -kube-api-burst default")
+	o := cfg.workerOptions()
+	assert.Equal(t, 2, o.MaxConcurrentWorkflowTaskPollers)
+	assert.Equal(t, 1000, o.MaxConcurrentLocalActivityExecutionSize)
+	assert.Equal(t, 10000, cfg.stickyCacheSize)
+
+	t.Setenv("CANARYFLOW_KUBE_API_QPS", "400")
+	t.Setenv("CANARYFLOW_ACTIVITY_TASK_POLLERS", "8")
+	cfg, err = parseConfig([]string{"--kube-api-burst", "800", "--max-concurrent-activities", "300", "--sticky-cache-size", "2000"})
+	require.NoError(t, err)
+	k = cfg.withKubeLimits(&rest.Config{Host: "https://kube"})
+	assert.Equal(t, float32(400), k.QPS)
+	assert.Equal(t, 800, k.Burst)
+	o = cfg.workerOptions()
+	assert.Equal(t, 8, o.MaxConcurrentActivityTaskPollers)
+	assert.Equal(t, 300, o.MaxConcurrentActivityExecutionSize)
+	assert.Equal(t, 2000, cfg.stickyCacheSize)
+}
+
+func TestScaleLimitsRefuseNonsenseNamingTheFlag(t *testing.T) {
+	t.Setenv("CANARYFLOW_WORKFLOW_TASK_POLLERS", "two")
+	_, err := parseConfig([]string{"--kube-api-qps", "0", "--max-concurrent-activities", "0"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `CANARYFLOW_WORKFLOW_TASK_POLLERS "two": not a whole number`)
+	assert.Contains(t, err.Error(), "--kube-api-qps 0 and --kube-api-burst 250 must be positive")
+	assert.Contains(t, err.Error(), "--max-concurrent-activities 0: must be at least 1")
+}
