@@ -11,6 +11,7 @@ package lab_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -542,4 +543,79 @@ func TestPodsMarkedNotReadyBecomeReadyAgain(t *testing.T) {
 		return false
 	}, 60*time.Second, 200*time.Millisecond, "the pod never became Ready again")
 	waitAvailable(t, cs, ns, "podinfo", 60*time.Second)
+}
+
+// terminationNet is the private lab of TestDeletedPodKeepsItsIPThroughItsGracePeriod.
+var terminationNet = labtest.PrivateNet{
+	Netns: "cflab-term", VethHost: "cfterm0", VethNS: "cfterm1",
+	LinkHostIP: "10.247.255.1", LinkNSIP: "10.247.255.2", PodCIDR: "10.247.0.0/24",
+}
+
+// A deleted pod goes as a kubelet takes it down (lab/kwok/pod-terminate.yaml): not Ready at once, so Services stop
+// sending it traffic, and gone with its IP only at the end of its grace period. Upstream kwok freed the IP at once
+// and gave it to the next new pod while routers still sent the old pod's traffic there: another namespace's pod
+// answered. On its own lab, so the pods created here are the only ones asking for IPs.
+func TestDeletedPodKeepsItsIPThroughItsGracePeriod(t *testing.T) {
+	env := labtest.PrivateLab(t, terminationNet)
+	cs, err := kubernetes.NewForConfig(env.RestConfig())
+	require.NoError(t, err)
+	ns := env.Namespace(t, "term")
+	ctx := context.Background()
+	pod := func(name string, grace int64) *corev1.Pod {
+		p := labtest.Podinfo(ns, name, name, podinfo600, 1).Spec.Template
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: p.Labels},
+			Spec: func() corev1.PodSpec { s := p.Spec; s.TerminationGracePeriodSeconds = &grace; return s }()}
+	}
+	running := func(name string) *corev1.Pod {
+		var got *corev1.Pod
+		waitFor(t, 60*time.Second, 100*time.Millisecond, name+" running with an IP", func() error {
+			p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+				return fmt.Errorf("phase %s, IP %q", p.Status.Phase, p.Status.PodIP)
+			}
+			got = p
+			return nil
+		})
+		return got
+	}
+	_, err = cs.CoreV1().Pods(ns).Create(ctx, pod("old", 15), metav1.CreateOptions{})
+	require.NoError(t, err)
+	old := running("old")
+
+	require.NoError(t, cs.CoreV1().Pods(ns).Delete(ctx, "old", metav1.DeleteOptions{}))
+	deleted := time.Now()
+	waitFor(t, 10*time.Second, 100*time.Millisecond, "the deleted pod not Ready", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, "old", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionFalse {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %v", p.Status.Conditions)
+	})
+	// New pods while the old one terminates: none gets its IP (upstream kwok gave it to the first).
+	for i := range 4 {
+		name := fmt.Sprintf("new-%d", i)
+		_, err := cs.CoreV1().Pods(ns).Create(ctx, pod(name, 1), metav1.CreateOptions{})
+		require.NoError(t, err)
+		require.NotEqual(t, old.Status.PodIP, running(name).Status.PodIP, "%s got the IP of a pod still terminating", name)
+	}
+	_, err = cs.CoreV1().Pods(ns).Get(ctx, "old", metav1.GetOptions{})
+	require.NoError(t, err, "the pod is still terminating within its grace period")
+	waitFor(t, 60*time.Second, 200*time.Millisecond, "the deleted pod gone", func() error {
+		_, err := cs.CoreV1().Pods(ns).Get(ctx, "old", metav1.GetOptions{})
+		if err == nil {
+			return errors.New("still there")
+		}
+		return nil
+	})
+	gone := time.Since(deleted)
+	require.GreaterOrEqual(t, gone, 14*time.Second, "gone before its 15 s grace period ended")
+	t.Logf("the deleted pod went after %s (grace period 15 s)", gone.Round(100*time.Millisecond))
 }

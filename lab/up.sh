@@ -206,8 +206,13 @@ spec:
   podCIDR: $LAB_POD_CIDR
   podCIDRs: [$LAB_POD_CIDR]
 EOF
-start kwok "$LAB_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" --config "$LAB_SHARE/kwok-stages.yaml" \
-	--config "$LAB_ROOT/lab/kwok/pod-ready-again.yaml" \
+# kwok's upstream stages, without its pod-delete: lab/kwok/pod-terminate.yaml takes a deleted pod down as a kubelet
+# does (not ready at once, gone with its IP at the end of its grace period).
+awk 'BEGIN { RS = "---\n"; ORS = "" } $0 != "" && !/name: pod-delete\n/ { print "---\n" $0 }' \
+	"$LAB_SHARE/kwok-stages.yaml" >"$LAB_RUN/kwok-stages.yaml"
+grep -q 'name: pod-delete$' "$LAB_RUN/kwok-stages.yaml" && { echo "[lab] kwok: upstream pod-delete stage still there" >&2; exit 1; }
+start kwok "$LAB_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" --config "$LAB_RUN/kwok-stages.yaml" \
+	--config "$LAB_ROOT/lab/kwok/pod-ready-again.yaml" --config "$LAB_ROOT/lab/kwok/pod-terminate.yaml" \
 	--manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
 	--cidr "$LAB_POD_CIDR" --node-ip "$LAB_LINK_NS_IP" --server-address "$LAB_HOST:$KWOK_PORT" \
 	--node-lease-duration-seconds 40
