@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -145,4 +146,33 @@ func (p *Prometheus) RunQuery(ctx context.Context, query string) (float64, error
 		return 0, ErrNoValues
 	}
 	return out[0], nil
+}
+
+// RunRangeQuery runs a range query over [end−window, end] with the given step and returns the values of its
+// (first) series in time order, NaN points left out; a result with no value is ErrNoValues. The statistical judge
+// reads canary and primary this way: one sample per step, as a Mann–Whitney test needs (±Inf points, which rank
+// but say nothing about size, are left out with the NaN ones).
+func (p *Prometheus) RunRangeQuery(ctx context.Context, query string, window, step time.Duration) ([]float64, error) {
+	q := strings.TrimSpace(spaces.ReplaceAllString(query, " "))
+	end := timeNow()
+	v, _, _, err := p.api.QueryRange(ctx, q, promv1.Range{Start: end.Add(-window), End: end, Step: step})
+	if err != nil {
+		var perr *promv1.Error
+		if errors.As(err, &perr) && (perr.Type == promv1.ErrBadData || perr.Type == promv1.ErrClient) {
+			return nil, fmt.Errorf("prometheus %s: %s: %w", p.address, perr.Msg, ErrQueryRejected)
+		}
+		return nil, fmt.Errorf("prometheus %s: %w", p.address, err)
+	}
+	var out []float64
+	if m, ok := v.(model.Matrix); ok && len(m) > 0 {
+		for _, s := range m[0].Values {
+			if f := float64(s.Value); !math.IsNaN(f) && !math.IsInf(f, 0) {
+				out = append(out, f)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, ErrNoValues
+	}
+	return out, nil
 }
