@@ -60,7 +60,9 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	if promAddress == "" {
 		promAddress = a.DefaultMetricsServer
 	}
-	var query string
+	// render gives the query for one side: the canary (primary false) or the primary, whose workload the query's
+	// {{ target }} then names; interval is what {{ interval }} renders as.
+	var render func(primary bool, interval string) (string, error)
 	switch {
 	case m.TemplateRef != nil:
 		tpl, err := findTemplate(in.Templates, m.TemplateRef)
@@ -84,12 +86,22 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 			}
 			cfg.Credentials, cfg.HasSecret = data, true
 		}
-		if query, err = metrics.Render(tpl.Spec.Query, model); err != nil {
-			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: MetricTemplate %s: %v", m.Name, tpl.Name, err), err)
+		render = func(primary bool, interval string) (string, error) {
+			q, err := metrics.Render(tpl.Spec.Query, side(model, primary, interval))
+			if err != nil {
+				return "", invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: MetricTemplate %s: %v", m.Name, tpl.Name, err), err)
+			}
+			return q, nil
 		}
 	case m.Query != "":
 		// Flagger's inline query: PromQL run as written against the canary's metrics server.
-		cfg.Address, cfg.HTTPClient, query = promAddress, a.httpClient(false), m.Query
+		cfg.Address, cfg.HTTPClient = promAddress, a.httpClient(false)
+		render = func(primary bool, _ string) (string, error) {
+			if primary {
+				return "", invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: compare: an inline query runs as written, for the canary only: move it to a MetricTemplate that selects the workload with {{ target }}", m.Name), nil)
+			}
+			return m.Query, nil
+		}
 	case v1beta1.IsBuiltinMetric(m.Name):
 		tpl, ok := metrics.BuiltinQuery(c.Provider, m.Name)
 		if !ok {
@@ -97,45 +109,89 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 				m.Name, v1beta1.ProviderBase(c.Provider), metrics.BuiltinProviders()), nil)
 		}
 		cfg.Address, cfg.HTTPClient = promAddress, a.httpClient(false)
-		if query, err = metrics.Render(tpl, model); err != nil {
-			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: builtin query: %v", m.Name, err), err)
+		render = func(primary bool, interval string) (string, error) {
+			q := tpl
+			if primary {
+				if q, ok = metrics.BuiltinPrimaryQuery(c.Provider, m.Name); !ok {
+					return "", invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: compare: provider %q's builtin query has no primary form; use a MetricTemplate (primary forms exist for %v)",
+						m.Name, v1beta1.ProviderBase(c.Provider), metrics.BuiltinPrimaryProviders()), nil)
+				}
+			}
+			out, err := metrics.Render(q, side(model, primary, interval))
+			if err != nil {
+				return "", invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: builtin query: %v", m.Name, err), err)
+			}
+			return out, nil
 		}
 	default:
 		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: not a builtin metric and has neither templateRef nor query", m.Name), nil)
 	}
-	res.Query = query
 
 	provider, err := metrics.New(cfg)
 	if err != nil {
 		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
 	}
 	timeout := QueryTimeout(c.Interval)
+	if m.Compare == nil || res.Min != nil || res.Max != nil {
+		// The fixed range, Flagger's check; with a comparison too, the range is a hard limit checked first.
+		query, err := render(false, interval)
+		if err != nil {
+			return res, err
+		}
+		res.Query = query
+		if err := a.instant(ctx, provider, m, timeout, &res); err != nil || m.Compare == nil || res.Verdict != VerdictPass {
+			return res, err
+		}
+	}
+	return res, a.compare(ctx, provider, m, render, timeout, &res)
+}
+
+// side is the query model for the canary or the primary (the workload {{ target }} names) with {{ interval }}.
+func side(m metrics.Model, primary bool, interval string) metrics.Model {
+	if primary {
+		m.Target += "-primary"
+	}
+	m.Interval = interval
+	return m
+}
+
+// instant runs the metric's query once and judges its value against the metric's range.
+func (a *Analysis) instant(ctx context.Context, provider metrics.Provider, m v1beta1.CanaryMetric, timeout time.Duration, res *CheckResult) error {
 	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	value, err := provider.RunQuery(qctx, query)
+	value, err := provider.RunQuery(qctx, res.Query)
 	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
 		// A backend that accepts the query and never answers fails the check at once (as Flagger's 5 s query
 		// timeout does) instead of holding the canary's traffic through minutes of retries.
 		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query timed out after %s: the metrics backend did not answer", m.Name, timeout)
-		return res, nil
+		return nil
 	}
-	switch {
-	case errors.Is(err, metrics.ErrNoValues):
-		res.Verdict, res.Message = NoData(m.Name, policy)
-		return res, nil
-	case errors.Is(err, metrics.ErrInvalidConfig):
-		// Found only when the query runs (credentials the worker lacks): as permanent as at construction.
-		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
-	case errors.Is(err, metrics.ErrQueryRejected):
-		// As Flagger: a query the backend refuses fails the check, with the backend's explanation.
-		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query failed: %v", m.Name, err)
-		return res, nil
-	case err != nil:
-		return res, err
+	if done, err := queryFailed(m, err, res); done {
+		return err
 	}
 	res.Value = &value
 	res.Verdict, res.Message = Judge(m.Name, value, res.Min, res.Max)
-	return res, nil
+	return nil
+}
+
+// queryFailed turns a query's error into the check's result (no data, a refused query) or the activity's error
+// (a spec problem, an unreachable backend); done is false when there was no error.
+func queryFailed(m v1beta1.CanaryMetric, err error, res *CheckResult) (done bool, _ error) {
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, metrics.ErrNoValues):
+		res.Verdict, res.Message = NoData(m.Name, m.OnNoData)
+		return true, nil
+	case errors.Is(err, metrics.ErrInvalidConfig):
+		// Found only when the query runs (credentials the worker lacks): as permanent as at construction.
+		return true, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
+	case errors.Is(err, metrics.ErrQueryRejected):
+		// As Flagger: a query the backend refuses fails the check, with the backend's explanation.
+		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query failed: %v", m.Name, err)
+		return true, nil
+	}
+	return true, err
 }
 
 // QueryTimeout bounds one metric query: a quarter of the analysis interval, at least Flagger's 5 s and at most
