@@ -1,6 +1,8 @@
 package v1beta1
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -105,5 +107,28 @@ func withTemplate(backend string) func(string) string {
 	return func(d string) string {
 		d = strings.Replace(d, "name: request-success-rate", "name: latency\n        templateRef: {name: latency}", 1)
 		return d + strings.Replace(templateDoc, "%s", backend, 1)
+	}
+}
+
+// The README's compare example is a valid analysis (with the MetricTemplate it references).
+func TestTheReadmeCompareExampleValidates(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(b), "## Judge the canary against the primary")
+	require.True(t, ok)
+	_, block, ok := strings.Cut(section, "```yaml\n")
+	require.True(t, ok)
+	block, _, _ = strings.Cut(block, "```")
+	require.Contains(t, block, "compare:")
+	head, _, _ := strings.Cut(good, "  analysis:\n")
+	doc := head + block + "    interval: 30s\n    maxWeight: 50\n    stepWeight: 10\n" +
+		strings.Replace(templateDoc, "%s", "prometheus", 1)
+	doc = strings.Replace(doc, "name: latency", "name: queue-latency", 1)
+	set, err := Load(strings.NewReader(doc), "README.md", ValidateOptions{Capabilities: designCaps, RequireTemplates: true})
+	require.NoError(t, err)
+	metrics := set.Canaries()[0].Spec.Analysis.Metrics
+	require.Len(t, metrics, 3)
+	for _, m := range metrics {
+		require.NotNil(t, m.Compare, m.Name)
 	}
 }
