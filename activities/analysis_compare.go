@@ -118,8 +118,15 @@ func JudgeComparison(name string, d v1beta1.CompareDirection, p, alpha, effect, 
 	return v, fmt.Sprintf("%s canary vs primary: %s (p=%s %s %s%s): %s", name, SignedPercent(effect), PValue(p), rel, num(alpha), why, v)
 }
 
-// SignedPercent is an effect size as the judge prints it: 0.2143 is "+21.4%".
-func SignedPercent(f float64) string { return fmt.Sprintf("%+.1f%%", f*100) }
+// SignedPercent is an effect size as the judge prints it: 0.2143 is "+21.4%"; a change that rounds to nothing
+// is "+0.0%", never "-0.0%".
+func SignedPercent(f float64) string {
+	v := math.Round(f*1000) / 10
+	if v == 0 {
+		v = 0 // drops the sign of -0
+	}
+	return fmt.Sprintf("%+.1f%%", v)
+}
 
 // Percent is a fraction as a percentage without sign: 0.05 is "5%".
 func Percent(f float64) string { return strconv.FormatFloat(f*100, 'f', -1, 64) + "%" }

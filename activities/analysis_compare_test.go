@@ -209,6 +209,7 @@ func TestJudgeComparisonWording(t *testing.T) {
 		{v1beta1.CompareDecrease, 0.001, -0.25, 0, activities.VerdictFail, "request-duration canary vs primary: -25.0% (p=0.001 < 0.05): fail"},
 		{v1beta1.CompareEither, 0.001, -0.25, 0.3, activities.VerdictPass, "request-duration canary vs primary: -25.0% (p=0.001 < 0.05, under minEffectSize 30%): pass"},
 		{v1beta1.CompareEither, 2.1e-05, 0.25, 0.1, activities.VerdictFail, "request-duration canary vs primary: +25.0% (p=2.1e-05 < 0.05): fail"},
+		{v1beta1.CompareEither, 0.3, -0.0004, 0, activities.VerdictPass, "request-duration canary vs primary: +0.0% (p=0.3 ≥ 0.05): pass"},
 	} {
 		v, msg := activities.JudgeComparison("request-duration", tc.d, tc.p, 0.05, tc.effect, tc.minEffct)
 		require.Equal(t, tc.verdict, v, msg)
