@@ -44,7 +44,7 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	if err != nil {
 		return res, invalid(ErrTypeInvalidMetric, err.Error(), err)
 	}
-	cfg, query := q.Config, q.Query
+	cfg := q.Config
 	if tpl := q.Template; tpl != nil {
 		p := tpl.Spec.Provider
 		cfg.HTTPClient, cfg.Kube = a.httpClient(p.InsecureSkipVerify), a.Kube
@@ -62,39 +62,77 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	} else {
 		cfg.HTTPClient = a.httpClient(false)
 	}
-	res.Query = query
+	// render gives the query for one side: the canary (primary false) or the primary, whose workload the query's
+	// {{ target }} then names; interval is what {{ interval }} renders as.
+	render := func(primary bool, interval string) (string, error) {
+		s, err := q.Render(primary, interval)
+		if err != nil {
+			return "", invalid(ErrTypeInvalidMetric, err.Error(), err)
+		}
+		return s, nil
+	}
 
 	provider, err := metrics.New(cfg)
 	if err != nil {
 		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
 	}
 	timeout := QueryTimeout(c.Interval)
+	if m.Compare == nil || res.Min != nil || res.Max != nil {
+		// The fixed range, Flagger's check; with a comparison too, the range is a hard limit checked first.
+		res.Query = q.Query
+		if err := a.instant(ctx, provider, m, timeout, &res); err != nil || m.Compare == nil || res.Verdict != VerdictPass {
+			return res, err
+		}
+	}
+	return res, a.compare(ctx, provider, m, render, timeout, &res)
+}
+
+// side is the query model for the canary or the primary (the workload {{ target }} names) with {{ interval }}.
+func side(m metrics.Model, primary bool, interval string) metrics.Model {
+	if primary {
+		m.Target += "-primary"
+	}
+	m.Interval = interval
+	return m
+}
+
+// instant runs the metric's query once and judges its value against the metric's range.
+func (a *Analysis) instant(ctx context.Context, provider metrics.Provider, m v1beta1.CanaryMetric, timeout time.Duration, res *CheckResult) error {
 	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	value, err := provider.RunQuery(qctx, query)
+	value, err := provider.RunQuery(qctx, res.Query)
 	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
 		// A backend that accepts the query and never answers fails the check at once (as Flagger's 5 s query
 		// timeout does) instead of holding the canary's traffic through minutes of retries.
 		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query timed out after %s: the metrics backend did not answer", m.Name, timeout)
-		return res, nil
+		return nil
 	}
-	switch {
-	case errors.Is(err, metrics.ErrNoValues):
-		res.Verdict, res.Message = NoData(m.Name, m.OnNoData)
-		return res, nil
-	case errors.Is(err, metrics.ErrInvalidConfig):
-		// Found only when the query runs (credentials the worker lacks): as permanent as at construction.
-		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
-	case errors.Is(err, metrics.ErrQueryRejected):
-		// As Flagger: a query the backend refuses fails the check, with the backend's explanation.
-		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query failed: %v", m.Name, err)
-		return res, nil
-	case err != nil:
-		return res, err
+	if done, err := queryFailed(m, err, res); done {
+		return err
 	}
 	res.Value = &value
 	res.Verdict, res.Message = Judge(m.Name, value, res.Min, res.Max)
-	return res, nil
+	return nil
+}
+
+// queryFailed turns a query's error into the check's result (no data, a refused query) or the activity's error
+// (a spec problem, an unreachable backend); done is false when there was no error.
+func queryFailed(m v1beta1.CanaryMetric, err error, res *CheckResult) (done bool, _ error) {
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, metrics.ErrNoValues):
+		res.Verdict, res.Message = NoData(m.Name, m.OnNoData)
+		return true, nil
+	case errors.Is(err, metrics.ErrInvalidConfig):
+		// Found only when the query runs (credentials the worker lacks): as permanent as at construction.
+		return true, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), err)
+	case errors.Is(err, metrics.ErrQueryRejected):
+		// As Flagger: a query the backend refuses fails the check, with the backend's explanation.
+		res.Verdict, res.Message = VerdictFail, fmt.Sprintf("%s: query failed: %v", m.Name, err)
+		return true, nil
+	}
+	return true, err
 }
 
 // MetricQuery is one metric check resolved from the spec: the backend to ask and the query to run.
@@ -104,8 +142,11 @@ type MetricQuery struct {
 	Config metrics.Config
 	// Template is the MetricTemplate the metric references; nil for builtin metrics and inline queries.
 	Template *v1beta1.MetricTemplate
-	// Query is the rendered query.
+	// Query is the rendered query (the canary's, over the metric's interval).
 	Query string
+	// Render renders the query for the canary or the primary (the workload {{ target }} names) with {{ interval }}
+	// as given, for a comparison of the two (compare); an error says why the primary cannot be queried.
+	Render func(primary bool, interval string) (string, error)
 }
 
 // ResolveMetric renders metric m of canary c as the analysis runs it: a MetricTemplate's query (templates must hold
@@ -145,12 +186,22 @@ func ResolveMetric(c CanaryRef, m v1beta1.CanaryMetric, templates []v1beta1.Metr
 			out.Config.Address = promAddress
 		}
 		out.Template = tpl
-		if out.Query, err = metrics.Render(tpl.Spec.Query, model); err != nil {
-			return MetricQuery{}, fmt.Errorf("metric %s: MetricTemplate %s: %w", m.Name, tpl.Name, err)
+		out.Render = func(primary bool, interval string) (string, error) {
+			q, err := metrics.Render(tpl.Spec.Query, side(model, primary, interval))
+			if err != nil {
+				return "", fmt.Errorf("metric %s: MetricTemplate %s: %w", m.Name, tpl.Name, err)
+			}
+			return q, nil
 		}
 	case m.Query != "":
 		// Flagger's inline query: PromQL run as written against the canary's metrics server.
-		out.Config.Address, out.Query = promAddress, m.Query
+		out.Config.Address = promAddress
+		out.Render = func(primary bool, _ string) (string, error) {
+			if primary {
+				return "", fmt.Errorf("metric %s: compare: an inline query runs as written, for the canary only: move it to a MetricTemplate that selects the workload with {{ target }}", m.Name)
+			}
+			return m.Query, nil
+		}
 	case v1beta1.IsBuiltinMetric(m.Name):
 		tpl, ok := metrics.BuiltinQuery(c.Provider, m.Name)
 		if !ok {
@@ -158,11 +209,26 @@ func ResolveMetric(c CanaryRef, m v1beta1.CanaryMetric, templates []v1beta1.Metr
 				m.Name, v1beta1.ProviderBase(c.Provider), metrics.BuiltinProviders())
 		}
 		out.Config.Address = promAddress
-		if out.Query, err = metrics.Render(tpl, model); err != nil {
-			return MetricQuery{}, fmt.Errorf("metric %s: builtin query: %w", m.Name, err)
+		out.Render = func(primary bool, interval string) (string, error) {
+			q := tpl
+			if primary {
+				var ok bool
+				if q, ok = metrics.BuiltinPrimaryQuery(c.Provider, m.Name); !ok {
+					return "", fmt.Errorf("metric %s: compare: provider %q's builtin query has no primary form; use a MetricTemplate (primary forms exist for %v)",
+						m.Name, v1beta1.ProviderBase(c.Provider), metrics.BuiltinPrimaryProviders())
+				}
+			}
+			out, err := metrics.Render(q, side(model, primary, interval))
+			if err != nil {
+				return "", fmt.Errorf("metric %s: builtin query: %w", m.Name, err)
+			}
+			return out, nil
 		}
 	default:
 		return MetricQuery{}, fmt.Errorf("metric %s: not a builtin metric and has neither templateRef nor query", m.Name)
+	}
+	if out.Query, err = out.Render(false, interval); err != nil {
+		return MetricQuery{}, err
 	}
 	return out, nil
 }

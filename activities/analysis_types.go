@@ -65,7 +65,8 @@ type CheckResult struct {
 	Metric string `json:"metric"`
 	// Query is the rendered query that ran (no credentials in it).
 	Query string `json:"query,omitempty"`
-	// Value is nil when the query returned no values.
+	// Value is nil when the query returned no values. A metric judged only by comparison with the primary
+	// reports the median of the canary's samples here.
 	Value *float64 `json:"value,omitempty"`
 	Min   *float64 `json:"min,omitempty"`
 	Max   *float64 `json:"max,omitempty"`
@@ -73,6 +74,17 @@ type CheckResult struct {
 	Verdict Verdict `json:"verdict"`
 	// Message says why, in Flagger's words: "request-success-rate 53.42 < 99", "no values found", or the query error.
 	Message string `json:"message,omitempty"`
+
+	// The comparison with the primary, for metrics with compare (absent otherwise, so older histories decode
+	// unchanged): the primary's rendered query, the Mann–Whitney p-value, the significance level it was held to,
+	// the effect size (relative change of the canary's median against the primary's: 0.214 is +21.4%) and the
+	// number of samples on each side.
+	PrimaryQuery   string   `json:"primaryQuery,omitempty"`
+	PValue         *float64 `json:"pValue,omitempty"`
+	Alpha          *float64 `json:"alpha,omitempty"`
+	EffectSize     *float64 `json:"effectSize,omitempty"`
+	CanarySamples  int      `json:"canarySamples,omitempty"`
+	PrimarySamples int      `json:"primarySamples,omitempty"`
 }
 
 // MetricChecksInput asks for every metric check of one analysis step.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+
+	"github.com/canaryflow/canaryflow/activities"
 )
 
 // historyDecisions reads a history recorded by the workflows package's TestRecordHistories as `starter history`
@@ -169,5 +171,24 @@ func TestHistoryReadsMetricChecksThatCouldNotRun(t *testing.T) {
 			name := "podinfo-" + strings.TrimSuffix(tc.file, ".json") + ".test"
 			require.Contains(t, texts[len(texts)-1], "rolled back: Rolling back "+name+" failed checks threshold reached 2")
 		})
+	}
+}
+
+// A check line keeps its form for fixed ranges and prints the comparison's figures for a compare check.
+func TestCheckLinePrintsAComparisonsPValueAndEffectSize(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	for _, tc := range []struct {
+		c    activities.CheckResult
+		line string
+	}{
+		{activities.CheckResult{Metric: "request-success-rate", Value: f(99.5), Min: f(99), Verdict: activities.VerdictPass}, "request-success-rate 99.5 in [99, —] pass"},
+		{activities.CheckResult{Metric: "request-success-rate", Value: f(42), Min: f(99), Verdict: activities.VerdictFail}, "request-success-rate 42 not in [99, —] fail"},
+		{activities.CheckResult{Metric: "request-duration", Verdict: activities.VerdictFail, Message: "no values found"}, "request-duration no values found fail"},
+		{activities.CheckResult{Metric: "request-duration", Value: f(121.4), Verdict: activities.VerdictFail, PValue: f(0.003), Alpha: f(0.05),
+			EffectSize: f(0.2143), CanarySamples: 20, PrimarySamples: 19}, "request-duration vs primary +21.4% p=0.003 < 0.05 (20 canary, 19 primary samples) fail"},
+		{activities.CheckResult{Metric: "request-duration", Value: f(100.2), Max: f(500), Verdict: activities.VerdictPass, PValue: f(0.41), Alpha: f(0.01),
+			EffectSize: f(-0.012), CanarySamples: 11, PrimarySamples: 11}, "request-duration vs primary -1.2% p=0.41 ≥ 0.01 (11 canary, 11 primary samples) pass"},
+	} {
+		require.Equal(t, tc.line, checkLine(tc.c))
 	}
 }

@@ -31,4 +31,8 @@ var designCaps = &Capabilities{
 		"skipper": true, "appmesh": true},
 	MetricBackends: map[string]bool{"prometheus": true, "datadog": true, "newrelic": true, "cloudwatch": true,
 		"graphite": true, "influxdb": true, "stackdriver": true, "dynatrace": true, "keptn": true, "splunk": true},
+	// APISIX's one canary route carries both backends, so its builtin queries have no primary form.
+	ComparableBuiltins: map[string]bool{"kubernetes": true, "traefik": true, "nginx": true, "gatewayapi": true,
+		"istio": true, "linkerd": true, "osm": true, "kuma": true, "contour": true, "gloo": true, "skipper": true, "appmesh": true},
+	RangeBackends: map[string]bool{"prometheus": true},
 }

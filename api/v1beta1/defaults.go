@@ -1,6 +1,7 @@
 package v1beta1
 
 import (
+	"fmt"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -21,6 +22,9 @@ const (
 	DefaultCookieMaxAge            = 86400
 	DefaultSeverity                = SeverityInfo
 	DefaultNoData                  = NoDataFail
+	DefaultCompareConfidence       = 0.95
+	// DefaultCompareSteps is how many steps of the metric's interval a comparison's samples are spaced by.
+	DefaultCompareSteps = 10
 )
 
 // Builtin metric names with a query per router provider.
@@ -131,6 +135,9 @@ func (c *Canary) SetDefaults() []string {
 		if m.TemplateRef != nil && m.TemplateRef.Namespace == "" {
 			m.TemplateRef.Namespace = c.Namespace
 		}
+		if m.Compare != nil {
+			m.Compare.setDefaults(m)
+		}
 	}
 	for i := range a.Webhooks {
 		w := &a.Webhooks[i]
@@ -227,4 +234,45 @@ func (c *Canary) WorkflowID() string {
 // WorkflowID is the rollout workflow ID of the canary namespace/name.
 func WorkflowID(namespace, name string) string {
 	return "canary/" + namespace + "/" + name
+}
+
+// setDefaults fills a comparison's defaults; the direction only for the builtin metrics, whose harmful direction
+// is known.
+func (cmp *MetricComparison) setDefaults(m *CanaryMetric) {
+	if cmp.Against == "" {
+		cmp.Against = CompareAgainstPrimary
+	}
+	if cmp.Test == "" {
+		cmp.Test = CompareMannWhitney
+	}
+	if cmp.Direction == "" && m.TemplateRef == nil && m.Query == "" {
+		switch m.Name {
+		case MetricRequestDuration:
+			cmp.Direction = CompareIncrease
+		case MetricRequestSuccessRate:
+			cmp.Direction = CompareDecrease
+		}
+	}
+	if cmp.Confidence == nil {
+		v := DefaultCompareConfidence
+		cmp.Confidence = &v
+	}
+	if cmp.MinEffectSize == nil {
+		v := 0.0
+		cmp.MinEffectSize = &v
+	}
+	if cmp.Step == "" {
+		if d, err := time.ParseDuration(m.Interval); err == nil && d > 0 {
+			cmp.Step = shortDuration(max(d/DefaultCompareSteps, time.Second).Truncate(time.Second))
+		}
+	}
+}
+
+// shortDuration writes whole seconds as PromQL writes durations ("6s", "90s", "2m"), since the step renders
+// into queries as {{ interval }}.
+func shortDuration(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
 }

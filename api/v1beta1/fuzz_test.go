@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -19,6 +20,7 @@ func FuzzLoad(f *testing.F) {
 		}
 	}
 	f.Add([]byte(good))
+	f.Add([]byte(strings.Replace(good, goodRange, "        compare: {direction: either, confidence: 0.99, step: 10s}\n", 1)))
 	f.Add([]byte("{\"apiVersion\":\"flagger.app/v1beta1\",\"kind\":\"List\",\"items\":[{}]}"))
 	f.Add([]byte("---\n---\nkind: Canary\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

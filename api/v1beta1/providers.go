@@ -94,6 +94,12 @@ type Capabilities struct {
 	BuiltinMetrics map[string]bool
 	// MetricBackends holds the MetricTemplate spec.provider.type values this build can query.
 	MetricBackends map[string]bool
+	// ComparableBuiltins holds the router providers whose builtin queries have a primary form, so a builtin metric
+	// can be compared with the primary.
+	ComparableBuiltins map[string]bool
+	// RangeBackends holds the MetricTemplate provider types that can read a series (range query), which a
+	// comparison needs.
+	RangeBackends map[string]bool
 }
 
 // RouterNames lists the providers this build has routers for, sorted.

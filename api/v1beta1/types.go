@@ -188,6 +188,50 @@ type CanaryMetric struct {
 	TemplateVariables map[string]string              `json:"templateVariables,omitempty"`
 	// OnNoData is canaryflow's addition: fail (default), pass or hold.
 	OnNoData NoDataPolicy `json:"onNoData,omitempty"`
+	// Compare is canaryflow's addition (Flagger has no such field): judge the metric by comparing the canary's
+	// series with the primary's instead of, or besides, a fixed thresholdRange.
+	Compare *MetricComparison `json:"compare,omitempty"`
+}
+
+// CompareDirection says which change of the canary against the primary fails the check.
+type CompareDirection string
+
+// The directions: increase fails a canary significantly higher than the primary (latency, errors), decrease one
+// significantly lower (success rate, throughput), either both.
+const (
+	CompareIncrease CompareDirection = "increase"
+	CompareDecrease CompareDirection = "decrease"
+	CompareEither   CompareDirection = "either"
+)
+
+// The comparison's only baseline and test today; the fields exist so others can be added without a new schema.
+const (
+	CompareAgainstPrimary = "primary"
+	CompareMannWhitney    = "mann-whitney"
+)
+
+// MetricComparison is a statistical judgement of canary against primary: both series are read over the metric's
+// interval with a range query, one sample per step, and a Mann–Whitney U test says whether the canary's values
+// are shifted in the harmful direction. The check fails when they are, with confidence at least Confidence, and
+// the medians differ by at least MinEffectSize. When the metric also has a thresholdRange, the canary's value must
+// lie in it as well (the range is a hard limit, the comparison catches what the range is too loose to see).
+type MetricComparison struct {
+	// Against is the baseline: primary (the default and only one).
+	Against string `json:"against,omitempty"`
+	// Test is the statistical test: mann-whitney (the default and only one).
+	Test string `json:"test,omitempty"`
+	// Direction is increase, decrease or either; the builtin metrics default to increase (request-duration) and
+	// decrease (request-success-rate), other metrics must say.
+	Direction CompareDirection `json:"direction,omitempty"`
+	// Confidence is 1 − the significance level, strictly between 0 and 1 (default 0.95: fail at p < 0.05).
+	Confidence *float64 `json:"confidence,omitempty"`
+	// MinEffectSize is the smallest relative change of the canary's median against the primary's that can fail
+	// the check (0.1 = 10%; default 0): a significant but smaller change passes.
+	MinEffectSize *float64 `json:"minEffectSize,omitempty"`
+	// Step is the spacing of the samples (default a tenth of the metric's interval). The query's {{ interval }}
+	// renders as the step, so each sample covers its own window and the samples stay independent, as the test
+	// assumes; make it at least twice the scrape interval.
+	Step string `json:"step,omitempty"`
 }
 
 // CanaryThresholdRange is the range a metric value must lie in for the check to pass.

@@ -30,8 +30,10 @@ func (s *Set) Validate(opts ValidateOptions) ErrorList {
 	}
 	caps := opts.Capabilities
 	templates := map[string]bool{}
+	templateTypes := map[string]string{}
 	for _, t := range s.MetricTemplates() {
 		templates[t.Namespace+"/"+t.Name] = true
+		templateTypes[t.Namespace+"/"+t.Name] = t.Spec.Provider.Type
 	}
 	providers := map[string]bool{}
 	for _, p := range s.AlertProviders() {
@@ -39,6 +41,7 @@ func (s *Set) Validate(opts ValidateOptions) ErrorList {
 	}
 	refs := RefCheck{
 		Templates:      templates,
+		TemplateTypes:  templateTypes,
 		CheckTemplates: opts.RequireTemplates || len(templates) > 0,
 		Providers:      providers,
 		CheckProviders: opts.RequireAlertProviders || len(providers) > 0,
@@ -59,7 +62,10 @@ func (s *Set) Validate(opts ValidateOptions) ErrorList {
 
 // RefCheck holds the MetricTemplates and AlertProviders a Canary's references must resolve to ("ns/name" keys).
 type RefCheck struct {
-	Templates      map[string]bool
+	Templates map[string]bool
+	// TemplateTypes holds the provider type of each loaded MetricTemplate, so a comparison on a backend that
+	// cannot read a series is refused at validation; a template not in it is checked when the metric runs.
+	TemplateTypes  map[string]string
 	CheckTemplates bool
 	Providers      map[string]bool
 	CheckProviders bool
@@ -280,8 +286,10 @@ func (c *Canary) validateAnalysis(e *errs, a *CanaryAnalysis, caps *Capabilities
 		if r := m.ThresholdRange; r != nil && r.Min != nil && r.Max != nil && *r.Min > *r.Max {
 			e.add(path+".thresholdRange", "min %g is greater than max %g: no value can pass", *r.Min, *r.Max)
 		}
-		if m.ThresholdRange == nil || (m.ThresholdRange.Min == nil && m.ThresholdRange.Max == nil) {
-			e.add(path+".thresholdRange", "required: set min and/or max (e.g. min: 99 for a success rate)")
+		if m.Compare != nil {
+			validateCompare(e, path, m, caps, pv, refs)
+		} else if m.ThresholdRange == nil || (m.ThresholdRange.Min == nil && m.ThresholdRange.Max == nil) {
+			e.add(path+".thresholdRange", "required: set min and/or max (e.g. min: 99 for a success rate), or compare the canary with the primary (compare)")
 		}
 		switch m.OnNoData {
 		case NoDataFail, NoDataPass, NoDataHold, "":

@@ -14,6 +14,9 @@ func Capabilities() *v1beta1.Capabilities {
 		Routers:        router.Capabilities(),
 		BuiltinMetrics: set(metrics.BuiltinProviders()),
 		MetricBackends: set(metrics.Backends()),
+		// A comparison needs the primary's form of a builtin query and a backend that reads series.
+		ComparableBuiltins: set(metrics.BuiltinPrimaryProviders()),
+		RangeBackends:      set(metrics.RangeBackends()),
 	}
 }
 

@@ -48,3 +48,13 @@ func TestSeedDocumentsValidateExactlyWhenThisBuildCanRunThem(t *testing.T) {
 		})
 	}
 }
+
+// A comparison can be validated for exactly what the build can run: a primary form for every builtin provider but
+// apisix (one route carries both backends), range queries on prometheus.
+func TestCapabilitiesForComparisons(t *testing.T) {
+	caps := Capabilities()
+	for p := range caps.BuiltinMetrics {
+		require.Equal(t, p != "apisix", caps.ComparableBuiltins[p], p)
+	}
+	require.Equal(t, map[string]bool{"prometheus": true}, caps.RangeBackends)
+}

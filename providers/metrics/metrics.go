@@ -91,6 +91,23 @@ var backends = map[string]func(Config) (Provider, error){
 	"splunk":      backend(NewSplunk),
 }
 
+// rangeBackends are the backends whose providers are RangeQueriers, so the statistical judge can read series there.
+var rangeBackends = []string{"prometheus"}
+
+// RangeQuerier is a Provider that can also read a series over a time window, one value per step: what the
+// statistical judge compares canary and primary with.
+type RangeQuerier interface {
+	Provider
+	// RunSeriesQuery returns the values of the query's series over the window ending now, oldest first, with the
+	// same errors as RunQuery.
+	RunSeriesQuery(ctx context.Context, query string, window, step time.Duration) ([]float64, error)
+}
+
+// RangeBackends lists the provider types whose providers are RangeQueriers, sorted.
+func RangeBackends() []string {
+	return append([]string(nil), rangeBackends...)
+}
+
 // backend turns a backend's typed constructor into an entry of backends.
 func backend[P Provider](ctor func(Config) (P, error)) func(Config) (Provider, error) {
 	return func(cfg Config) (Provider, error) { return ctor(cfg) }

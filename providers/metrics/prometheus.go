@@ -211,3 +211,27 @@ func (p *Prometheus) queryError(err error) error {
 func oneLine(query string) string {
 	return strings.TrimSpace(spaces.ReplaceAllString(query, " "))
 }
+
+// RunSeriesQuery runs a range query over [end−window, end] with the given step and returns the values of its
+// (first) series in time order, NaN points left out; a result with no value is ErrNoValues. The statistical judge
+// reads canary and primary this way: one sample per step, as a Mann–Whitney test needs (±Inf points, which rank
+// but say nothing about size, are left out with the NaN ones).
+func (p *Prometheus) RunSeriesQuery(ctx context.Context, query string, window, step time.Duration) ([]float64, error) {
+	end := timeNow()
+	v, _, _, err := p.api.QueryRange(ctx, oneLine(query), promv1.Range{Start: end.Add(-window), End: end, Step: step})
+	if err != nil {
+		return nil, p.queryError(err)
+	}
+	var out []float64
+	if m, ok := v.(model.Matrix); ok && len(m) > 0 {
+		for _, s := range m[0].Values {
+			if f := float64(s.Value); !math.IsNaN(f) && !math.IsInf(f, 0) {
+				out = append(out, f)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, ErrNoValues
+	}
+	return out, nil
+}
