@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/canaryflow/canaryflow/gitops"
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
 	"github.com/canaryflow/canaryflow/providers/router"
 	"github.com/canaryflow/canaryflow/workflows"
@@ -33,6 +34,10 @@ type config struct {
 	ingressAnnotationsPrefix string
 	// namespaces, when set, are the only namespaces whose Canaries this worker runs (namespaced RBAC mode).
 	namespaces []string
+	// gitops runs the GitOps trigger (package gitops) beside the worker, on the replica holding the Lease in
+	// gitopsLeaseNamespace.
+	gitops               bool
+	gitopsLeaseNamespace string
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -72,6 +77,10 @@ func parseConfig(args []string) (*config, error) {
 		"annotation prefix of NGINX canary Ingresses, as ingress-nginx's --annotations-prefix and Flagger's flag of this name (CANARYFLOW_INGRESS_ANNOTATIONS_PREFIX)")
 	namespaces := fs.String("namespaces", env("NAMESPACES", ""), "comma-separated namespaces whose Canaries this worker runs, for "+
 		"namespaced RBAC (deploy/namespaced); a Canary elsewhere is refused before any write. Empty: every namespace (CANARYFLOW_NAMESPACES)")
+	fs.BoolVar(&c.gitops, "gitops", env("GITOPS", "") == "true", "GitOps mode: watch Canary objects (flagger.app/v1beta1) and their targets, and start or signal "+
+		"their rollouts when a target changes; one replica triggers at a time, through a Lease (CANARYFLOW_GITOPS=true)")
+	fs.StringVar(&c.gitopsLeaseNamespace, "gitops-lease-namespace", env("GITOPS_LEASE_NAMESPACE", envOr("POD_NAMESPACE", "canaryflow-system")),
+		"with --gitops: the namespace of the Lease "+gitops.LeaseName+", the worker's own (CANARYFLOW_GITOPS_LEASE_NAMESPACE, else POD_NAMESPACE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -111,6 +120,11 @@ func (c *config) check() error {
 			problems = append(problems, fmt.Sprintf("--namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; ")))
 		}
 	}
+	if c.gitops {
+		if errs := validation.IsDNS1123Label(c.gitopsLeaseNamespace); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("--gitops-lease-namespace %q is not a namespace name: %s", c.gitopsLeaseNamespace, strings.Join(errs, "; ")))
+		}
+	}
 	if c.stopTimeout < 0 {
 		problems = append(problems, "--stop-timeout must not be negative")
 	}
@@ -125,4 +139,11 @@ func (c *config) check() error {
 // over the default 2 at 1,000 rollouts.
 func (c *config) workerOptions() worker.Options {
 	return worker.Options{WorkerStopTimeout: c.stopTimeout}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
