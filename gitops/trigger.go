@@ -70,8 +70,6 @@ type Config struct {
 	// FlaggerQuiet: see flaggerActing; zero is DefaultFlaggerQuiet.
 	FlaggerQuiet time.Duration
 	Log          *zap.Logger
-	// OnLeading, when set, is called when this replica starts leading (tests).
-	OnLeading func()
 	// synced, when set, is called after each look at a canary with the resourceVersion of the Canary it read
 	// (tests wait on it instead of sleeping).
 	synced func(resourceVersion string)
@@ -96,9 +94,6 @@ func Run(ctx context.Context, cfg Config) error {
 				OnStartedLeading: func(lctx context.Context) {
 					cfg.Log.Info("GitOps trigger leading", zap.String("identity", cfg.Identity),
 						zap.String("lease", cfg.LeaseNamespace+"/"+LeaseName))
-					if cfg.OnLeading != nil {
-						cfg.OnLeading()
-					}
 					if err := lead(lctx, cfg); err != nil {
 						cfg.Log.Error("GitOps trigger stopped", zap.Error(err))
 					}
