@@ -40,38 +40,13 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	if m.ThresholdRange != nil {
 		res.Min, res.Max = m.ThresholdRange.Min, m.ThresholdRange.Max
 	}
-	// The spec arrives defaulted (RolloutInput.Defaulted; the workflow defaults any input that is not): an empty
-	// field here is refused like any other invalid value, never defaulted a second time.
-	policy := m.OnNoData
-	if policy != v1beta1.NoDataFail && policy != v1beta1.NoDataPass && policy != v1beta1.NoDataHold {
-		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: unknown onNoData %q: use fail, pass or hold", m.Name, policy), nil)
-	}
-	interval := m.Interval
-	window, err := time.ParseDuration(interval)
+	q, err := ResolveMetric(in.Canary, m, in.Templates, a.DefaultMetricsServer)
 	if err != nil {
-		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: interval %q is not a duration", m.Name, interval), err)
+		return res, invalid(ErrTypeInvalidMetric, err.Error(), err)
 	}
-	model := metrics.Model{
-		Name: c.Name, Namespace: c.Namespace, Target: c.Target, Service: c.Service,
-		Ingress: c.Ingress, Route: c.Route, Interval: interval, Variables: m.TemplateVariables,
-	}
-	cfg := metrics.Config{Type: "prometheus", Interval: window}
-	promAddress := c.MetricsServer
-	if promAddress == "" {
-		promAddress = a.DefaultMetricsServer
-	}
-	var query string
-	switch {
-	case m.TemplateRef != nil:
-		tpl, err := findTemplate(in.Templates, m.TemplateRef)
-		if err != nil {
-			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: %v", m.Name, err), nil)
-		}
+	cfg, query := q.Config, q.Query
+	if tpl := q.Template; tpl != nil {
 		p := tpl.Spec.Provider
-		cfg.Type, cfg.Address, cfg.Region = p.Type, p.Address, p.Region
-		if (cfg.Type == "" || cfg.Type == "prometheus") && cfg.Address == "" {
-			cfg.Address = promAddress
-		}
 		cfg.HTTPClient, cfg.Kube = a.httpClient(p.InsecureSkipVerify), a.Kube
 		if p.SecretRef != nil && p.SecretRef.Name != "" {
 			ns := tpl.Namespace
@@ -84,24 +59,8 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 			}
 			cfg.Credentials, cfg.HasSecret = data, true
 		}
-		if query, err = metrics.Render(tpl.Spec.Query, model); err != nil {
-			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: MetricTemplate %s: %v", m.Name, tpl.Name, err), err)
-		}
-	case m.Query != "":
-		// Flagger's inline query: PromQL run as written against the canary's metrics server.
-		cfg.Address, cfg.HTTPClient, query = promAddress, a.httpClient(false), m.Query
-	case v1beta1.IsBuiltinMetric(m.Name):
-		tpl, ok := metrics.BuiltinQuery(c.Provider, m.Name)
-		if !ok {
-			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: provider %q has no builtin query; use a MetricTemplate (builtin queries exist for %v)",
-				m.Name, v1beta1.ProviderBase(c.Provider), metrics.BuiltinProviders()), nil)
-		}
-		cfg.Address, cfg.HTTPClient = promAddress, a.httpClient(false)
-		if query, err = metrics.Render(tpl, model); err != nil {
-			return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: builtin query: %v", m.Name, err), err)
-		}
-	default:
-		return res, invalid(ErrTypeInvalidMetric, fmt.Sprintf("metric %s: not a builtin metric and has neither templateRef nor query", m.Name), nil)
+	} else {
+		cfg.HTTPClient = a.httpClient(false)
 	}
 	res.Query = query
 
@@ -121,7 +80,7 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	}
 	switch {
 	case errors.Is(err, metrics.ErrNoValues):
-		res.Verdict, res.Message = NoData(m.Name, policy)
+		res.Verdict, res.Message = NoData(m.Name, m.OnNoData)
 		return res, nil
 	case errors.Is(err, metrics.ErrInvalidConfig):
 		// Found only when the query runs (credentials the worker lacks): as permanent as at construction.
@@ -136,6 +95,94 @@ func (a *Analysis) check(ctx context.Context, in MetricChecksInput, m v1beta1.Ca
 	res.Value = &value
 	res.Verdict, res.Message = Judge(m.Name, value, res.Min, res.Max)
 	return res, nil
+}
+
+// MetricQuery is one metric check resolved from the spec: the backend to ask and the query to run.
+type MetricQuery struct {
+	// Config names the backend (type, address, region, the metric's interval as its window); the caller adds the
+	// HTTP client and the credentials of Template's secretRef.
+	Config metrics.Config
+	// Template is the MetricTemplate the metric references; nil for builtin metrics and inline queries.
+	Template *v1beta1.MetricTemplate
+	// Query is the rendered query.
+	Query string
+}
+
+// ResolveMetric renders metric m of canary c as the analysis runs it: a MetricTemplate's query (templates must hold
+// the one it references), Flagger's inline query, or the router's builtin query, each against the canary's
+// metrics server or defaultServer when it names none. It reads nothing, so the backtest resolves metrics exactly as
+// rollouts do. An error is a problem of the spec, worded "metric <name>: …".
+func ResolveMetric(c CanaryRef, m v1beta1.CanaryMetric, templates []v1beta1.MetricTemplate, defaultServer string) (MetricQuery, error) {
+	// The spec arrives defaulted (RolloutInput.Defaulted; the workflow defaults any input that is not): an empty
+	// field here is refused like any other invalid value, never defaulted a second time.
+	policy := m.OnNoData
+	if policy != v1beta1.NoDataFail && policy != v1beta1.NoDataPass && policy != v1beta1.NoDataHold {
+		return MetricQuery{}, fmt.Errorf("metric %s: unknown onNoData %q: use fail, pass or hold", m.Name, policy)
+	}
+	interval := m.Interval
+	window, err := time.ParseDuration(interval)
+	if err != nil {
+		return MetricQuery{}, fmt.Errorf("metric %s: interval %q is not a duration", m.Name, interval)
+	}
+	model := metrics.Model{
+		Name: c.Name, Namespace: c.Namespace, Target: c.Target, Service: c.Service,
+		Ingress: c.Ingress, Route: c.Route, Interval: interval, Variables: m.TemplateVariables,
+	}
+	out := MetricQuery{Config: metrics.Config{Type: "prometheus", Interval: window}}
+	promAddress := c.MetricsServer
+	if promAddress == "" {
+		promAddress = defaultServer
+	}
+	switch {
+	case m.TemplateRef != nil:
+		tpl, err := findTemplate(templates, m.TemplateRef)
+		if err != nil {
+			return MetricQuery{}, fmt.Errorf("metric %s: %w", m.Name, err)
+		}
+		p := tpl.Spec.Provider
+		out.Config.Type, out.Config.Address, out.Config.Region = p.Type, p.Address, p.Region
+		if (out.Config.Type == "" || out.Config.Type == "prometheus") && out.Config.Address == "" {
+			out.Config.Address = promAddress
+		}
+		out.Template = tpl
+		if out.Query, err = metrics.Render(tpl.Spec.Query, model); err != nil {
+			return MetricQuery{}, fmt.Errorf("metric %s: MetricTemplate %s: %w", m.Name, tpl.Name, err)
+		}
+	case m.Query != "":
+		// Flagger's inline query: PromQL run as written against the canary's metrics server.
+		out.Config.Address, out.Query = promAddress, m.Query
+	case v1beta1.IsBuiltinMetric(m.Name):
+		tpl, ok := metrics.BuiltinQuery(c.Provider, m.Name)
+		if !ok {
+			return MetricQuery{}, fmt.Errorf("metric %s: provider %q has no builtin query; use a MetricTemplate (builtin queries exist for %v)",
+				m.Name, v1beta1.ProviderBase(c.Provider), metrics.BuiltinProviders())
+		}
+		out.Config.Address = promAddress
+		if out.Query, err = metrics.Render(tpl, model); err != nil {
+			return MetricQuery{}, fmt.Errorf("metric %s: builtin query: %w", m.Name, err)
+		}
+	default:
+		return MetricQuery{}, fmt.Errorf("metric %s: not a builtin metric and has neither templateRef nor query", m.Name)
+	}
+	return out, nil
+}
+
+// Decisive returns the index of the result that decides a step's metric checks: the first failure in spec
+// order, else the first hold; -1 when every check passed. It is the rule the workflow applies to a step's results
+// (recordChecks), so a replay of the analysis decides as a rollout does.
+func Decisive(results []CheckResult) int {
+	hold := -1
+	for i, r := range results {
+		switch r.Verdict {
+		case VerdictFail:
+			return i
+		case VerdictHold:
+			if hold < 0 {
+				hold = i
+			}
+		}
+	}
+	return hold
 }
 
 // QueryTimeout bounds one metric query: a quarter of the analysis interval, at least Flagger's 5 s and at most

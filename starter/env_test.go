@@ -75,6 +75,7 @@ func newTemporalEnv() (*temporalEnv, error) {
 	cluster := activitiestest.NewCluster()
 	w := worker.New(c, testTaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.CanaryFinalize, workflow.RegisterOptions{Name: workflows.FinalizeWorkflowName})
 	w.RegisterActivity(cluster.Activities())
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start the worker: %w", err)

@@ -25,6 +25,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	g.bind(root)
 	root.AddCommand(
 		newValidateCmd(),
+		newBacktestCmd(),
 		newRolloutCmd(g),
 		newApproveCmd(g),
 		newActionCmd(g, workflows.SignalAbort, "Roll a canary back now: traffic to the primary, canary scaled to zero", "aborted"),
@@ -32,6 +33,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newActionCmd(g, workflows.SignalResume, "Continue a paused rollout after a fresh interval", "resumed"),
 		newActionCmd(g, workflows.SignalPromote, "Promote a canary now, skipping the rest of its analysis", "promotion requested for"),
 		newRetryCmd(g),
+		newDeleteCmd(g),
 		newStatusCmd(g),
 		newListCmd(g),
 		newHistoryCmd(g),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/gitops"
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
+	"github.com/canaryflow/canaryflow/providers/metrics"
 	"github.com/canaryflow/canaryflow/providers/router"
 	"github.com/canaryflow/canaryflow/workflows"
 )
@@ -66,7 +67,7 @@ func parseConfig(args []string) (*config, error) {
 	conn.BindFlags(fs)
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
-	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", "http://prometheus:9090"), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
+	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", metrics.DefaultPrometheus), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
 	fs.StringVar(&c.cluster, "cluster", env("CLUSTER", ""), "cluster name shown in alerts (CANARYFLOW_CLUSTER)")
 	fs.StringVar(&c.listen, "listen", env("LISTEN", ":8080"), "address of /healthz, /readyz and /metrics (CANARYFLOW_LISTEN)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (CANARYFLOW_LOG_LEVEL)")

@@ -22,6 +22,7 @@ type dependencies struct {
 	workloads *activities.Workloads
 	routing   *activities.Routing
 	analysis  *activities.Analysis
+	status    *activities.CanaryStatus
 }
 
 func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependencies, error) {
@@ -43,13 +44,17 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
 		routing:   &activities.Routing{Routers: routers},
 		analysis:  analysis,
+		status:    &activities.CanaryStatus{Client: dyn},
 	}, nil
 }
 
-// register puts the workflow and every activity on the worker.
+// register puts the workflows (a rollout, and the finalisation of a deleted Canary) and every activity on the
+// worker.
 func register(w worker.Registry, d *dependencies) {
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.CanaryFinalize, workflow.RegisterOptions{Name: workflows.FinalizeWorkflowName})
 	w.RegisterActivity(d.workloads)
 	w.RegisterActivity(d.routing)
 	w.RegisterActivity(d.analysis)
+	w.RegisterActivity(d.status)
 }

@@ -188,17 +188,15 @@ func (r *rollout) runMetrics() (failed, hold string, err error) {
 func (r *rollout) recordChecks(results []activities.CheckResult) (failed, hold string) {
 	r.st.LastChecks = results
 	r.memoChecks(results)
-	for _, c := range results {
-		switch c.Verdict {
-		case activities.VerdictFail:
-			return checkReason(c), ""
-		case activities.VerdictHold:
-			if hold == "" {
-				hold = checkReason(c)
-			}
-		}
+	// The rule lives with the checks (activities.Decisive), so that `starter backtest` decides as a rollout does.
+	i := activities.Decisive(results)
+	switch {
+	case i < 0:
+		return "", ""
+	case results[i].Verdict == activities.VerdictFail:
+		return checkReason(results[i]), ""
 	}
-	return "", hold
+	return "", checkReason(results[i])
 }
 
 // memoChecks records the step's metric values in the memo ("lastChecks": metric → value), where the workers'

@@ -47,6 +47,7 @@ type fakes struct {
 	alerts        []activities.Event
 	events        []string
 	eventPayloads []activities.WebhookPayload
+	statuses      []activities.CanaryStatusInput
 
 	counts map[string]int
 	// during, when set, runs inside each activity call (after it is recorded, before it returns): a test sends
@@ -284,4 +285,12 @@ func (f *fakes) snapshotRoutes() []route {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]route(nil), f.routes...)
+}
+
+func (f *fakes) WriteCanaryStatus(_ context.Context, in activities.CanaryStatusInput) (activities.CanaryStatusResult, error) {
+	f.record("WriteCanaryStatus")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statuses = append(f.statuses, in)
+	return activities.CanaryStatusResult{}, nil
 }

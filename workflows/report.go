@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -175,4 +176,44 @@ func (r *rollout) summary() string {
 
 func (r *rollout) keyvals(reason string) []any {
 	return []any{"canary", r.name(), "revision", r.st.Revision, "phase", string(r.st.Phase), "weight", r.st.CanaryWeight, "reason", reason}
+}
+
+// canaryStatus is the rollout's state in the fields of Flagger's Canary status.
+func (r *rollout) canaryStatus() activities.CanaryStatusInput {
+	in := activities.CanaryStatusInput{
+		Canary: r.ref, Phase: string(r.st.Phase), FailedChecks: r.st.FailedChecks, CanaryWeight: r.st.CanaryWeight,
+		Iterations: r.st.Iterations, LastAppliedSpec: r.st.Revision, LastTransitionTime: r.st.LastTransitionTime,
+	}
+	if r.st.Phase == PhaseSucceeded || r.st.Phase == PhaseInitialized {
+		in.LastPromotedSpec = r.st.Revision
+	} else {
+		in.LastPromotedSpec = r.st.PrimaryRevision
+	}
+	for _, c := range r.st.Conditions {
+		in.Conditions = append(in.Conditions, activities.CanaryCondition{
+			Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message,
+			LastTransitionTime: c.LastTransitionTime, LastUpdateTime: r.st.LastTransitionTime,
+		})
+	}
+	return in
+}
+
+// flushCanaryStatus writes the rollout's state to its Canary object when the input asks for it (GitOps mode) and
+// the state changed since the last write: before every wait and when the run ends, so the cluster shows each state
+// the rollout stays in (`kubectl get canaries`, `kubectl wait --for=condition=promoted`), with no write on a
+// timer. A failed write is logged, never acted on: the rollout must not fail for its display.
+func (r *rollout) flushCanaryStatus() {
+	if !r.in.WriteStatus {
+		return
+	}
+	in := r.canaryStatus()
+	if r.written != nil && reflect.DeepEqual(*r.written, in) {
+		return
+	}
+	var res activities.CanaryStatusResult
+	if err := r.kube(kubeOptions(), cs.WriteCanaryStatus, in, &res); err != nil {
+		r.log.Warn("Writing the status of Canary "+r.name()+" failed: "+err.Error(), r.keyvals("canary status")...)
+		return
+	}
+	r.written = &in
 }

@@ -18,6 +18,7 @@ import (
 var (
 	wl *activities.Workloads
 	rt *activities.Routing
+	cs *activities.CanaryStatus
 )
 
 // CanaryRollout runs one release of a Canary (workflow ID canary/<namespace>/<name>, see v1beta1.WorkflowID).
@@ -38,8 +39,11 @@ func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error)
 	}
 	res, err := r.run()
 	if err != nil && (errors.Is(err, errCanceled) || ctx.Err() != nil) {
-		return r.canceled()
+		res, err := r.canceled()
+		r.flushCanaryStatus()
+		return res, err
 	}
+	r.flushCanaryStatus()
 	if err != nil {
 		return res, err
 	}
@@ -60,6 +64,7 @@ func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error)
 	r.info("New revision signalled while finishing: starting a new run for "+r.name(), "revision "+rev.TargetRevision)
 	return res, workflow.NewContinueAsNewError(ctx, WorkflowName, RolloutInput{
 		Canary: in.Canary, Templates: in.Templates, AlertProviders: in.AlertProviders, Defaulted: in.Defaulted,
+		WriteStatus: in.WriteStatus,
 	})
 }
 
@@ -101,6 +106,8 @@ type rollout struct {
 	unsaid     []string
 	unsaidMore int
 	saidAhead  string
+	// The Canary status last written to the cluster (in.WriteStatus), to write only changes.
+	written *activities.CanaryStatusInput
 }
 
 func newRollout(ctx workflow.Context, in RolloutInput) *rollout {
@@ -303,7 +310,7 @@ func (r *rollout) release() (RolloutResult, error) {
 				workflow.GetInfo(r.ctx).GetCurrentHistoryLength()), "history limit")
 			return RolloutResult{}, workflow.NewContinueAsNewError(r.ctx, WorkflowName, RolloutInput{
 				Canary: r.in.Canary, Templates: r.in.Templates, AlertProviders: r.in.AlertProviders, Status: &r.st,
-				Defaulted: r.in.Defaulted,
+				Defaulted: r.in.Defaulted, WriteStatus: r.in.WriteStatus,
 			})
 		}
 	}

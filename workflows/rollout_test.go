@@ -1026,3 +1026,62 @@ func (h *harness) duringFirst(call, name string, payload any) {
 		}
 	}
 }
+
+// In GitOps mode the workflow keeps the Canary object's status as Flagger does: each state the rollout stays in
+// is written once, when it enters it (never on a timer), and the last write says Succeeded with the Promoted
+// condition True, which is what `kubectl wait --for=condition=promoted` waits for.
+func TestGitOpsModeWritesEachStateToTheCanaryStatus(t *testing.T) {
+	h := newHarness(t)
+	res := h.runInput(RolloutInput{Canary: podinfo(), WriteStatus: true})
+	require.True(t, res.Promoted)
+	st := h.f.statuses
+	require.NotEmpty(t, st)
+	for i := 1; i < len(st); i++ {
+		require.NotEqual(t, st[i-1], st[i], "write %d repeats the one before", i)
+	}
+	var weights []int
+	for _, s := range st {
+		require.Equal(t, "test/podinfo", s.Canary.Namespace+"/"+s.Canary.Name)
+		require.Equal(t, "rev2", s.LastAppliedSpec)
+		if s.Phase == string(PhaseProgressing) && (len(weights) == 0 || weights[len(weights)-1] != s.CanaryWeight) {
+			weights = append(weights, s.CanaryWeight)
+		}
+	}
+	require.Equal(t, []int{10, 20, 30, 40, 50}, weights, "every weight the canary held is shown")
+	last := st[len(st)-1]
+	require.Equal(t, string(PhaseSucceeded), last.Phase)
+	require.Equal(t, "rev2", last.LastPromotedSpec)
+	require.Len(t, last.Conditions, 1)
+	require.Equal(t, "Promoted", last.Conditions[0].Type)
+	require.Equal(t, "True", last.Conditions[0].Status)
+	require.LessOrEqual(t, len(st), 10, "a write per state, not per poll")
+
+	// Without WriteStatus (every rollout the starter runs) nothing is written.
+	h = newHarness(t)
+	h.run(podinfo())
+	require.Zero(t, h.count("WriteCanaryStatus"))
+}
+
+// A rolled-back release shows Failed with the Promoted condition False, and its failed checks.
+func TestGitOpsModeShowsARollbackInTheCanaryStatus(t *testing.T) {
+	h := newHarness(t)
+	h.f.value = func(_ int, metric string) *float64 {
+		v := 42.0
+		if metric == v1beta1.MetricRequestDuration {
+			v = 120
+		}
+		return &v
+	}
+	res := h.runInput(RolloutInput{Canary: podinfo(), WriteStatus: true})
+	require.False(t, res.Promoted)
+	last := h.f.statuses[len(h.f.statuses)-1]
+	require.Equal(t, string(PhaseFailed), last.Phase)
+	require.Equal(t, "False", last.Conditions[0].Status)
+	require.Equal(t, 0, last.CanaryWeight)
+	require.Equal(t, "rev1", last.LastPromotedSpec, "the primary still runs the revision before")
+	var failed []int
+	for _, s := range h.f.statuses {
+		failed = append(failed, s.FailedChecks)
+	}
+	require.Contains(t, failed, 1, "each failed check is shown")
+}

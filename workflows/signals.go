@@ -32,6 +32,7 @@ func listenTo[T any](r *rollout, ch workflow.ReceiveChannel, apply func(T)) {
 // wait blocks for d, returning early when stop says a signal needs handling or the workflow is cancelled. While
 // paused (and pausable) no timer runs: after resume a fresh full d starts, so a pause leaves no hidden timer state.
 func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
+	r.flushCanaryStatus() // the state it waits in is what the cluster shows meanwhile
 	if r.listening {
 		return r.await(d, pausable, stop)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -24,6 +25,10 @@ const (
 	PrometheusTokenKey    = "token"
 	PrometheusHeadersKey  = "headers"
 )
+
+// DefaultPrometheus is the Prometheus the builtin metrics query when neither the Canary nor the worker's
+// configuration names one (the worker's and the backtest's default).
+const DefaultPrometheus = "http://prometheus:9090"
 
 // Prometheus runs PromQL instant queries through client_golang's API client.
 type Prometheus struct {
@@ -117,14 +122,9 @@ var spaces = regexp.MustCompile(`\s+`)
 // RunQuery runs an instant query and returns the value of its (first) sample; an empty result or NaN is
 // ErrNoValues, as in Flagger.
 func (p *Prometheus) RunQuery(ctx context.Context, query string) (float64, error) {
-	q := strings.TrimSpace(spaces.ReplaceAllString(query, " "))
-	v, _, _, err := p.api.Query(ctx, q, timeNow())
+	v, _, _, err := p.api.Query(ctx, oneLine(query), timeNow())
 	if err != nil {
-		var perr *promv1.Error
-		if errors.As(err, &perr) && (perr.Type == promv1.ErrBadData || perr.Type == promv1.ErrClient) {
-			return 0, fmt.Errorf("prometheus %s: %s: %w", p.address, perr.Msg, ErrQueryRejected)
-		}
-		return 0, fmt.Errorf("prometheus %s: %w", p.address, err)
+		return 0, p.queryError(err)
 	}
 	var out []float64
 	switch val := v.(type) {
@@ -145,4 +145,69 @@ func (p *Prometheus) RunQuery(ctx context.Context, query string) (float64, error
 		return 0, ErrNoValues
 	}
 	return out[0], nil
+}
+
+// Sample is the value of a query at one evaluation time.
+type Sample struct {
+	At    time.Time
+	Value float64
+}
+
+// maxRangePoints is the most evaluation times Prometheus accepts in one range query (it refuses more than 11,000
+// points per series).
+const maxRangePoints = 11000
+
+// RunRangeQuery evaluates query at start, start+step, … up to end and returns, in time order, the value RunQuery
+// would have returned at each of those times: the first series that has a value there (series in Prometheus'
+// label order, where an instant query returns them unordered: the same value whenever the query yields one
+// series). A time with no value or NaN is left out, as RunQuery answers ErrNoValues there. Windows longer than
+// Prometheus accepts in one query are asked in several.
+func (p *Prometheus) RunRangeQuery(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]Sample, error) {
+	if step <= 0 {
+		return nil, fmt.Errorf("%w: range query step %s is not positive", ErrInvalidConfig, step)
+	}
+	q := oneLine(query)
+	var out []Sample
+	for from := start; !from.After(end); from = from.Add(step * maxRangePoints) {
+		to := from.Add(step * (maxRangePoints - 1))
+		if to.After(end) {
+			to = end
+		}
+		v, _, _, err := p.api.QueryRange(ctx, q, promv1.Range{Start: from, End: to, Step: step})
+		if err != nil {
+			return nil, p.queryError(err)
+		}
+		m, ok := v.(model.Matrix)
+		if !ok {
+			return nil, fmt.Errorf("prometheus %s: range query answered %s, not a matrix", p.address, v.Type())
+		}
+		first := map[model.Time]float64{}
+		for _, s := range m {
+			for _, pt := range s.Values {
+				if _, seen := first[pt.Timestamp]; !seen {
+					first[pt.Timestamp] = float64(pt.Value)
+				}
+			}
+		}
+		for t := from; !t.After(to); t = t.Add(step) {
+			if v, ok := first[model.TimeFromUnixNano(t.UnixNano())]; ok && !math.IsNaN(v) {
+				out = append(out, Sample{At: t, Value: v})
+			}
+		}
+	}
+	return out, nil
+}
+
+// queryError words an error of the query API: a query Prometheus refuses wraps ErrQueryRejected.
+func (p *Prometheus) queryError(err error) error {
+	var perr *promv1.Error
+	if errors.As(err, &perr) && (perr.Type == promv1.ErrBadData || perr.Type == promv1.ErrClient) {
+		return fmt.Errorf("prometheus %s: %s: %w", p.address, perr.Msg, ErrQueryRejected)
+	}
+	return fmt.Errorf("prometheus %s: %w", p.address, err)
+}
+
+// oneLine folds a query's whitespace, so templates may spread a query over lines.
+func oneLine(query string) string {
+	return strings.TrimSpace(spaces.ReplaceAllString(query, " "))
 }

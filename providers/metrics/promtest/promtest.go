@@ -19,14 +19,41 @@ import (
 // Binary is the Prometheus server the tests run.
 var Binary = "/usr/bin/prometheus"
 
+// Promtool is Prometheus' own tool (same Debian package), which backfills recorded samples into a TSDB.
+var Promtool = "/usr/bin/promtool"
+
 // Start runs Prometheus on a free 127.0.0.1 port scraping targets ("127.0.0.1:port", path /metrics) every second
 // and returns its base URL once it is ready. It fails the test (never skips) when Prometheus cannot be started.
 func Start(t testing.TB, targets ...string) string {
 	t.Helper()
+	return start(t, t.TempDir(), targets)
+}
+
+// StartWithHistory runs Prometheus on a TSDB backfilled with the samples of openMetrics (the OpenMetrics text
+// format, timestamps in seconds, ending with "# EOF"), so a test can query past time: range queries and instant
+// queries at a given time see exactly these samples. Samples must lie within Prometheus' retention (15 days
+// before now) and not in the future. It scrapes nothing.
+func StartWithHistory(t testing.TB, openMetrics string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "history.om")
+	if err := os.WriteFile(src, []byte(openMetrics), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(Promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet",
+		src, filepath.Join(dir, "data")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool could not backfill the recorded samples: %v: %s", err, out)
+	}
+	return start(t, dir, nil)
+}
+
+// start runs Prometheus with its TSDB in dir/data.
+func start(t testing.TB, dir string, targets []string) string {
+	t.Helper()
 	if _, err := os.Stat(Binary); err != nil {
 		t.Fatalf("prometheus is needed at %s (lab/build.sh installs it from Debian): %v", Binary, err)
 	}
-	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, tg := range targets {
 		quoted[i] = fmt.Sprintf("%q", tg)
