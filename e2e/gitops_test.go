@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/gitops"
+	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/lab/labtest"
 	"github.com/canaryflow/canaryflow/workflows"
 	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
@@ -34,8 +36,10 @@ var canariesGVR = schema.GroupVersionResource{Group: "flagger.app", Version: "v1
 
 // GitOps mode with no starter at all: a Canary and its Deployment are applied through the API, two workers run
 // with --gitops (one leads through the Lease, one stands by), the Canary is initialised, and an image change of the
-// Deployment (an update, as kubectl apply or Flux make it) starts the release, which promotes. Each rollout run is
-// started exactly once and receives exactly one revision signal: the standby replica triggers nothing.
+// Deployment (an update, as kubectl apply or Flux make it) starts the release, which promotes, and `kubectl wait
+// --for=condition=promoted` returns on the Canary's status as with Flagger. Each rollout run is started exactly
+// once and receives exactly one revision signal: the standby replica triggers nothing, and the rollout's own status
+// writes trigger nothing either.
 func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
@@ -86,6 +90,11 @@ func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, workflows.PhaseInitialized, res.Phase, "the trigger's first run initialises the canary: %+v", res)
 	t.Logf("initialised by run %s", initRun)
+	require.Eventually(t, func() bool {
+		c, err := s.Dynamic.Resource(canariesGVR).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+		phase, _, _ := unstructured.NestedString(c.Object, "status", "phase")
+		return err == nil && phase == string(workflows.PhaseInitialized)
+	}, 30*time.Second, 200*time.Millisecond, "the Canary's status says Initialized")
 
 	// The release: a new image, applied as GitOps tools apply it.
 	dep, err := s.Kube.AppsV1().Deployments(ns).Get(ctx, "podinfo", metav1.GetOptions{})
@@ -107,6 +116,20 @@ func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	primary, canary, err := s.TraefikWeights(ctx, ns, "podinfo")
 	require.NoError(t, err)
 	require.Equal(t, [2]int64{100, 0}, [2]int64{primary, canary}, "all traffic on the primary after the promotion")
+
+	// CI's gate, as Flagger documents it, on the status the rollout wrote (the trigger asked for it).
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.CommandContext(ctx, labbin.Kubectl(), append([]string{"--kubeconfig", env.Kubeconfig, "-n", ns}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := kubectl("wait", "canary/podinfo", "--for=condition=promoted", "--timeout=60s")
+	require.NoError(t, err, "kubectl wait --for=condition=promoted: %s", out)
+	out, err = kubectl("get", "canary", "podinfo", "-o", "jsonpath={.status.phase} {.status.canaryWeight}")
+	require.NoError(t, err, out)
+	require.Equal(t, "Succeeded 0", out)
+	out, err = kubectl("get", "canaries")
+	require.NoError(t, err, out)
+	t.Logf("kubectl get canaries:\n%s", out)
 
 	// Leader election: two runs in all, one revision signal each, all from the trigger.
 	runs, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
