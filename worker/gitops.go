@@ -24,6 +24,9 @@ func startGitOps(ctx context.Context, cfg *config, kube *rest.Config, tc client.
 	if !cfg.gitops {
 		return func() {}, nil
 	}
+	// Informers hold watches open for minutes: no client-side request timeout may cut them.
+	kube = rest.CopyConfig(kube)
+	kube.Timeout = 0
 	k, err := kubernetes.NewForConfig(kube)
 	if err != nil {
 		return nil, fmt.Errorf("GitOps trigger: kubernetes client: %w", err)
