@@ -47,6 +47,7 @@ func TestDeployManifestsApplyServerSide(t *testing.T) {
 		})
 	}
 	apply("kustomize deploy", run(t, root, kubectl, "kustomize", "deploy"))
+	apply("kustomize deploy/crds", run(t, root, kubectl, "kustomize", "deploy/crds"))
 	apply("kustomize deploy/loadtester", run(t, root, kubectl, "kustomize", "deploy/loadtester"), "-n", "loadtest")
 	apply("kustomize deploy/namespaced", run(t, root, kubectl, "kustomize", "deploy/namespaced"))
 	apply("kustomize deploy/namespaced/rbac", run(t, root, kubectl, "kustomize", "deploy/namespaced/rbac"), "-n", "team-a")

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -128,10 +131,16 @@ func TestHelmNamespacedRolesEqualDeployRole(t *testing.T) {
 		case "Role":
 			var r rbacv1.Role
 			require.NoError(t, yaml.Unmarshal(js, &r))
+			if strings.HasSuffix(r.Name, "-gitops-leader") {
+				continue // the Lease grant in the worker's namespace (TestHelmLeaderElectionRoleEqualsDeployRBAC)
+			}
 			roles[r.Namespace] = r
 		case "RoleBinding":
 			var b rbacv1.RoleBinding
 			require.NoError(t, yaml.Unmarshal(js, &b))
+			if strings.HasSuffix(b.Name, "-gitops-leader") {
+				continue
+			}
 			bindings[b.Namespace] = b
 		}
 	}
@@ -152,6 +161,59 @@ func TestHelmNamespacedRolesEqualDeployRole(t *testing.T) {
 		assert.NotContains(t, []any{"ClusterRole", "ClusterRoleBinding"}, obj["kind"])
 	}
 	assert.Contains(t, kz, "CANARYFLOW_NAMESPACES")
+}
+
+// GitOps mode's leader election Lease is granted in the worker's namespace only, by the chart in both RBAC modes
+// exactly as by deploy/rbac/leader-election.yaml, and the kustomize bases include it.
+func TestHelmLeaderElectionRoleEqualsDeployRBAC(t *testing.T) {
+	root, err := labtest.RepoRoot()
+	require.NoError(t, err)
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "rbac", "leader-election.yaml"))
+	require.NoError(t, err)
+	var want *rbacv1.Role
+	for _, obj := range rendered(t, string(data)) {
+		if obj["kind"] == "Role" {
+			js, _ := yaml.Marshal(obj)
+			want = &rbacv1.Role{}
+			require.NoError(t, yaml.Unmarshal(js, want))
+		}
+	}
+	require.NotNil(t, want, "deploy/rbac/leader-election.yaml holds no Role")
+	for _, sets := range [][]string{nil, {"rbac.namespaces={team-a,team-b}"}} {
+		var got []rbacv1.Role
+		for _, obj := range rendered(t, helmTemplate(t, root, sets...)) {
+			js, _ := yaml.Marshal(obj)
+			if obj["kind"] == "Role" && strings.HasSuffix(obj["metadata"].(map[string]any)["name"].(string), "-gitops-leader") {
+				var r rbacv1.Role
+				require.NoError(t, yaml.Unmarshal(js, &r))
+				got = append(got, r)
+			}
+		}
+		require.Len(t, got, 1, "sets %v", sets)
+		assert.Equal(t, "canaryflow-system", got[0].Namespace, "the Lease lives in the worker's namespace")
+		assert.Equal(t, want.Rules, got[0].Rules)
+	}
+	for _, base := range []string{"deploy", "deploy/namespaced"} {
+		assert.Contains(t, run(t, root, labbin.Kubectl(), "kustomize", base), "name: canaryflow-gitops-leader", base)
+	}
+}
+
+// deploy/crds/crd.yaml is Flagger v1.44.0's artifacts/flagger/crd.yaml byte for byte (its git blob id, named in
+// deploy/crds/README.md), so Canary objects written for Flagger apply unchanged and a cluster that has Flagger's
+// CRD is not changed by applying ours.
+func TestFlaggerCRDIsUpstreamByteForByte(t *testing.T) {
+	root, err := labtest.RepoRoot()
+	require.NoError(t, err)
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "crds", "crd.yaml"))
+	require.NoError(t, err)
+	h := sha1.New()
+	fmt.Fprintf(h, "blob %d\x00", len(data))
+	h.Write(data)
+	const upstream = "e02f5aa0ef5cf64890cf298d6be83d27e648548d"
+	assert.Equal(t, upstream, hex.EncodeToString(h.Sum(nil)))
+	readme, err := os.ReadFile(filepath.Join(root, "deploy", "crds", "README.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), upstream)
 }
 
 // TLS and API key values mount the Secrets and point the worker at their files.

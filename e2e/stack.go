@@ -57,6 +57,8 @@ type Stack struct {
 	PrometheusURL string
 	// Say narrates (the demo prints; tests log).
 	Say func(format string, args ...any)
+	// WorkerEnv are more variables of every worker StartWorker starts.
+	WorkerEnv []string
 
 	mu      sync.Mutex
 	metrics map[string]string    // worker name → its /metrics URL
@@ -112,6 +114,8 @@ type Options struct {
 	TemporalAddress string
 	// NoWorker starts no worker: the test starts its own with StartWorker.
 	NoWorker bool
+	// WorkerEnv are more variables of every worker (CANARYFLOW_GITOPS=true, say).
+	WorkerEnv []string
 }
 
 // StartWith is Start with options.
@@ -135,7 +139,8 @@ func StartWith(ctx context.Context, env *labtest.Env, say func(string, ...any), 
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Lab: env, Root: root, Bin: bin, Dir: dir, Say: say, TaskQueue: opts.TaskQueue, PrometheusURL: opts.PrometheusURL}
+	s := &Stack{Lab: env, Root: root, Bin: bin, Dir: dir, Say: say, TaskQueue: opts.TaskQueue, PrometheusURL: opts.PrometheusURL,
+		WorkerEnv: opts.WorkerEnv}
 	cfg := env.RestConfig()
 	if s.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
@@ -248,6 +253,7 @@ func (s *Stack) StartWorker(ctx context.Context, name string) error {
 	if s.TaskQueue != "" {
 		env = append(env, "CANARYFLOW_TASK_QUEUE="+s.TaskQueue)
 	}
+	env = append(env, s.WorkerEnv...)
 	if err := s.spawn(name, filepath.Join(s.Bin, "worker"), env); err != nil {
 		return err
 	}

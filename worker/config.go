@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
+	"github.com/canaryflow/canaryflow/gitops"
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
 	"github.com/canaryflow/canaryflow/providers/metrics"
 	"github.com/canaryflow/canaryflow/providers/router"
@@ -46,6 +47,10 @@ type config struct {
 	maxConcurrentActivities      int
 	maxConcurrentLocalActivities int
 	stickyCacheSize              int
+	// gitops runs the GitOps trigger (package gitops) beside the worker, on the replica holding the Lease in
+	// gitopsLeaseNamespace.
+	gitops               bool
+	gitopsLeaseNamespace string
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -114,6 +119,10 @@ func parseConfig(args []string) (*config, error) {
 		"annotation prefix of NGINX canary Ingresses, as ingress-nginx's --annotations-prefix and Flagger's flag of this name (CANARYFLOW_INGRESS_ANNOTATIONS_PREFIX)")
 	namespaces := fs.String("namespaces", env("NAMESPACES", ""), "comma-separated namespaces whose Canaries this worker runs, for "+
 		"namespaced RBAC (deploy/namespaced); a Canary elsewhere is refused before any write. Empty: every namespace (CANARYFLOW_NAMESPACES)")
+	fs.BoolVar(&c.gitops, "gitops", env("GITOPS", "") == "true", "GitOps mode: watch Canary objects (flagger.app/v1beta1) and their targets, and start or signal "+
+		"their rollouts when a target changes; one replica triggers at a time, through a Lease (CANARYFLOW_GITOPS=true)")
+	fs.StringVar(&c.gitopsLeaseNamespace, "gitops-lease-namespace", env("GITOPS_LEASE_NAMESPACE", envOr("POD_NAMESPACE", "canaryflow-system")),
+		"with --gitops: the namespace of the Lease "+gitops.LeaseName+", the worker's own (CANARYFLOW_GITOPS_LEASE_NAMESPACE, else POD_NAMESPACE)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -151,6 +160,11 @@ func (c *config) check() error {
 	for _, ns := range c.namespaces {
 		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 			problems = append(problems, fmt.Sprintf("--namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; ")))
+		}
+	}
+	if c.gitops {
+		if errs := validation.IsDNS1123Label(c.gitopsLeaseNamespace); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("--gitops-lease-namespace %q is not a namespace name: %s", c.gitopsLeaseNamespace, strings.Join(errs, "; ")))
 		}
 	}
 	if c.stopTimeout < 0 {
@@ -196,4 +210,11 @@ func (c *config) withKubeLimits(r *rest.Config) *rest.Config {
 	r = rest.CopyConfig(r)
 	r.QPS, r.Burst = float32(c.kubeQPS), c.kubeBurst
 	return r
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

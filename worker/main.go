@@ -89,7 +89,8 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	kubeReqs := newKubeRequests()
 	reg.MustRegister(kubeReqs.total)
 	// Counting first, then retrying on top: every try is counted.
-	kube = retryKube(kubeReqs.instrument(kube))
+	counted := kubeReqs.instrument(kube)
+	kube = retryKube(counted)
 	deps, err := newDependencies(cfg, kube, log)
 	if err != nil {
 		return err
@@ -100,6 +101,12 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", cfg.taskQueue, err)
 	}
+	stopGitOps, err := startGitOps(ctx, cfg, counted, tc, log)
+	if err != nil {
+		w.Stop()
+		return err
+	}
+	defer stopGitOps()
 	ops.ready.Store(true)
 	log.Info("worker started", zap.String("temporal", cfg.temporal.Address), zap.String("namespace", cfg.temporal.Namespace),
 		zap.Bool("tls", cfg.temporal.TLS), zap.String("taskQueue", cfg.taskQueue), zap.String("listen", ops.addr()))

@@ -182,32 +182,77 @@ func trackableSecret(t corev1.SecretType) bool {
 	return false
 }
 
-// readConfigs reads the configs a pod spec references and returns those that are tracked. A reference to a
-// config that does not exist is skipped (the pod cannot start anyway, and Kubernetes says why), as Flagger does.
+// ConfigSource reads ConfigMaps and Secrets, from the API server or from an informer's cache; found is false when
+// the object does not exist. The activities read the API; the GitOps trigger reads its cache, and both compute a
+// revision with the same rule (Revision).
+type ConfigSource interface {
+	ConfigMap(ctx context.Context, namespace, name string) (cm *corev1.ConfigMap, found bool, err error)
+	Secret(ctx context.Context, namespace, name string) (s *corev1.Secret, found bool, err error)
+}
+
+// Revision is the revision of a pod template in namespace: the checksum of the template and of the data of the
+// ConfigMaps and Secrets it tracks, exactly as DetectRevision computes the target's.
+func Revision(ctx context.Context, src ConfigSource, namespace string, tmpl *corev1.PodTemplateSpec) (string, error) {
+	cfgs, err := trackedConfigs(ctx, src, namespace, &tmpl.Spec)
+	if err != nil {
+		return "", err
+	}
+	return revision(tmpl, cfgs), nil
+}
+
+// PrimaryName is the name canaryflow gives the primary of the target named target.
+func PrimaryName(target string) string { return primaryValue(target) }
+
+// apiConfigs reads configs from the API server.
+type apiConfigs struct{ k *Client }
+
+func (a apiConfigs) ConfigMap(ctx context.Context, namespace, name string) (*corev1.ConfigMap, bool, error) {
+	cm, err := a.k.kube.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, kubeobj.APIError("get", kindConfigMap, namespace, name, err)
+	}
+	return cm, true, nil
+}
+
+func (a apiConfigs) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, bool, error) {
+	s, err := a.k.kube.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, kubeobj.APIError("get", kindSecret, namespace, name, err)
+	}
+	return s, true, nil
+}
+
+// readConfigs reads the configs a pod spec references from the API server and returns those that are tracked.
 func (k *Client) readConfigs(ctx context.Context, namespace string, spec *corev1.PodSpec) ([]trackedConfig, error) {
+	return trackedConfigs(ctx, apiConfigs{k}, namespace, spec)
+}
+
+// trackedConfigs returns the configs a pod spec references that are tracked. A reference to a config that does not
+// exist is skipped (the pod cannot start anyway, and Kubernetes says why), as Flagger does.
+func trackedConfigs(ctx context.Context, src ConfigSource, namespace string, spec *corev1.PodSpec) ([]trackedConfig, error) {
 	var out []trackedConfig
 	for _, key := range referencedConfigs(spec) {
 		switch key.Kind {
 		case kindConfigMap:
-			cm, err := k.kube.CoreV1().ConfigMaps(namespace).Get(ctx, key.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				continue
-			}
+			cm, found, err := src.ConfigMap(ctx, namespace, key.Name)
 			if err != nil {
-				return nil, kubeobj.APIError("get", kindConfigMap, namespace, key.Name, err)
+				return nil, err
 			}
-			if !trackingDisabled(cm) {
+			if found && !trackingDisabled(cm) {
 				out = append(out, trackedConfig{configKey: key, cm: cm})
 			}
 		case kindSecret:
-			s, err := k.kube.CoreV1().Secrets(namespace).Get(ctx, key.Name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				continue
-			}
+			s, found, err := src.Secret(ctx, namespace, key.Name)
 			if err != nil {
-				return nil, kubeobj.APIError("get", kindSecret, namespace, key.Name, err)
+				return nil, err
 			}
-			if !trackingDisabled(s) && trackableSecret(s.Type) {
+			if found && !trackingDisabled(s) && trackableSecret(s.Type) {
 				out = append(out, trackedConfig{configKey: key, secret: s})
 			}
 		}

@@ -60,4 +60,16 @@ the ClusterRole and for each namespaced Role. */ -}}
   - apiGroups: ["projectcontour.io"]
     resources: ["httpproxies"]
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # GitOps mode (worker --gitops): the trigger watches Canaries (and their targets, ConfigMaps and Secrets, granted
+  # above) and reads the MetricTemplates and AlertProviders a Canary references when it starts a rollout; the
+  # rollout writes the Canary's status.
+  - apiGroups: ["flagger.app"]
+    resources: ["canaries"]
+    verbs: ["get", "list", "watch"]
+  - apiGroups: ["flagger.app"]
+    resources: ["canaries/status"]
+    verbs: ["get", "update", "patch"]
+  - apiGroups: ["flagger.app"]
+    resources: ["metrictemplates", "alertproviders"]
+    verbs: ["get"]
 {{- end -}}
