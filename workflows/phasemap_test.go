@@ -186,6 +186,9 @@ func TestRecordedHistoriesTakeOnlyDocumentedTransitions(t *testing.T) {
 			var phases []Phase
 			for _, e := range hist.Events {
 				if a := e.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+					if a.GetWorkflowType().GetName() == FinalizeWorkflowName {
+						t.Skip("a finalisation (CanaryFinalize), not a rollout run: its phases are not the map's")
+					}
 					var in RolloutInput
 					require.NoError(t, dc.FromPayloads(a.GetInput(), &in))
 					if in.Status != nil {
