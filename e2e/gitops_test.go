@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -34,12 +35,14 @@ import (
 
 var canariesGVR = schema.GroupVersionResource{Group: "flagger.app", Version: "v1beta1", Resource: "canaries"}
 
-// GitOps mode with no starter at all: a Canary and its Deployment are applied through the API, two workers run
+// GitOps mode with no starter at all: a Canary (with revertOnDeletion) and its Deployment are applied through the
+// API, two workers run
 // with --gitops (one leads through the Lease, one stands by), the Canary is initialised, and an image change of the
 // Deployment (an update, as kubectl apply or Flux make it) starts the release, which promotes, and `kubectl wait
 // --for=condition=promoted` returns on the Canary's status as with Flagger. Each rollout run is started exactly
 // once and receives exactly one revision signal: the standby replica triggers nothing, and the rollout's own status
-// writes trigger nothing either.
+// writes trigger nothing either. Deleting the Canary then finalises it before it goes: the target serves again,
+// the primary is gone and the apex Service and Traefik route to the target, as before the Canary.
 func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
@@ -72,6 +75,7 @@ func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	require.NoError(t, s.ApplyIngressRoutes(ctx, ns))
 	file, err := s.WriteCanary("canary", CanaryOptions{Namespace: ns, LoadDuration: "1m"})
 	require.NoError(t, err)
+	withRevert(t, file) // deleting the Canary at the end puts the cluster back as it was before it
 	raw, err := os.ReadFile(file)
 	require.NoError(t, err)
 	var obj map[string]any
@@ -139,6 +143,36 @@ func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	for _, run := range []string{initRun, releaseRun} {
 		require.Equal(t, []string{gitops.SignalBy}, revisionSignals(ctx, t, tc, id, run), "revision signals of run %s", run)
 	}
+
+	// Deleting the Canary (kubectl delete, or git no longer holding it): with revertOnDeletion the trigger's
+	// finalizer holds the object until the finalisation has put the cluster back as before the Canary.
+	c, err := s.Dynamic.Resource(canariesGVR).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Contains(t, c.GetFinalizers(), gitops.Finalizer)
+	require.NoError(t, s.Dynamic.Resource(canariesGVR).Namespace(ns).Delete(ctx, "podinfo", metav1.DeleteOptions{}))
+	deleted := time.Now()
+	require.Eventually(t, func() bool {
+		_, err := s.Dynamic.Resource(canariesGVR).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 3*time.Minute, 500*time.Millisecond, "the Canary is deleted once finalised")
+	t.Logf("Canary deleted and finalised in %s", time.Since(deleted).Round(100*time.Millisecond))
+	var fin workflows.FinalizeStatus
+	require.NoError(t, tc.GetWorkflow(ctx, workflows.FinalizeWorkflowID(ns, "podinfo"), "").Get(ctx, &fin))
+	require.Equal(t, workflows.PhaseTerminated, fin.Phase)
+	require.True(t, fin.Reverted)
+	img, replicas, err := s.Image(ctx, ns, "podinfo")
+	require.NoError(t, err)
+	require.Equal(t, PodinfoImage("6.0.1"), img)
+	require.Positive(t, replicas, "the target serves again")
+	_, err = s.Kube.AppsV1().Deployments(ns).Get(ctx, "podinfo-primary", metav1.GetOptions{})
+	require.True(t, apierrors.IsNotFound(err), "the primary is gone: %v", err)
+	apex, err := s.Kube.CoreV1().Services(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"app": "podinfo"}, apex.Spec.Selector, "the apex Service selects the target's pods")
+	ts, err := s.Dynamic.Resource(labtest.TraefikServices).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	require.NoError(t, err)
+	services, _, _ := unstructured.NestedSlice(ts.Object, "spec", "weighted", "services")
+	require.Len(t, services, 1, "the TraefikService routes to the apex Service alone: %v", services)
 }
 
 // grantLease gives the worker's ServiceAccount deploy/rbac/leader-election.yaml's Role in ns, where this test's

@@ -52,6 +52,8 @@ const (
 type Rollouts interface {
 	Latest(ctx context.Context, id string) (openRun, failedRevision string, err error)
 	Release(ctx context.Context, in workflows.RolloutInput, sig workflows.ActionSignal) (client.WorkflowRun, error)
+	Abort(ctx context.Context, id, runID string, sig workflows.ActionSignal) error
+	Finalize(ctx context.Context, in workflows.FinalizeInput) (client.WorkflowRun, error)
 }
 
 // Config is what the trigger runs with.
@@ -131,6 +133,8 @@ type trigger struct {
 	mu     sync.Mutex
 	acted  map[string]*observation // by canary key: what the last action (or decision to do nothing) was for
 	said   map[string]string       // by canary key: the last reason logged for leaving it alone, to log it once
+	// finalizing: the deleted canaries whose finalisation runs (finalizer.go).
+	finalizing map[string]bool
 }
 
 // targetIndex indexes Canaries by "<namespace>/<targetRef.name>".
@@ -170,7 +174,7 @@ func lead(ctx context.Context, cfg Config) error {
 		cfg: cfg, scopes: map[string]*scope{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "canaryflow-gitops"}),
-		acted: map[string]*observation{}, said: map[string]string{},
+		acted: map[string]*observation{}, said: map[string]string{}, finalizing: map[string]bool{},
 	}
 	defer t.queue.ShutDown()
 	namespaces := cfg.Namespaces
@@ -372,6 +376,9 @@ func (t *trigger) sync(ctx context.Context, key string) error {
 			t.queue.AddAfter(key, until.Sub(now)) // a local timer: look again once Flagger has been quiet long enough
 		}
 		return nil
+	}
+	if done, err := t.finalization(ctx, key, u); done || err != nil {
+		return err
 	}
 	obs, err := observe(ctx, s, u)
 	if errors.Is(err, errNoTarget) {

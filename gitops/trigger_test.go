@@ -31,6 +31,9 @@ type fakeRollouts struct {
 	failed   string
 	latest   int
 	releases []release
+	// aborts and finalizes record the calls of a Canary's deletion, in order.
+	calls     []string
+	finalized []workflows.FinalizeInput
 }
 
 type release struct {
@@ -44,6 +47,14 @@ type fakeRun struct {
 }
 
 func (r fakeRun) GetRunID() string { return r.id }
+
+// Get is a finalisation that ended Terminated.
+func (r fakeRun) Get(_ context.Context, v any) error {
+	if st, ok := v.(*workflows.FinalizeStatus); ok {
+		st.Phase = workflows.PhaseTerminated
+	}
+	return nil
+}
 
 func (f *fakeRollouts) Latest(context.Context, string) (string, string, error) {
 	f.mu.Lock()
@@ -60,6 +71,28 @@ func (f *fakeRollouts) Release(_ context.Context, in workflows.RolloutInput, sig
 		return fakeRun{id: "new"}, nil
 	}
 	return fakeRun{id: f.open}, nil
+}
+
+func (f *fakeRollouts) Abort(_ context.Context, id, runID string, sig workflows.ActionSignal) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "abort "+id+" "+runID+" by "+sig.By)
+	f.open = "" // the run ended rolled back
+	return nil
+}
+
+func (f *fakeRollouts) Finalize(_ context.Context, in workflows.FinalizeInput) (client.WorkflowRun, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "finalize "+workflows.FinalizeWorkflowID(in.Canary.Namespace, in.Canary.Name))
+	f.finalized = append(f.finalized, in)
+	return fakeRun{id: "fin"}, nil
+}
+
+func (f *fakeRollouts) deletionCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
 }
 
 func (f *fakeRollouts) snapshot() (int, []release) {
@@ -134,11 +167,16 @@ func started(t *testing.T, objs []runtime.Object, canaries ...runtime.Object) (*
 // startedSeeing is started, and also returns whether the trigger has looked at the Canary at a resourceVersion.
 func startedSeeing(t *testing.T, objs []runtime.Object, canaries ...runtime.Object) (*fake.Clientset, *dynamicfake.FakeDynamicClient, *fakeRollouts, func(rv string) bool) {
 	t.Helper()
+	return startedWith(t, &fakeRollouts{}, objs, canaries...)
+}
+
+// startedWith is startedSeeing with the given Temporal fake (an open run, say).
+func startedWith(t *testing.T, fr *fakeRollouts, objs []runtime.Object, canaries ...runtime.Object) (*fake.Clientset, *dynamicfake.FakeDynamicClient, *fakeRollouts, func(rv string) bool) {
+	t.Helper()
 	kube := fake.NewClientset(objs...)
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
 		canaryGVR: "CanaryList", metricTemplateGVR: "MetricTemplateList", alertProviderGVR: "AlertProviderList",
 	}, canaries...)
-	fr := &fakeRollouts{}
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/workflows"
+	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
 )
 
 // deletePoll is how often `delete --wait` asks the finalisation where it is.
@@ -66,16 +66,10 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				}
 			}
 			id := workflows.FinalizeWorkflowID(ns, name)
-			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID:        id,
-				TaskQueue: g.taskQueue,
-				// A finalisation that failed, or one already done, may run again (every step is idempotent); one
-				// running (a Kubernetes finalizer's, another starter's) is joined rather than doubled.
-				WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-			}, workflows.FinalizeWorkflowName, workflows.FinalizeInput{Canary: *c, By: w.by, Reason: w.reason})
+			run, err := rolloutclient.Client{Temporal: tc, TaskQueue: g.taskQueue}.Finalize(ctx,
+				workflows.FinalizeInput{Canary: *c, By: w.by, Reason: w.reason})
 			if err != nil {
-				return &exitError{code: exitFailed, err: fmt.Errorf("start %s: %w", id, err)}
+				return &exitError{code: exitFailed, err: err}
 			}
 			what := "leaving its objects as they are (spec.revertOnDeletion is false)"
 			if c.Spec.RevertOnDeletion {

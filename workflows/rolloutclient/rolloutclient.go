@@ -73,6 +73,33 @@ func (c Client) Release(ctx context.Context, in workflows.RolloutInput, sig work
 	return run, nil
 }
 
+// Finalize starts the finalisation of a deleted Canary (CanaryFinalize, workflow ID finalize/<namespace>/<name>),
+// or joins the one running: a finalisation that failed, or one already done, may run again (every step is
+// idempotent); one running (a Kubernetes finalizer's, a starter's) is joined rather than doubled.
+func (c Client) Finalize(ctx context.Context, in workflows.FinalizeInput) (client.WorkflowRun, error) {
+	id := workflows.FinalizeWorkflowID(in.Canary.Namespace, in.Canary.Name)
+	run, err := c.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                c.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, workflows.FinalizeWorkflowName, in)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	return run, nil
+}
+
+// Abort sends the abort signal to run runID of rollout id and waits until that run has ended (its rollback done).
+func (c Client) Abort(ctx context.Context, id, runID string, sig workflows.ActionSignal) error {
+	if err := c.Temporal.SignalWorkflow(ctx, id, runID, workflows.SignalAbort, sig); err != nil {
+		return fmt.Errorf("abort %s: %w", id, err)
+	}
+	// The run ends rolled back (or as it was ending anyway): its outcome is not this caller's to judge.
+	_ = c.Temporal.GetWorkflow(ctx, id, runID).Get(ctx, nil)
+	return ctx.Err()
+}
+
 // Result reads the result a closed run of id recorded (completed, or cancelled with its details).
 func (c Client) Result(ctx context.Context, id, runID string) (workflows.RolloutResult, error) {
 	var res workflows.RolloutResult

@@ -62,10 +62,10 @@ the ClusterRole and for each namespaced Role. */ -}}
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
   # GitOps mode (worker --gitops): the trigger watches Canaries (and their targets, ConfigMaps and Secrets, granted
   # above) and reads the MetricTemplates and AlertProviders a Canary references when it starts a rollout; the
-  # rollout writes the Canary's status.
+  # rollout writes the Canary's status; the trigger patches a Canary only to keep its finalizer (revertOnDeletion).
   - apiGroups: ["flagger.app"]
     resources: ["canaries"]
-    verbs: ["get", "list", "watch"]
+    verbs: ["get", "list", "watch", "patch"]
   - apiGroups: ["flagger.app"]
     resources: ["canaries/status"]
     verbs: ["get", "update", "patch"]
