@@ -41,7 +41,8 @@ var canariesGVR = schema.GroupVersionResource{Group: "flagger.app", Version: "v1
 // Deployment (an update, as kubectl apply or Flux make it) starts the release, which promotes, and `kubectl wait
 // --for=condition=promoted` returns on the Canary's status as with Flagger. Each rollout run is started exactly
 // once and receives exactly one revision signal: the standby replica triggers nothing, and the rollout's own status
-// writes trigger nothing either. Deleting the Canary then finalises it before it goes: the target serves again,
+// writes trigger nothing either. A failing release from git is then rolled back (kubectl wait
+// --for=condition=promoted=false returns), and deleting the Canary finalises it before it goes: the target serves again,
 // the primary is gone and the apex Service and Traefik route to the target, as before the Canary.
 func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	root, err := labtest.RepoRoot()
@@ -144,9 +145,43 @@ func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 		require.Equal(t, []string{gitops.SignalBy}, revisionSignals(ctx, t, tc, id, run), "revision signals of run %s", run)
 	}
 
+	// A failing release from git: the Canary's rollout hook now always fails (a spec change with no run open starts
+	// nothing), then a new image: the release is rolled back at the threshold, the Canary says Failed with the
+	// Promoted condition False (what a CI gate on kubectl wait sees), and the primary keeps the promoted image.
+	failing, err := s.WriteCanary("canary-failing", CanaryOptions{Namespace: ns, LoadDuration: "1m", FailingHook: true, Threshold: 2})
+	require.NoError(t, err)
+	withRevert(t, failing)
+	raw, err = os.ReadFile(failing)
+	require.NoError(t, err)
+	var failingObj map[string]any
+	require.NoError(t, yaml.Unmarshal(raw, &failingObj))
+	c, err := s.Dynamic.Resource(canariesGVR).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	require.NoError(t, err)
+	c.Object["spec"] = failingObj["spec"]
+	_, err = s.Dynamic.Resource(canariesGVR).Namespace(ns).Update(ctx, c, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	dep, err = s.Kube.AppsV1().Deployments(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	require.NoError(t, err)
+	dep.Spec.Template.Spec.Containers[0].Image = PodinfoImage("6.0.2")
+	_, err = s.Kube.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	failedRun := waitClosed(ctx, t, tc, id, releaseRun, 5*time.Minute)
+	res, err = rc.Result(ctx, id, failedRun)
+	require.NoError(t, err)
+	require.Equal(t, workflows.PhaseFailed, res.Phase, "the failing release is rolled back: %+v", res)
+	require.Contains(t, res.Reason, "failed checks threshold reached 2")
+	out, err = kubectl("wait", "canary/podinfo", "--for=condition=promoted=false", "--timeout=60s")
+	require.NoError(t, err, "kubectl wait --for=condition=promoted=false: %s", out)
+	out, err = kubectl("get", "canary", "podinfo", "-o", "jsonpath={.status.phase} {.status.canaryWeight}")
+	require.NoError(t, err, out)
+	require.Equal(t, "Failed 0", out)
+	img, _, err = s.Image(ctx, ns, "podinfo-primary")
+	require.NoError(t, err)
+	require.Equal(t, PodinfoImage("6.0.1"), img, "the primary keeps the promoted image")
+
 	// Deleting the Canary (kubectl delete, or git no longer holding it): with revertOnDeletion the trigger's
 	// finalizer holds the object until the finalisation has put the cluster back as before the Canary.
-	c, err := s.Dynamic.Resource(canariesGVR).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
+	c, err = s.Dynamic.Resource(canariesGVR).Namespace(ns).Get(ctx, "podinfo", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Contains(t, c.GetFinalizers(), gitops.Finalizer)
 	require.NoError(t, s.Dynamic.Resource(canariesGVR).Namespace(ns).Delete(ctx, "podinfo", metav1.DeleteOptions{}))
@@ -162,7 +197,7 @@ func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	require.True(t, fin.Reverted)
 	img, replicas, err := s.Image(ctx, ns, "podinfo")
 	require.NoError(t, err)
-	require.Equal(t, PodinfoImage("6.0.1"), img)
+	require.Equal(t, PodinfoImage("6.0.2"), img, "the target as the user left it")
 	require.Positive(t, replicas, "the target serves again")
 	_, err = s.Kube.AppsV1().Deployments(ns).Get(ctx, "podinfo-primary", metav1.GetOptions{})
 	require.True(t, apierrors.IsNotFound(err), "the primary is gone: %v", err)
