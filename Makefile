@@ -51,9 +51,10 @@ test: lab-build tools
 
 ## test-unit: every test that needs no running lab, in every package, with -race. Lab tests carry the build tag
 ## `lab` (//go:build lab) and are left out; CANARYFLOW_LAB=off makes a lab call in an untagged test fail at once.
-## Tests that start a private Temporal dev server use the lab's temporal binary (built here if missing).
+## Tests that start a private Temporal dev server use the lab's temporal binary (built here if missing); the Web
+## UI test (e2e/webui) drives the dev server's UI in Debian's chromium (installed here if missing).
 test-unit: tools
-	./lab/build.sh temporal
+	./lab/build.sh temporal chromium
 	CANARYFLOW_LAB=off $(GO) test -race -count=1 -timeout 30m ./...
 
 ## test-lab: the lab tier: the packages with //go:build lab test files, on the lab (lab/with-lab.sh starts it

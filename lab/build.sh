@@ -3,7 +3,7 @@
 # versions, into $CANARYFLOW_CACHE/lab. A component whose stamp (pinned version +
 # hash of its recipe below) matches and whose outputs exist is skipped in
 # seconds. Long go builds print a heartbeat every minute, so no step is silent
-# for 10 minutes. Components: temporal etcd kube kwok podinfo traefik crds apt labgo.
+# for 10 minutes. Components: temporal etcd kube kwok podinfo traefik crds apt chromium labgo.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -200,6 +200,15 @@ build_apt() {
 	command -v prometheus >/dev/null && command -v hey >/dev/null
 }
 
+# Chromium for the Web UI test (e2e/webui drives the dev server's UI headless). Debian's package, kept out of
+# the apt component so that the unit tier (make test-unit) installs it without the lab's other packages.
+build_chromium() {
+	export DEBIAN_FRONTEND=noninteractive
+	run apt-get update
+	run apt-get install -y --no-install-recommends chromium
+	command -v chromium >/dev/null
+}
+
 # The lab's own Go programs (pod network, lab control) from this repository.
 build_labgo() {
 	cd "$LAB_ROOT"
@@ -212,7 +221,7 @@ exec 9>"$LAB_DIR/build.lock"
 flock 9
 
 want=("$@")
-((${#want[@]})) || want=(apt temporal etcd kwok podinfo kube traefik crds labgo)
+((${#want[@]})) || want=(apt chromium temporal etcd kwok podinfo kube traefik crds labgo)
 for c in "${want[@]}"; do
 	case $c in
 	temporal) component temporal "$TEMPORAL_CLI_VERSION" "$LAB_BIN/temporal" ;;
@@ -225,6 +234,7 @@ for c in "${want[@]}"; do
 	traefik) component traefik "$TRAEFIK_VERSION" "$LAB_BIN/traefik" ;;
 	crds) component crds "$TRAEFIK_VERSION" "$LAB_SHARE/crds/traefik.yaml" "$LAB_SHARE/crds/gateway-api.yaml" ;;
 	apt) component apt "$APT_PACKAGES" /usr/bin/prometheus /usr/bin/hey ;;
+	chromium) component chromium debian /usr/bin/chromium ;;
 	labgo)
 		# Always rebuilt: go's own cache makes this take seconds when nothing changed.
 		COMP=labgo CT0=$SECONDS
