@@ -8,7 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
+	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
@@ -87,4 +89,28 @@ func TestDeleteOfACanaryThatNeverRanNeedsItsFile(t *testing.T) {
 	code, out, errOut := e.starter("delete", "-f", f, "--wait")
 	require.Equal(t, 0, code, out+errOut)
 	assert.Contains(t, out, "phase Terminated")
+}
+
+// While a finalisation runs, a rollout of the same canary is refused before anything changes: the finalisation is
+// taking the canary's objects down, and a rollout would fight it. (A finalisation on a queue no worker polls stays
+// running for the test.)
+func TestRolloutIsRefusedWhileAFinalisationRuns(t *testing.T) {
+	t.Parallel()
+	e := startTemporal(t)
+	f := canaryFile(t, "test", "going", "stepWeight: 10\n    maxWeight: 50", "")
+	c, err := e.client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflows.FinalizeWorkflowID("test", "going"), TaskQueue: "nobody-polls",
+	}, workflows.FinalizeWorkflowName, workflows.FinalizeInput{By: "test"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.client.TerminateWorkflow(context.Background(), c.GetID(), "", "test done") })
+
+	code, out, errOut := e.starter("rollout", "-f", f)
+	require.Equal(t, 2, code, out+errOut)
+	assert.Contains(t, errOut, "test/going: a finalisation of this canary is running")
+	_, err = e.client.DescribeWorkflowExecution(context.Background(), v1beta1.WorkflowID("test", "going"), "")
+	require.Error(t, err, "no rollout was started")
+
+	require.NoError(t, e.client.TerminateWorkflow(context.Background(), c.GetID(), "", "finalisation over"))
+	code, out, errOut = e.starter("rollout", "-f", f)
+	require.Equal(t, 0, code, out+errOut)
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/canaryflow/canaryflow/workflows"
+	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
 )
 
 // waitFlags are --wait and --timeout, shared by rollout and retry.
@@ -88,6 +89,11 @@ func newRolloutCmd(g *globals) *cobra.Command {
 				return &exitError{code: exitFailed, err: err}
 			}
 			input.FailedRevision = failed
+			if finalizing, err := rc.Finalizing(ctx, c.Namespace, c.Name); err != nil {
+				return &exitError{code: exitFailed, err: err}
+			} else if finalizing {
+				return &exitError{code: exitBadInput, err: fmt.Errorf("%s/%s: %w", c.Namespace, c.Name, rolloutclient.ErrFinalizing)}
+			}
 			// Everything Temporal could refuse is checked before the target changes: a patched image with no
 			// rollout to analyse it would reach users on the next scale-up unchecked.
 			if err := checkPayloads(g.dc, c, input, sig); err != nil {

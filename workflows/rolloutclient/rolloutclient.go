@@ -1,6 +1,6 @@
 // Package rolloutclient is the one way to start or signal a rollout from outside the worker: `starter rollout`,
 // `starter retry`, the benchmarks and the end-to-end tests use it, so the workflow ID, the start options, the
-// signal-with-start contract and the failed-revision rule are written once.
+// signal-with-start contract, the failed-revision rule and the refusal during a finalisation are written once.
 package rolloutclient
 
 import (
@@ -61,11 +61,36 @@ func (c Client) Latest(ctx context.Context, id string) (openRun, failedRevision 
 	return "", "", nil
 }
 
+// ErrFinalizing refuses a release of a canary whose finalisation (CanaryFinalize) runs: the finalisation is taking
+// its objects down, and a rollout would fight it.
+var ErrFinalizing = errors.New("a finalisation of this canary is running (starter delete, or the Canary's deletion in GitOps mode): wait for it to end, then roll out again")
+
+// Finalizing says whether a finalisation of canary namespace/name runs.
+func (c Client) Finalizing(ctx context.Context, namespace, name string) (bool, error) {
+	id := workflows.FinalizeWorkflowID(namespace, name)
+	d, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("describe %s: %w", id, err)
+	}
+	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil
+}
+
 // Release signals-with-start the rollout of in.Canary: a new run starts with in when none is open, otherwise
 // the open run gets the revision signal sig and restarts its analysis on the target's new revision. Pass ctx
 // through an interceptor's marker to recognise the signal in history.
 func (c Client) Release(ctx context.Context, in workflows.RolloutInput, sig workflows.ActionSignal) (client.WorkflowRun, error) {
 	id := in.Canary.WorkflowID()
+	finalizing, err := c.Finalizing(ctx, in.Canary.Namespace, in.Canary.Name)
+	if err != nil {
+		return nil, err
+	}
+	if finalizing {
+		return nil, fmt.Errorf("%s/%s: %w", in.Canary.Namespace, in.Canary.Name, ErrFinalizing)
+	}
 	run, err := c.Temporal.SignalWithStartWorkflow(ctx, id, workflows.SignalRevision, sig, c.StartOptions(id), workflows.WorkflowName, in)
 	if err != nil {
 		return nil, fmt.Errorf("signal-with-start %s: %w", id, err)
