@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canaryflow/canaryflow/internal/temporalconn/temporalconntest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
@@ -20,20 +22,6 @@ import (
 	"github.com/canaryflow/canaryflow/lab/labbin"
 	"github.com/canaryflow/canaryflow/workflows"
 )
-
-// clearTemporalEnv unsets the connection variables of the test process (and points the default Temporal config
-// file at an empty directory) until the test ends, so that the machine's own settings do not leak in.
-func clearTemporalEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "TEMPORAL_") || strings.HasPrefix(name, "CANARYFLOW_") {
-			t.Setenv(name, "")
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-}
 
 // starterEnvOnly runs the CLI with no connection flag: only the environment says where Temporal is.
 func starterEnvOnly(args ...string) (code int, stdout, stderr string) {
@@ -46,7 +34,7 @@ func starterEnvOnly(args ...string) (code int, stdout, stderr string) {
 // of their own is reached with TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE alone, then through a profile of a
 // Temporal config file, as the temporal CLI reads them.
 func TestStarterReachesTemporalThroughTemporalVariablesAndProfiles(t *testing.T) {
-	clearTemporalEnv(t)
+	temporalconntest.Isolate(t)
 	const ns = "canaryflow-starter-env"
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -78,7 +66,7 @@ func TestStarterReachesTemporalThroughTemporalVariablesAndProfiles(t *testing.T)
 	require.NotEqual(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 
 	// The same server through a profile: TEMPORAL_PROFILE picks it from TEMPORAL_CONFIG_FILE.
-	clearTemporalEnv(t)
+	temporalconntest.Isolate(t)
 	conf := filepath.Join(t.TempDir(), "temporal.toml")
 	require.NoError(t, os.WriteFile(conf, fmt.Appendf(nil, "[profile.default]\naddress = \"127.0.0.1:1\"\n\n"+
 		"[profile.lab]\naddress = %q\nnamespace = %q\n", srv.FrontendHostPort(), ns), 0o600))
@@ -106,7 +94,7 @@ func TestStarterRefusesABadTemporalVariableNamingIt(t *testing.T) {
 		{map[string]string{"TEMPORAL_TLS_CLIENT_CERT_PATH": "/nowhere/cert.pem"}, "the TLS client certificate (from TEMPORAL_TLS_CLIENT_CERT_PATH) has no key"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			clearTemporalEnv(t)
+			temporalconntest.Isolate(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}

@@ -6,25 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/canaryflow/canaryflow/internal/temporalconn/temporalconntest"
+
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
 	"github.com/canaryflow/canaryflow/lab/labbin"
 )
-
-// clearTemporalEnv unsets the connection variables of the test process (and points the default Temporal config
-// file at an empty directory) until the test ends, so that the machine's own settings do not leak in.
-func clearTemporalEnv(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "TEMPORAL_") || strings.HasPrefix(name, "CANARYFLOW_") {
-			t.Setenv(name, "")
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-}
 
 // The worker takes the same Temporal settings as the temporal CLI, below its own flags and CANARYFLOW_* variables.
 func TestWorkerConfigHonoursTemporalSettingsBelowItsOwn(t *testing.T) {
@@ -55,7 +43,7 @@ func TestWorkerConfigHonoursTemporalSettingsBelowItsOwn(t *testing.T) {
 			err: `TEMPORAL_PROFILE="staging": no such profile in $DIR/temporal.toml (its profiles: "prod")`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clearTemporalEnv(t)
+			temporalconntest.Isolate(t)
 			dir := t.TempDir()
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "temporal.toml"),
 				[]byte("[profile.prod]\naddress = \"prod.example:7233\"\nnamespace = \"from-profile\"\n"), 0o600))
@@ -80,7 +68,7 @@ func TestWorkerConfigHonoursTemporalSettingsBelowItsOwn(t *testing.T) {
 // The worker's client options, from TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE alone, reach a real server in that
 // namespace (one that exists only there, so the default could not pass for it).
 func TestWorkerReachesTemporalWithTemporalVariablesOnly(t *testing.T) {
-	clearTemporalEnv(t)
+	temporalconntest.Isolate(t)
 	const ns = "canaryflow-worker-env"
 	srv, err := labbin.DevServer(t.Context(), quietSDKLogger{}, ns)
 	require.NoError(t, err)

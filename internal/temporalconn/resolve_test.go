@@ -15,24 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canaryflow/canaryflow/internal/temporalconn/temporalconntest"
+
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 )
-
-// Isolate clears every connection variable of the test process (the machine's own TEMPORAL_* or config file
-// must not leak into a case) until the test ends.
-func isolate(t *testing.T) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "TEMPORAL_") || strings.HasPrefix(name, "CANARYFLOW_") {
-			t.Setenv(name, "") // registers the restore
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
-	// No file at the default path either.
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-}
 
 // writePEMs writes a self-signed certificate (usable as CA and as client certificate) and its key to dir.
 func writePEMs(t *testing.T, dir string) {
@@ -222,7 +209,7 @@ func TestResolvePrecedenceAndTemporalSettings(t *testing.T) {
 			want: want{addr: "127.0.0.1:7233", ns: "default", tls: true, optsErr: "load the TLS client certificate $DIR/cert.pem (from CANARYFLOW_TLS_CERT) and key $DIR/bad.pem (from TEMPORAL_TLS_CLIENT_KEY_PATH)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			isolate(t)
+			temporalconntest.Isolate(t)
 			dir := t.TempDir()
 			writePEMs(t, dir)
 			// The default file is $XDG_CONFIG_HOME/temporalio/temporal.toml: point that at dir too.
