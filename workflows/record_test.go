@@ -49,25 +49,9 @@ func recordings() []recording {
 	fast := func(c *v1beta1.Canary) { c.Spec.Analysis.Interval = "10s" }
 	return []recording{
 		{file: "promotion.json", canary: podinfo(fast, named("podinfo-promotion"))},
-		{file: "rollback-failed-checks.json", canary: podinfo(fast, named("podinfo-rollback")), script: func(f *fakes) {
-			f.value = func(_ int, metric string) *float64 {
-				v := 53.42
-				if metric == v1beta1.MetricRequestDuration {
-					v = 120
-				}
-				return &v
-			}
-		}},
-		{file: "abort-signal.json", canary: podinfo(fast, named("podinfo-abort")),
-			signals: func(ctx context.Context, c client.Client, id string) error {
-				time.Sleep(15 * time.Second) // mid-interval, after the second step
-				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
-			}},
-		{file: "confirm-promotion-approved.json", canary: podinfo(fast, named("podinfo-approval"), func(c *v1beta1.Canary) {
-			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
-		}), script: func(f *fakes) {
-			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
-		}, signals: func(ctx context.Context, c client.Client, id string) error {
+		{file: "rollback-failed-checks.json", canary: podinfo(fast, named("podinfo-rollback")), script: lowSuccessRate},
+		{file: "abort-signal.json", canary: podinfo(fast, named("podinfo-abort")), signals: abortAfter(15 * time.Second)},
+		{file: "confirm-promotion-approved.json", canary: podinfo(fast, named("podinfo-approval"), promotionGate), script: promotionGateClosed, signals: func(ctx context.Context, c client.Client, id string) error {
 			// Steps at 0, 10, 20, 30, 40 s; the gate closes at 50 s and the approval comes 5 s later.
 			time.Sleep(55 * time.Second)
 			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
@@ -76,39 +60,14 @@ func recordings() []recording {
 			c.Spec.Analysis.MaxWeight = 100
 		})},
 		// Recorded at revert-promotion: the abort lands while the promotion waits for the primary.
-		{file: "abort-during-promotion.json", canary: podinfo(fast, named("podinfo-abort-promotion")), script: func(f *fakes) {
-			f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
-		}, signals: func(ctx context.Context, c client.Client, id string) error {
-			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
-			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
-		}},
+		{file: "abort-during-promotion.json", canary: podinfo(fast, named("podinfo-abort-promotion")), script: slowPrimary, signals: abortAfter(55 * time.Second)},
 		// Recorded at lean-history: short Kubernetes calls as local activities, one RunChecks activity per step.
 		{file: "ten-steps-v2.json", canary: podinfo(fast, named("podinfo-ten-steps-v2"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.MaxWeight = 100
 		})},
-		{file: "rollback-failed-checks-v2.json", canary: podinfo(fast, named("podinfo-rollback-v2")), script: func(f *fakes) {
-			f.value = func(_ int, metric string) *float64 {
-				v := 53.42
-				if metric == v1beta1.MetricRequestDuration {
-					v = 120
-				}
-				return &v
-			}
-		}},
-		{file: "abort-during-promotion-v2.json", canary: podinfo(fast, named("podinfo-abort-promotion-v2")), script: func(f *fakes) {
-			f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
-		}, signals: func(ctx context.Context, c client.Client, id string) error {
-			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
-			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
-		}},
-		{file: "confirm-promotion-approved-v2.json", canary: podinfo(fast, named("podinfo-approval-v2"), func(c *v1beta1.Canary) {
-			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
-		}), script: func(f *fakes) {
-			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
-		}, signals: func(ctx context.Context, c client.Client, id string) error {
-			time.Sleep(55 * time.Second)
-			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
-		}},
+		{file: "rollback-failed-checks-v2.json", canary: podinfo(fast, named("podinfo-rollback-v2")), script: lowSuccessRate},
+		{file: "abort-during-promotion-v2.json", canary: podinfo(fast, named("podinfo-abort-promotion-v2")), script: slowPrimary, signals: abortAfter(55 * time.Second)},
+		{file: "confirm-promotion-approved-v2.json", canary: podinfo(fast, named("podinfo-approval-v2"), promotionGate), script: promotionGateClosed, signals: approveAfter(55 * time.Second)},
 		// Recorded at keep-finished-promotion: cancelled during the post-rollout hooks, the promotion stays.
 		{file: "cancel-after-promotion.json", canary: podinfo(fast, named("podinfo-cancel-after-promotion"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.MaxWeight, c.Spec.Analysis.StepWeight = 20, 20
@@ -119,25 +78,9 @@ func recordings() []recording {
 		{file: "ten-steps-v3.json", canary: podinfo(fast, named("podinfo-ten-steps-v3"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.MaxWeight = 100
 		})},
-		{file: "abort-signal-v3.json", canary: podinfo(fast, named("podinfo-abort-v3")),
-			signals: func(ctx context.Context, c client.Client, id string) error {
-				time.Sleep(15 * time.Second) // mid-interval, after the second step
-				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
-			}},
-		{file: "abort-during-promotion-v3.json", canary: podinfo(fast, named("podinfo-abort-promotion-v3")), script: func(f *fakes) {
-			f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
-		}, signals: func(ctx context.Context, c client.Client, id string) error {
-			time.Sleep(55 * time.Second) // steps at 0…40 s, promotion at 50 s, primary polled at 2, 4, 8 s
-			return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
-		}},
-		{file: "confirm-promotion-approved-v3.json", canary: podinfo(fast, named("podinfo-approval-v3"), func(c *v1beta1.Canary) {
-			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
-		}), script: func(f *fakes) {
-			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
-		}, signals: func(ctx context.Context, c client.Client, id string) error {
-			time.Sleep(55 * time.Second)
-			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
-		}},
+		{file: "abort-signal-v3.json", canary: podinfo(fast, named("podinfo-abort-v3")), signals: abortAfter(15 * time.Second)},
+		{file: "abort-during-promotion-v3.json", canary: podinfo(fast, named("podinfo-abort-promotion-v3")), script: slowPrimary, signals: abortAfter(55 * time.Second)},
+		{file: "confirm-promotion-approved-v3.json", canary: podinfo(fast, named("podinfo-approval-v3"), promotionGate), script: promotionGateClosed, signals: approveAfter(55 * time.Second)},
 		{file: "pause-resume-v3.json", canary: podinfo(fast, named("podinfo-pause-v3")),
 			signals: func(ctx context.Context, c client.Client, id string) error {
 				time.Sleep(15 * time.Second) // paused at weight 20 for 20 s, then a full interval before the next step
@@ -172,28 +115,9 @@ func recordings() []recording {
 				return errors.New("metric request-success-rate of canary test/podinfo: dial tcp 127.0.0.1:9090: connect: connection refused")
 			}
 		}},
-		{file: "rollback-failed-checks-v4.json", canary: podinfo(fast, named("podinfo-rollback-v4")), script: func(f *fakes) {
-			f.value = func(_ int, metric string) *float64 {
-				v := 53.42
-				if metric == v1beta1.MetricRequestDuration {
-					v = 120
-				}
-				return &v
-			}
-		}},
-		{file: "confirm-promotion-approved-v4.json", canary: podinfo(fast, named("podinfo-approval-v4"), func(c *v1beta1.Canary) {
-			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
-		}), script: func(f *fakes) {
-			f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
-		}, signals: func(ctx context.Context, c client.Client, id string) error {
-			time.Sleep(55 * time.Second)
-			return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
-		}},
-		{file: "abort-signal-v4.json", canary: podinfo(fast, named("podinfo-abort-v4")),
-			signals: func(ctx context.Context, c client.Client, id string) error {
-				time.Sleep(15 * time.Second) // mid-interval, after the second step
-				return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
-			}},
+		{file: "rollback-failed-checks-v4.json", canary: podinfo(fast, named("podinfo-rollback-v4")), script: lowSuccessRate},
+		{file: "confirm-promotion-approved-v4.json", canary: podinfo(fast, named("podinfo-approval-v4"), promotionGate), script: promotionGateClosed, signals: approveAfter(55 * time.Second)},
+		{file: "abort-signal-v4.json", canary: podinfo(fast, named("podinfo-abort-v4")), signals: abortAfter(15 * time.Second)},
 		// Recorded at rollback-while-waiting: a rollback webhook ends the wait at confirm-rollout.
 		{file: "rollback-while-waiting.json", canary: podinfo(fast, named("podinfo-rollback-waiting"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
@@ -219,6 +143,48 @@ func recordings() []recording {
 			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}
 			f.reconcileErr = temporal.NewNonRetryableApplicationError(`no router for provider "nginx"`, activities.ErrTypeUnsupportedProvider, nil)
 		}},
+	}
+}
+
+// Pieces the recordings of several workflow versions share.
+var (
+	// lowSuccessRate: every check sees a 53.42% success rate (and a passing duration): failed checks.
+	lowSuccessRate = func(f *fakes) {
+		f.value = func(_ int, metric string) *float64 {
+			v := 53.42
+			if metric == v1beta1.MetricRequestDuration {
+				v = 120
+			}
+			return &v
+		}
+	}
+	// promotionGate adds a confirm-promotion webhook; promotionGateClosed keeps it closed (only an approval opens it).
+	promotionGate = func(c *v1beta1.Canary) {
+		c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks, hook(v1beta1.ConfirmPromotionHook, "promotion-gate"))
+	}
+	promotionGateClosed = func(f *fakes) {
+		f.hookPasses = func(h v1beta1.CanaryWebhook, _ int) bool { return h.Type != v1beta1.ConfirmPromotionHook }
+	}
+	// slowPrimary: the primary is ready at its fourth check (polled at 2, 4, 8 s after the promotion began).
+	slowPrimary = func(f *fakes) {
+		f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
+	}
+)
+
+// abortAfter sends the recorder's abort d after the start: 15 s is mid-interval after the second step (10 s
+// intervals); 55 s is while the promotion waits for the primary (steps at 0…40 s, promotion at 50 s).
+func abortAfter(d time.Duration) func(context.Context, client.Client, string) error {
+	return func(ctx context.Context, c client.Client, id string) error {
+		time.Sleep(d)
+		return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
+	}
+}
+
+// approveAfter approves the confirm-promotion gate d after the start: at 55 s the gate, closed at 50 s, waits.
+func approveAfter(d time.Duration) func(context.Context, client.Client, string) error {
+	return func(ctx context.Context, c client.Client, id string) error {
+		time.Sleep(d)
+		return c.SignalWorkflow(ctx, id, "", SignalApprove, ApproveSignal{Gate: GateConfirmPromotion, By: "recorder", Reason: "replay fixture"})
 	}
 }
 
