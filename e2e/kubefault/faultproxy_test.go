@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -54,12 +55,14 @@ type faultProxy struct {
 	upstream *httputil.ReverseProxy
 	closing  chan struct{} // closed by Close: held requests end
 
-	mu       sync.Mutex
-	rng      *rand.Rand
-	reads    int // faults injected into reads so far, for the next one's turn
-	writes   int // and into writes
-	requests int
-	injected map[string]int
+	mu     sync.Mutex
+	rng    *rand.Rand
+	reads  int // faults injected into reads so far, for the next one's turn
+	writes int // and into writes
+	// writes are faulted one in writeEvery (1/rate), the first at write number writeEvery-writePhase
+	writeReqs, writeEvery, writePhase int
+	requests                          int
+	injected                          map[string]int
 }
 
 // startFaultProxy starts the proxy forwarding to server (whose CA is caFile), injecting a fault into rate of the
@@ -78,6 +81,8 @@ func startFaultProxy(server, caFile, dir string, rate float64, seed uint64) (*fa
 		return nil, fmt.Errorf("no certificate in %s", caFile)
 	}
 	p := &faultProxy{Seed: seed, Rate: rate, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), injected: map[string]int{}, closing: make(chan struct{})}
+	p.writeEvery = max(1, int(math.Round(1/rate)))
+	p.writePhase = p.rng.IntN(p.writeEvery)
 	p.upstream = httputil.NewSingleHostReverseProxy(u)
 	p.upstream.Transport = &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
 	// HTTP/1.1 towards the worker, so that a reset is a TCP reset of its connection (HTTP/2 would reset a stream).
@@ -100,20 +105,26 @@ func (p *faultProxy) Close() {
 	p.srv.Close()
 }
 
-// pick decides the fault for one request ("" for none): whether is random, at the proxy's rate; which is the
-// next kind in turn for a read or a write.
+// pick decides the fault for one request ("" for none): whether is random at the proxy's rate for a read, in
+// turn at that rate for a write; which is the next kind in turn for a read or a write.
 func (p *faultProxy) pick(r *http.Request) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.requests++
-	if p.rng.Float64() >= p.Rate {
-		return ""
-	}
 	var f string
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if p.rng.Float64() >= p.Rate {
+			return ""
+		}
 		f = readFaults[p.reads%len(readFaults)]
 		p.reads++
 	} else {
+		// A rollout writes little (a dozen server-side applies): drawn at random, a run without a single write
+		// fault came one in ten. So writes are faulted at the same rate in turn, from a seeded place in the turn.
+		p.writeReqs++
+		if (p.writeReqs+p.writePhase)%p.writeEvery != 0 {
+			return ""
+		}
 		f = writeFaults[p.writes%len(writeFaults)]
 		p.writes++
 	}
