@@ -209,6 +209,46 @@ build_chromium() {
 	command -v chromium >/dev/null
 }
 
+# The benchmarks' production Temporal server (make bench-scale TEMPORAL=postgres): the server and its SQL schema
+# tool from lab/benchtemporal, a tools module with the lab's temporal CLI's module versions (server v1.29.1), so
+# that the build reuses what the CLI's build compiled; the schema files come from the same module.
+build_temporalserver() {
+	cd "$LAB_ROOT/lab/benchtemporal"
+	run $NICE go build -o "$LAB_BIN/temporal-server" go.temporal.io/server/cmd/server
+	run $NICE go build -o "$LAB_BIN/temporal-sql-tool" go.temporal.io/server/cmd/tools/sql
+	local dir
+	dir=$(go list -m -f '{{.Dir}}' go.temporal.io/server)
+	rm -rf "$LAB_SHARE/temporal-schema"
+	mkdir -p "$LAB_SHARE/temporal-schema"
+	cp -r "$dir/schema/postgresql" "$LAB_SHARE/temporal-schema/"
+	chmod -R u+w "$LAB_SHARE/temporal-schema"
+}
+
+# Flagger v1.36.1 (the version the module proxy serves) and its CRDs, for the side-by-side benchmark (make
+# bench-scale CONTROLLER=flagger): built from lab/benchflagger, a tools module with Flagger's own module versions.
+build_flagger() {
+	cd "$LAB_ROOT/lab/benchflagger"
+	run $NICE go build -o "$LAB_BIN/flagger" github.com/fluxcd/flagger/cmd/flagger
+	mkdir -p "$LAB_SHARE/crds"
+	cp "$(go list -m -f '{{.Dir}}' github.com/fluxcd/flagger)/artifacts/flagger/crd.yaml" "$LAB_SHARE/crds/flagger.yaml"
+	chmod u+w "$LAB_SHARE/crds/flagger.yaml"
+}
+
+# PostgreSQL from Debian, for the benchmarks' Temporal server; installed without starting its service.
+build_postgres() {
+	if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q 'ok installed'; then
+		local policy=/usr/sbin/policy-rc.d made=0
+		if [[ ! -e $policy ]]; then
+			printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made=1
+		fi
+		export DEBIAN_FRONTEND=noninteractive
+		run apt-get update
+		run apt-get install -y --no-install-recommends postgresql
+		((made)) && rm -f "$policy"
+	fi
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null
+}
+
 # The lab's own Go programs (pod network, lab control) from this repository.
 build_labgo() {
 	cd "$LAB_ROOT"
@@ -235,6 +275,10 @@ for c in "${want[@]}"; do
 	crds) component crds "$TRAEFIK_VERSION" "$LAB_SHARE/crds/traefik.yaml" "$LAB_SHARE/crds/gateway-api.yaml" ;;
 	apt) component apt "$APT_PACKAGES" /usr/bin/prometheus /usr/bin/hey ;;
 	chromium) component chromium debian /usr/bin/chromium ;;
+	temporalserver) component temporalserver "$(grep -m1 'go.temporal.io/server ' "$LAB_ROOT/lab/benchtemporal/go.mod" | awk '{print $2}') $(sha256sum "$LAB_ROOT/lab/benchtemporal/go.sum" | cut -c1-16)" \
+		"$LAB_BIN/temporal-server" "$LAB_BIN/temporal-sql-tool" "$LAB_SHARE/temporal-schema/postgresql" ;;
+	postgres) component postgres debian /usr/bin/psql ;;
+	flagger) component flagger "v1.36.1 $(sha256sum "$LAB_ROOT/lab/benchflagger/go.sum" | cut -c1-16)" "$LAB_BIN/flagger" "$LAB_SHARE/crds/flagger.yaml" ;;
 	labgo)
 		# Always rebuilt: go's own cache makes this take seconds when nothing changed.
 		COMP=labgo CT0=$SECONDS

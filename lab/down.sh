@@ -7,8 +7,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 mkdir -p "$LAB_PIDS"
 cancel_labtest_watcher
 rm -f "$LAB_RUN/lab.env"
-for ((i = ${#LAB_COMPONENTS[@]} - 1; i >= 0; i--)); do
-	stop_component "${LAB_COMPONENTS[i]}"
+for ((i = ${#LAB_ALL_COMPONENTS[@]} - 1; i >= 0; i--)); do
+	stop_component "${LAB_ALL_COMPONENTS[i]}"
 done
 if ip netns list 2>/dev/null | grep -qw "$LAB_NETNS"; then
 	ip netns del "$LAB_NETNS"

@@ -30,6 +30,16 @@ APT_PACKAGES="prometheus hey"
 # LAB_TEMPORAL_PORT, LAB_NETNS) with CANARYFLOW_LAB_RUN, to run a second, separate
 # lab beside the usual one.
 
+# Variants. LAB_TEMPORAL: dev (the Temporal CLI's dev server, SQLite; the default) or postgres (Temporal's
+# production server on PostgreSQL, lab/temporal-postgres.sh; benchmarks). LAB_SCALE_NODES: 0 for the usual lab;
+# N > 0 for the scale lab of make bench-scale: N kwok nodes, each with its own /20 of pod IPs in
+# LAB_SCALE_POD_PREFIX.0.0/16, pods Ready through kwok alone (no network namespace, no podinfo processes, no Traefik
+# process, no Prometheus), and the controller-manager and scheduler without client rate limits.
+LAB_TEMPORAL=${LAB_TEMPORAL:-dev}
+LAB_SCALE_NODES=${LAB_SCALE_NODES:-0}
+LAB_SCALE_POD_PREFIX=${LAB_SCALE_POD_PREFIX:-10.248}
+export LAB_TEMPORAL LAB_SCALE_NODES
+
 # Network namespace for pods: pods of the fake node get IPs in LAB_POD_CIDR and
 # run inside LAB_NETNS; the host reaches them through a veth pair.
 LAB_NETNS=${LAB_NETNS:-canaryflow-lab}
@@ -57,6 +67,7 @@ TRAEFIK_WEB_PORT=${LAB_TRAEFIK_WEB_PORT:-18080}            # entrypoint "web": I
 TRAEFIK_GATEWAY_PORT=${LAB_TRAEFIK_GATEWAY_PORT:-18081}        # entrypoint "gateway": the lab Gateway's HTTP listener
 TRAEFIK_METRICS_PORT=${LAB_TRAEFIK_METRICS_PORT:-18082}        # entrypoint "metrics": /metrics and /ping
 PROMETHEUS_PORT=${LAB_PROMETHEUS_PORT:-19090}
+POSTGRES_PORT=${LAB_POSTGRES_PORT:-15432}                   # LAB_TEMPORAL=postgres only
 LAB_GATEWAY_CLASS=${LAB_GATEWAY_CLASS:-traefik}
 LAB_GATEWAY_NAME=${LAB_GATEWAY_NAME:-lab-gateway}
 LAB_GATEWAY_NAMESPACE=${LAB_GATEWAY_NAMESPACE:-default}

@@ -7,8 +7,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 LAB_PIDS="$LAB_RUN/pids"
 LAB_LOGS="$LAB_RUN/logs"
-# Start order; down.sh stops in reverse.
-LAB_COMPONENTS=(temporal etcd kube-apiserver kube-controller-manager kube-scheduler kwok podnet traefik prometheus)
+# Start order; down.sh stops in reverse, every component any variant starts (LAB_ALL_COMPONENTS).
+LAB_ALL_COMPONENTS=(postgres temporal etcd kube-apiserver kube-controller-manager kube-scheduler kwok podnet traefik prometheus)
+LAB_COMPONENTS=()
+[[ $LAB_TEMPORAL == postgres ]] && LAB_COMPONENTS+=(postgres)
+LAB_COMPONENTS+=(temporal etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+((LAB_SCALE_NODES > 0)) || LAB_COMPONENTS+=(podnet traefik prometheus)
 T0=${T0:-$SECONDS}
 
 curl_lab() { curl --noproxy '*' -fsS --max-time 2 "$@"; }
@@ -28,7 +32,7 @@ lab_pid() {
 # lab_running: every component runs and the namespace exists.
 lab_running() {
 	local c
-	ip netns list 2>/dev/null | grep -qw "$LAB_NETNS" || return 1
+	((LAB_SCALE_NODES > 0)) || ip netns list 2>/dev/null | grep -qw "$LAB_NETNS" || return 1
 	for c in "${LAB_COMPONENTS[@]}"; do lab_pid "$c" >/dev/null || return 1; done
 }
 
@@ -36,7 +40,7 @@ lab_running() {
 lab_any_running() {
 	local c
 	ip netns list 2>/dev/null | grep -qw "$LAB_NETNS" && return 0
-	for c in "${LAB_COMPONENTS[@]}"; do lab_pid "$c" >/dev/null && return 0; done
+	for c in "${LAB_ALL_COMPONENTS[@]}"; do lab_pid "$c" >/dev/null && return 0; done
 	return 1
 }
 

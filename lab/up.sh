@@ -18,19 +18,29 @@ KUBECONFIG_FILE="$LAB_RUN/kubeconfig"
 step() { echo "[lab] $1: $2 ($((SECONDS - T0))s)"; }
 
 summary() {
+	echo "[lab] up ($((SECONDS - T0))s). Endpoints:"
+	if [[ $LAB_TEMPORAL == postgres ]]; then
+		echo "  Temporal        $LAB_HOST:$TEMPORAL_PORT (namespace default; production server on PostgreSQL $LAB_HOST:$POSTGRES_PORT)"
+	else
+		echo "  Temporal        $LAB_HOST:$TEMPORAL_PORT (namespace default)"
+		echo "  Temporal Web UI http://$LAB_HOST:$TEMPORAL_UI_PORT"
+	fi
 	cat <<-EOF
-		[lab] up ($((SECONDS - T0))s). Endpoints:
-		  Temporal        $LAB_HOST:$TEMPORAL_PORT (namespace default)
-		  Temporal Web UI http://$LAB_HOST:$TEMPORAL_UI_PORT
 		  Kubernetes API  https://$LAB_HOST:$APISERVER_PORT   kubeconfig: $KUBECONFIG_FILE
 		  kubectl         $KUBECTL --kubeconfig $KUBECONFIG_FILE
-		  Traefik         http://$LAB_HOST:$TRAEFIK_WEB_PORT (IngressRoutes, entrypoint web)
-		  Traefik Gateway http://$LAB_HOST:$TRAEFIK_GATEWAY_PORT (Gateway $LAB_GATEWAY_NAMESPACE/$LAB_GATEWAY_NAME, listener http)
-		  Traefik metrics http://$LAB_HOST:$TRAEFIK_METRICS_PORT/metrics
-		  Prometheus      http://$LAB_HOST:$PROMETHEUS_PORT
-		  Pods            $LAB_POD_CIDR in netns $LAB_NETNS (node $LAB_NODE)
-		  Logs            $LAB_LOGS     Env for tests: $LAB_RUN/lab.env
 	EOF
+	if ((LAB_SCALE_NODES > 0)); then
+		echo "  Pods            Ready through kwok alone on $LAB_SCALE_NODES nodes (lab-node-0…), /20 each in $LAB_SCALE_POD_PREFIX.0.0/16"
+	else
+		cat <<-EOF
+			  Traefik         http://$LAB_HOST:$TRAEFIK_WEB_PORT (IngressRoutes, entrypoint web)
+			  Traefik Gateway http://$LAB_HOST:$TRAEFIK_GATEWAY_PORT (Gateway $LAB_GATEWAY_NAMESPACE/$LAB_GATEWAY_NAME, listener http)
+			  Traefik metrics http://$LAB_HOST:$TRAEFIK_METRICS_PORT/metrics
+			  Prometheus      http://$LAB_HOST:$PROMETHEUS_PORT
+			  Pods            $LAB_POD_CIDR in netns $LAB_NETNS (node $LAB_NODE)
+		EOF
+	fi
+	echo "  Logs            $LAB_LOGS     Env for tests: $LAB_RUN/lab.env"
 }
 
 [[ ${CANARYFLOW_LAB_CALLER:-} == labtest ]] || cancel_labtest_watcher
@@ -44,7 +54,9 @@ if lab_any_running; then
 	"$LAB_ROOT/lab/down.sh"
 fi
 
-for b in temporal etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok traefik podnet labctl; do
+need=(temporal etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok labctl)
+((LAB_SCALE_NODES > 0)) || need+=(traefik podnet)
+for b in "${need[@]}"; do
 	[[ -x "$LAB_BIN/$b" ]] || { echo "[lab] $LAB_BIN/$b is missing: run make lab-build" >&2; exit 1; }
 done
 
@@ -129,28 +141,35 @@ chmod 600 "$KUBECONFIG_FILE"
 
 # ---------------------------------------------------------------- network namespace
 # `ip netns add` makes /run/netns a mount point; remember whether we made it,
-# so that down.sh leaves no mount behind.
-if ! mountpoint -q /run/netns; then touch "$LAB_RUN/netns-mount-ours"; fi
-ip netns add "$LAB_NETNS"
-ip link add "$LAB_VETH_HOST" type veth peer name "$LAB_VETH_NS" netns "$LAB_NETNS"
-ip addr add "$LAB_LINK_HOST_IP/30" dev "$LAB_VETH_HOST"
-ip link set "$LAB_VETH_HOST" up
-ip -n "$LAB_NETNS" link set lo up
-ip -n "$LAB_NETNS" addr add "$LAB_LINK_NS_IP/30" dev "$LAB_VETH_NS"
-ip -n "$LAB_NETNS" link set "$LAB_VETH_NS" up
-ip route replace "$LAB_POD_CIDR" via "$LAB_LINK_NS_IP" dev "$LAB_VETH_HOST"
-step netns "$LAB_NETNS: $LAB_POD_CIDR via $LAB_VETH_HOST ($LAB_LINK_HOST_IP) -> $LAB_LINK_NS_IP"
+# so that down.sh leaves no mount behind. The scale lab's pods answer nothing: no namespace.
+if ((LAB_SCALE_NODES == 0)); then
+	if ! mountpoint -q /run/netns; then touch "$LAB_RUN/netns-mount-ours"; fi
+	ip netns add "$LAB_NETNS"
+	ip link add "$LAB_VETH_HOST" type veth peer name "$LAB_VETH_NS" netns "$LAB_NETNS"
+	ip addr add "$LAB_LINK_HOST_IP/30" dev "$LAB_VETH_HOST"
+	ip link set "$LAB_VETH_HOST" up
+	ip -n "$LAB_NETNS" link set lo up
+	ip -n "$LAB_NETNS" addr add "$LAB_LINK_NS_IP/30" dev "$LAB_VETH_NS"
+	ip -n "$LAB_NETNS" link set "$LAB_VETH_NS" up
+	ip route replace "$LAB_POD_CIDR" via "$LAB_LINK_NS_IP" dev "$LAB_VETH_HOST"
+	step netns "$LAB_NETNS: $LAB_POD_CIDR via $LAB_VETH_HOST ($LAB_LINK_HOST_IP) -> $LAB_LINK_NS_IP"
+fi
 
 # ---------------------------------------------------------------- Temporal
-start temporal "$LAB_BIN/temporal" server start-dev --ip "$LAB_HOST" --port "$TEMPORAL_PORT" \
-	--ui-ip "$LAB_HOST" --ui-port "$TEMPORAL_UI_PORT" --http-port "$TEMPORAL_HTTP_PORT" \
-	--metrics-port "$TEMPORAL_METRICS_PORT" --db-filename "$LAB_RUN/temporal.sqlite" \
-	--namespace default --log-level warn
-wait_for temporal 60 "$LAB_BIN/temporal" operator cluster health --address "$LAB_HOST:$TEMPORAL_PORT"
-WAIT_WHAT="Web UI answers" wait_for temporal 30 curl_lab -o /dev/null "http://$LAB_HOST:$TEMPORAL_UI_PORT/"
-"$LAB_BIN/labctl" search-attributes --address "$LAB_HOST:$TEMPORAL_PORT" --namespace default >>"$LAB_LOGS/temporal.log" 2>&1 ||
-	fail temporal "registering search attributes"
-step temporal "$(tail -n 1 "$LAB_LOGS/temporal.log")"
+if [[ $LAB_TEMPORAL == postgres ]]; then
+	source "$LAB_ROOT/lab/temporal-postgres.sh"
+	start_temporal_postgres
+else
+	start temporal "$LAB_BIN/temporal" server start-dev --ip "$LAB_HOST" --port "$TEMPORAL_PORT" \
+		--ui-ip "$LAB_HOST" --ui-port "$TEMPORAL_UI_PORT" --http-port "$TEMPORAL_HTTP_PORT" \
+		--metrics-port "$TEMPORAL_METRICS_PORT" --db-filename "$LAB_RUN/temporal.sqlite" \
+		--namespace default --log-level warn
+	wait_for temporal 60 "$LAB_BIN/temporal" operator cluster health --address "$LAB_HOST:$TEMPORAL_PORT"
+	WAIT_WHAT="Web UI answers" wait_for temporal 30 curl_lab -o /dev/null "http://$LAB_HOST:$TEMPORAL_UI_PORT/"
+	"$LAB_BIN/labctl" search-attributes --address "$LAB_HOST:$TEMPORAL_PORT" --namespace default >>"$LAB_LOGS/temporal.log" 2>&1 ||
+		fail temporal "registering search attributes"
+	step temporal "$(tail -n 1 "$LAB_LOGS/temporal.log")"
+fi
 
 # ---------------------------------------------------------------- Kubernetes
 rm -rf "$LAB_RUN/etcd"
@@ -173,39 +192,55 @@ start kube-apiserver "$LAB_BIN/kube-apiserver" \
 wait_for kube-apiserver 90 curl_lab --cacert "$PKI/ca.crt" -H "Authorization: Bearer $TOKEN" \
 	"https://$LAB_HOST:$APISERVER_PORT/readyz"
 
+# The scale lab creates thousands of pods at once: the controller-manager and the scheduler talk to the API server
+# without client rate limits (as kwokctl's disableQPSLimits), so they are not what the benchmark measures.
+unlimited=()
+((LAB_SCALE_NODES == 0)) || unlimited=(--kube-api-qps=5000 --kube-api-burst=10000)
 start kube-controller-manager "$LAB_BIN/kube-controller-manager" \
 	--kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
 	--authorization-kubeconfig "$KUBECONFIG_FILE" --leader-elect=false \
 	--bind-address "$LAB_HOST" --secure-port "$KCM_PORT" \
 	--service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
 	--allocate-node-cidrs=false --configure-cloud-routes=false \
-	--service-cluster-ip-range "$LAB_SERVICE_CIDR" --profiling=false --v=1
+	--service-cluster-ip-range "$LAB_SERVICE_CIDR" --profiling=false --v=1 "${unlimited[@]}"
 wait_for kube-controller-manager 60 curl_lab -k "https://$LAB_HOST:$KCM_PORT/healthz"
 
 start kube-scheduler "$LAB_BIN/kube-scheduler" \
 	--kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
 	--authorization-kubeconfig "$KUBECONFIG_FILE" --leader-elect=false \
-	--bind-address "$LAB_HOST" --secure-port "$SCHEDULER_PORT" --profiling=false --v=1
+	--bind-address "$LAB_HOST" --secure-port "$SCHEDULER_PORT" --profiling=false --v=1 "${unlimited[@]}"
 wait_for kube-scheduler 60 curl_lab -k "https://$LAB_HOST:$SCHEDULER_PORT/healthz"
 
-# The fake node: kwok manages it (annotation), its podCIDR lies in the namespace.
-kubectl_lab apply -f - >/dev/null <<EOF
+# The fake node: kwok manages it (annotation), its podCIDR lies in the namespace. The scale lab has
+# LAB_SCALE_NODES of them, each with a /20 of its own that no namespace routes (its pods answer nothing).
+node_yaml() {
+	cat <<EOF
 apiVersion: v1
 kind: Node
 metadata:
-  name: $LAB_NODE
+  name: $1
   annotations:
     kwok.x-k8s.io/node: fake
     node.alpha.kubernetes.io/ttl: "0"
   labels:
-    kubernetes.io/hostname: $LAB_NODE
+    kubernetes.io/hostname: $1
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     type: kwok
 spec:
-  podCIDR: $LAB_POD_CIDR
-  podCIDRs: [$LAB_POD_CIDR]
+  podCIDR: $2
+  podCIDRs: [$2]
+---
 EOF
+}
+if ((LAB_SCALE_NODES == 0)); then
+	node_yaml "$LAB_NODE" "$LAB_POD_CIDR" | kubectl_lab apply -f - >/dev/null
+else
+	((LAB_SCALE_NODES <= 16)) || { echo "[lab] LAB_SCALE_NODES=$LAB_SCALE_NODES: at most 16 nodes (16 /20s in a /16)" >&2; exit 2; }
+	for ((i = 0; i < LAB_SCALE_NODES; i++)); do
+		node_yaml "lab-node-$i" "$LAB_SCALE_POD_PREFIX.$((i * 16)).0/20"
+	done | kubectl_lab apply -f - >/dev/null
+fi
 # kwok's upstream stages, without its pod-delete: lab/kwok/pod-terminate.yaml takes a deleted pod down as a kubelet
 # does (not ready at once, gone with its IP at the end of its grace period).
 awk 'BEGIN { RS = "---\n"; ORS = "" } $0 != "" && !/name: pod-delete\n/ { print "---\n" $0 }' \
@@ -218,13 +253,15 @@ start kwok "$LAB_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" --config "$LAB_RUN/kw
 	--node-lease-duration-seconds 40
 wait_for kwok 60 kubectl_lab wait --for=condition=Ready "node/$LAB_NODE" --timeout=1s
 
-# podnet runs podinfo.sh for every new image tag as long as the lab is up: give it a copy in the run directory,
-# so a lab started from a checkout that is later removed (a git worktree, a CI clone) keeps starting pods.
-mkdir -p "$LAB_RUN/scripts"
-cp "$LAB_ROOT/lab/podinfo.sh" "$LAB_ROOT/lab/env.sh" "$LAB_RUN/scripts/"
-start podnet "$LAB_BIN/podnet" --kubeconfig "$KUBECONFIG_FILE" --node "$LAB_NODE" --netns "$LAB_NETNS" \
-	--podinfo "$LAB_RUN/scripts/podinfo.sh" --dir "$LAB_RUN/pods"
-wait_for podnet 30 grep -q "watching pods" "$LAB_LOGS/podnet.log"
+if ((LAB_SCALE_NODES == 0)); then
+	# podnet runs podinfo.sh for every new image tag as long as the lab is up: give it a copy in the run directory,
+	# so a lab started from a checkout that is later removed (a git worktree, a CI clone) keeps starting pods.
+	mkdir -p "$LAB_RUN/scripts"
+	cp "$LAB_ROOT/lab/podinfo.sh" "$LAB_ROOT/lab/env.sh" "$LAB_RUN/scripts/"
+	start podnet "$LAB_BIN/podnet" --kubeconfig "$KUBECONFIG_FILE" --node "$LAB_NODE" --netns "$LAB_NETNS" \
+		--podinfo "$LAB_RUN/scripts/podinfo.sh" --dir "$LAB_RUN/pods"
+	wait_for podnet 30 grep -q "watching pods" "$LAB_LOGS/podnet.log"
+fi
 
 # ---------------------------------------------------------------- Traefik and its CRDs
 kubectl_lab apply --server-side --force-conflicts -f "$LAB_SHARE/crds/traefik.yaml" -f "$LAB_SHARE/crds/gateway-api.yaml" \
@@ -256,48 +293,58 @@ spec:
         from: All
 EOF
 
-k8s_flags=()
-for p in kubernetescrd kubernetesgateway; do
-	k8s_flags+=("--providers.$p=true" "--providers.$p.endpoint=https://$LAB_HOST:$APISERVER_PORT"
-		"--providers.$p.token=$TOKEN" "--providers.$p.certAuthFilePath=$PKI/ca.crt")
-done
-start traefik "$LAB_BIN/traefik" \
-	--global.checkNewVersion=false --global.sendAnonymousUsage=false \
-	--api.dashboard=false --log.level=INFO --log.noColor=true \
-	"--entryPoints.web.address=$LAB_HOST:$TRAEFIK_WEB_PORT" --entryPoints.web.asDefault=true \
-	"--entryPoints.gateway.address=$LAB_HOST:$TRAEFIK_GATEWAY_PORT" \
-	"--entryPoints.metrics.address=$LAB_HOST:$TRAEFIK_METRICS_PORT" \
-	--ping=true --ping.entryPoint=metrics \
-	--metrics.prometheus=true --metrics.prometheus.entryPoint=metrics \
-	--metrics.prometheus.addServicesLabels=true --metrics.prometheus.addRoutersLabels=true \
-	--metrics.prometheus.addEntryPointsLabels=true \
-	--metrics.prometheus.buckets=0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5 \
-	--providers.kubernetescrd.allowCrossNamespace=true \
-	--providers.kubernetescrd.allowEmptyServices=true \
-	"${k8s_flags[@]}"
-wait_for traefik 60 curl_lab "http://$LAB_HOST:$TRAEFIK_METRICS_PORT/ping"
-WAIT_WHAT="Gateway $LAB_GATEWAY_NAMESPACE/$LAB_GATEWAY_NAME programmed" wait_for traefik 60 kubectl_lab wait --for=condition=Programmed -n "$LAB_GATEWAY_NAMESPACE" \
-	"gateway/$LAB_GATEWAY_NAME" --timeout=1s
+if ((LAB_SCALE_NODES == 0)); then
+	k8s_flags=()
+	for p in kubernetescrd kubernetesgateway; do
+		k8s_flags+=("--providers.$p=true" "--providers.$p.endpoint=https://$LAB_HOST:$APISERVER_PORT"
+			"--providers.$p.token=$TOKEN" "--providers.$p.certAuthFilePath=$PKI/ca.crt")
+	done
+	start traefik "$LAB_BIN/traefik" \
+		--global.checkNewVersion=false --global.sendAnonymousUsage=false \
+		--api.dashboard=false --log.level=INFO --log.noColor=true \
+		"--entryPoints.web.address=$LAB_HOST:$TRAEFIK_WEB_PORT" --entryPoints.web.asDefault=true \
+		"--entryPoints.gateway.address=$LAB_HOST:$TRAEFIK_GATEWAY_PORT" \
+		"--entryPoints.metrics.address=$LAB_HOST:$TRAEFIK_METRICS_PORT" \
+		--ping=true --ping.entryPoint=metrics \
+		--metrics.prometheus=true --metrics.prometheus.entryPoint=metrics \
+		--metrics.prometheus.addServicesLabels=true --metrics.prometheus.addRoutersLabels=true \
+		--metrics.prometheus.addEntryPointsLabels=true \
+		--metrics.prometheus.buckets=0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5 \
+		--providers.kubernetescrd.allowCrossNamespace=true \
+		--providers.kubernetescrd.allowEmptyServices=true \
+		"${k8s_flags[@]}"
+	wait_for traefik 60 curl_lab "http://$LAB_HOST:$TRAEFIK_METRICS_PORT/ping"
+	WAIT_WHAT="Gateway $LAB_GATEWAY_NAMESPACE/$LAB_GATEWAY_NAME programmed" wait_for traefik 60 kubectl_lab wait --for=condition=Programmed -n "$LAB_GATEWAY_NAMESPACE" \
+		"gateway/$LAB_GATEWAY_NAME" --timeout=1s
+fi
 
 # ---------------------------------------------------------------- Prometheus
-mkdir -p "$LAB_RUN/prometheus"
-cat >"$LAB_RUN/prometheus.yml" <<EOF
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-- job_name: traefik
-  scrape_interval: 1s
-  static_configs:
-  - targets: ['$LAB_HOST:$TRAEFIK_METRICS_PORT']
-EOF
-rm -rf "$LAB_RUN/prometheus/data"
-start prometheus /usr/bin/prometheus --config.file "$LAB_RUN/prometheus.yml" \
-	--storage.tsdb.path "$LAB_RUN/prometheus/data" --storage.tsdb.retention.time 6h \
-	--web.listen-address "$LAB_HOST:$PROMETHEUS_PORT" --log.level warn
-wait_for prometheus 60 curl_lab "http://$LAB_HOST:$PROMETHEUS_PORT/-/ready"
+if ((LAB_SCALE_NODES == 0)); then
+	mkdir -p "$LAB_RUN/prometheus"
+	cat >"$LAB_RUN/prometheus.yml" <<-EOF
+	global:
+	  scrape_interval: 1s
+	  evaluation_interval: 1s
+	scrape_configs:
+	- job_name: traefik
+	  scrape_interval: 1s
+	  static_configs:
+	  - targets: ['$LAB_HOST:$TRAEFIK_METRICS_PORT']
+	EOF
+	rm -rf "$LAB_RUN/prometheus/data"
+	start prometheus /usr/bin/prometheus --config.file "$LAB_RUN/prometheus.yml" \
+		--storage.tsdb.path "$LAB_RUN/prometheus/data" --storage.tsdb.retention.time 6h \
+		--web.listen-address "$LAB_HOST:$PROMETHEUS_PORT" --log.level warn
+	wait_for prometheus 60 curl_lab "http://$LAB_HOST:$PROMETHEUS_PORT/-/ready"
+fi
 
 # ---------------------------------------------------------------- env for tests
+# The scale lab has no Traefik, Prometheus or pod network, the production server no Web UI: their URLs stay empty.
+prom_url=http://$LAB_HOST:$PROMETHEUS_PORT traefik_url=http://$LAB_HOST:$TRAEFIK_WEB_PORT
+traefik_gateway_url=http://$LAB_HOST:$TRAEFIK_GATEWAY_PORT traefik_metrics_url=http://$LAB_HOST:$TRAEFIK_METRICS_PORT
+ui_url=http://$LAB_HOST:$TEMPORAL_UI_PORT
+((LAB_SCALE_NODES == 0)) || prom_url='' traefik_url='' traefik_gateway_url='' traefik_metrics_url=''
+[[ $LAB_TEMPORAL != postgres ]] || ui_url=''
 cat >"$LAB_RUN/lab.env.tmp" <<EOF
 # Written by lab/up.sh; read by lab/labtest.
 LAB_KUBECONFIG=$KUBECONFIG_FILE
@@ -306,11 +353,12 @@ LAB_KUBE_CA=$PKI/ca.crt
 LAB_KUBE_TOKEN=$TOKEN
 LAB_TEMPORAL_ADDRESS=$LAB_HOST:$TEMPORAL_PORT
 LAB_TEMPORAL_NAMESPACE=default
-LAB_TEMPORAL_UI_URL=http://$LAB_HOST:$TEMPORAL_UI_PORT
-LAB_PROMETHEUS_URL=http://$LAB_HOST:$PROMETHEUS_PORT
-LAB_TRAEFIK_URL=http://$LAB_HOST:$TRAEFIK_WEB_PORT
-LAB_TRAEFIK_GATEWAY_URL=http://$LAB_HOST:$TRAEFIK_GATEWAY_PORT
-LAB_TRAEFIK_METRICS_URL=http://$LAB_HOST:$TRAEFIK_METRICS_PORT
+LAB_TEMPORAL_UI_URL=$ui_url
+LAB_TEMPORAL=$LAB_TEMPORAL
+LAB_PROMETHEUS_URL=$prom_url
+LAB_TRAEFIK_URL=$traefik_url
+LAB_TRAEFIK_GATEWAY_URL=$traefik_gateway_url
+LAB_TRAEFIK_METRICS_URL=$traefik_metrics_url
 LAB_GATEWAY_NAMESPACE=$LAB_GATEWAY_NAMESPACE
 LAB_GATEWAY_NAME=$LAB_GATEWAY_NAME
 LAB_GATEWAY_LISTENER=http
@@ -318,6 +366,7 @@ LAB_BIN=$LAB_BIN
 LAB_NETNS=$LAB_NETNS
 LAB_POD_CIDR=$LAB_POD_CIDR
 LAB_NODE=$LAB_NODE
+LAB_SCALE_NODES=$LAB_SCALE_NODES
 EOF
 mv "$LAB_RUN/lab.env.tmp" "$LAB_RUN/lab.env"
 summary

@@ -28,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,6 +67,12 @@ type Env struct {
 	PodCIDR           string // pod IPs of the fake node
 	Node              string // the fake node
 	Run               string // the run directory (pids, logs, lab.env); set for a private lab (EnvAt)
+	// ScaleNodes is the scale lab's number of kwok nodes (lab/scale.sh), 0 for the usual lab. The scale lab has no
+	// Traefik process, no Prometheus and no pod network: their URLs are empty.
+	ScaleNodes int
+	// TemporalServer is "dev" (the CLI's dev server, with the Web UI) or "postgres" (Temporal's production server,
+	// no Web UI: TemporalUIURL is empty).
+	TemporalServer string
 }
 
 // Lab returns the running lab, starting it if needed; it fails the test if the
@@ -373,9 +380,17 @@ func readEnv(path string) (*Env, error) {
 		TraefikGatewayURL: m["LAB_TRAEFIK_GATEWAY_URL"], TraefikMetricsURL: m["LAB_TRAEFIK_METRICS_URL"],
 		GatewayNamespace: m["LAB_GATEWAY_NAMESPACE"], GatewayName: m["LAB_GATEWAY_NAME"],
 		GatewayListener: m["LAB_GATEWAY_LISTENER"], Bin: m["LAB_BIN"], Netns: m["LAB_NETNS"],
-		PodCIDR: m["LAB_POD_CIDR"], Node: m["LAB_NODE"],
+		PodCIDR: m["LAB_POD_CIDR"], Node: m["LAB_NODE"], TemporalServer: m["LAB_TEMPORAL"],
 	}
-	if env.KubeServer == "" || env.TemporalAddress == "" || env.PrometheusURL == "" || env.TraefikURL == "" {
+	if v := m["LAB_SCALE_NODES"]; v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: LAB_SCALE_NODES=%q: %w", path, v, err)
+		}
+		env.ScaleNodes = n
+	}
+	if env.KubeServer == "" || env.TemporalAddress == "" ||
+		(env.ScaleNodes == 0 && (env.PrometheusURL == "" || env.TraefikURL == "")) {
 		return nil, fmt.Errorf("%s is incomplete", path)
 	}
 	return env, nil
@@ -407,11 +422,20 @@ func healthy(env *Env) error {
 		}
 		return nil
 	}
+	// A part the lab variant has not (the scale lab's Traefik, the production server's Web UI) has no URL.
+	optional := func(base, path string) func() error {
+		return func() error {
+			if base == "" {
+				return nil
+			}
+			return get(base+path, "")
+		}
+	}
 	checks := []func() error{
 		func() error { return get(env.KubeServer+"/readyz", env.KubeToken) },
-		func() error { return get(env.PrometheusURL+"/-/ready", "") },
-		func() error { return get(env.TraefikMetricsURL+"/ping", "") },
-		func() error { return get(env.TemporalUIURL+"/", "") },
+		optional(env.PrometheusURL, "/-/ready"),
+		optional(env.TraefikMetricsURL, "/ping"),
+		optional(env.TemporalUIURL, "/"),
 		func() error {
 			c, err := net.DialTimeout("tcp", env.TemporalAddress, 3*time.Second)
 			if err == nil {
