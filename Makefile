@@ -21,7 +21,7 @@ DEADCODE := $(TOOLS)/deadcode-$(XTOOLS_VERSION)/deadcode
 REVIVE := $(TOOLS)/revive-$(REVIVE_VERSION)/revive
 GO_FILES = $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)
 
-.PHONY: all build tools test test-unit test-lab test-long lint fmt vet staticcheck revive deadcode fuzz bench lab-build lab-up lab-down demo clean
+.PHONY: bench-scale all build tools test test-unit test-lab test-long lint fmt vet staticcheck revive deadcode fuzz bench lab-build lab-up lab-down demo clean
 
 all: build
 
@@ -113,6 +113,26 @@ $(REVIVE):
 ## server from the lab's temporal binary and runs CANARYFLOW_BENCH_ROLLOUTS (default 1000) rollouts at once.
 bench: lab-build
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m -tags lab ./...
+
+## bench-scale: BenchmarkScale (e2e/scale): N canaries (default 100) rolled out at once by CONTROLLER=both (the
+## default: canaryflow, then Flagger v1.36.1 on the same control plane, with a table of both), canaryflow or
+## flagger; canaryflow with WORKERS worker processes (default 1) on one task queue. On the scale lab (lab/scale.sh:
+## NODES kwok nodes, pods Ready through kwok alone) with TEMPORAL=postgres (Temporal's production server on
+## PostgreSQL, the default) or dev (the CLI's dev server). The scale lab starts fresh for each run and stops after
+## it (KEEP=1 leaves it up). Figures in BENCHMARKS.md.
+N ?= 100
+WORKERS ?= 1
+TEMPORAL ?= postgres
+NODES ?= 4
+CONTROLLER ?= both
+SCALE_ENV = LAB_TEMPORAL=$(TEMPORAL) LAB_SCALE_NODES=$(NODES)
+bench-scale: lab-build
+	./lab/build.sh temporalserver postgres flagger
+	$(SCALE_ENV) ./lab/scale.sh down >/dev/null
+	$(SCALE_ENV) ./lab/scale.sh up
+	eval "$$($(SCALE_ENV) ./lab/scale.sh env)" && CANARYFLOW_BENCH_ROLLOUTS=$(N) CANARYFLOW_BENCH_WORKERS=$(WORKERS) CANARYFLOW_BENCH_CONTROLLER=$(CONTROLLER) \
+		$(GO) test -tags lab -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 90m ./e2e/scale/; \
+		rc=$$?; [ "$(KEEP)" = 1 ] || $(SCALE_ENV) ./lab/scale.sh down >/dev/null; exit $$rc
 
 ## The local lab (see lab/README.md).
 lab-build:
