@@ -310,7 +310,7 @@ type fakeStatefulSet struct {
 	stsReady func(n int) (bool, string)
 }
 
-func (f *fakes) ReadStatefulSet(_ context.Context, in activities.PartitionInput) (activities.StatefulSetState, error) {
+func (f *fakes) ReadStatefulSet(_ context.Context, _ activities.PartitionInput) (activities.StatefulSetState, error) {
 	n := f.record("ReadStatefulSet")
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -81,7 +81,7 @@ func TestStatefulSetRollbackWaitsUntilEveryPodIsBack(t *testing.T) {
 	h := newStatefulSetHarness(t, "rev1")
 	h.f.value = func(int, string) *float64 { v := 7.0; return &v }
 	reads := 0
-	h.f.sts.stsReady = func(n int) (bool, string) {
+	h.f.sts.stsReady = func(int) (bool, string) {
 		if h.count("RestoreStatefulSet") == 0 {
 			return true, ""
 		}
