@@ -20,6 +20,8 @@ type StatefulSetClient interface {
 	SetPartition(ctx context.Context, c *v1beta1.Canary, partition int) error
 	// RestoreStable puts the stable template back whole and sets the partition to 0.
 	RestoreStable(ctx context.Context, c *v1beta1.Canary) error
+	// Release removes the stable record and sets the partition to 0 (the Canary's deletion).
+	Release(ctx context.Context, c *v1beta1.Canary) error
 }
 
 // StatefulSetState is a StatefulSet target as the rollout sees it (the provider's type, carried as is).
@@ -76,4 +78,13 @@ func (s *StatefulSets) RestoreStatefulSet(ctx context.Context, in WorkloadInput)
 		return ActionResult{}, classify(err, "restore the stable template of "+describe(&in.Canary))
 	}
 	return ActionResult{Summary: "restored the stable template of StatefulSet " + in.Canary.Spec.TargetRef.Name + ", partition 0"}, nil
+}
+
+// ReleaseStatefulSet hands the StatefulSet back to its own rolling updates when its Canary is deleted with
+// spec.revertOnDeletion: no stable record, partition 0.
+func (s *StatefulSets) ReleaseStatefulSet(ctx context.Context, in WorkloadInput) (ActionResult, error) {
+	if err := s.Kube.Release(ctx, &in.Canary); err != nil {
+		return ActionResult{}, classify(err, "release the StatefulSet of "+describe(&in.Canary))
+	}
+	return ActionResult{Summary: "released StatefulSet " + in.Canary.Spec.TargetRef.Name + ": partition 0, no stable record"}, nil
 }

@@ -26,6 +26,10 @@ func (f *fakeSets) SetPartition(context.Context, *v1beta1.Canary, int) error {
 	f.calls = append(f.calls, "partition")
 	return nil
 }
+func (f *fakeSets) Release(context.Context, *v1beta1.Canary) error {
+	f.calls = append(f.calls, "release")
+	return nil
+}
 func (f *fakeSets) RestoreStable(context.Context, *v1beta1.Canary) error {
 	f.calls = append(f.calls, "restore")
 	return nil

@@ -348,3 +348,11 @@ func (f *fakes) RestoreStatefulSet(_ context.Context, _ activities.WorkloadInput
 	f.sts.partitions = append(f.sts.partitions, 0)
 	return activities.ActionResult{}, nil
 }
+
+func (f *fakes) ReleaseStatefulSet(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
+	f.record("ReleaseStatefulSet")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sts.stable, f.sts.partition = "", 0
+	return activities.ActionResult{Summary: "released"}, nil
+}

@@ -102,3 +102,16 @@ func TestStatefulSetAbortRollsBack(t *testing.T) {
 	require.Equal(t, []int{4, 3, 0, 5}, h.f.sts.partitions)
 	require.Equal(t, "rev1", h.f.sts.revision)
 }
+
+// Deleting the Canary of a StatefulSet with revertOnDeletion hands the StatefulSet back to its own rolling
+// updates: nothing to scale, route or delete.
+func TestStatefulSetFinalizeReleasesThePartition(t *testing.T) {
+	f, _, st, err := finalizeRun(t, database(revertOnDeletion), func(f *fakes) {
+		f.sts = fakeStatefulSet{replicas: 5, partition: 5, revision: "rev1", stable: "rev1"}
+	})
+	require.NoError(t, err)
+	require.Equal(t, []string{"ReleaseStatefulSet"}, f.calls)
+	require.Equal(t, PhaseTerminated, st.Phase)
+	require.Zero(t, f.sts.partition)
+	require.Empty(t, f.sts.stable)
+}

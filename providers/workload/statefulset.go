@@ -196,6 +196,19 @@ func (k *Client) SetPartition(ctx context.Context, c *v1beta1.Canary, partition 
 	return k.patchStatefulSet(ctx, c, map[string]any{"spec": map[string]any{"updateStrategy": partitionPatch(partition)}})
 }
 
+// Release undoes RecordStable when the Canary is deleted (spec.revertOnDeletion): the stable record goes and the
+// partition goes to 0, so that template changes roll out on their own again. No pod changes when no rollout is
+// open (every pod runs the template).
+func (k *Client) Release(ctx context.Context, c *v1beta1.Canary) error {
+	if _, err := k.getStatefulSet(ctx, c); err != nil {
+		return err
+	}
+	return k.patchStatefulSet(ctx, c, map[string]any{
+		"metadata": map[string]any{"annotations": map[string]any{StableTemplateAnnotation: nil, StableRevisionAnnotation: nil}},
+		"spec":     map[string]any{"updateStrategy": partitionPatch(0)},
+	})
+}
+
 // RestoreStable puts the template recorded as stable back, whole, and sets the partition to 0, so that the
 // controller returns every pod to the stable revision (pods below the old partition never left it).
 func (k *Client) RestoreStable(ctx context.Context, c *v1beta1.Canary) error {

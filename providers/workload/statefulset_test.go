@@ -117,6 +117,20 @@ func TestRestoreStablePutsTheRecordedTemplateBackWhole(t *testing.T) {
 	require.Equal(t, st.StableRevision, st.Revision)
 }
 
+func TestReleaseRemovesTheStableRecordAndThePartition(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset(statefulSet(0, "a", "a")...)
+	k := NewForClientset(cs)
+	c := statefulSetCanary()
+	require.NoError(t, k.RecordStable(ctx, c))
+	require.NoError(t, k.Release(ctx, c))
+	got, err := cs.AppsV1().StatefulSets("test").Get(ctx, "db", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.NotContains(t, got.Annotations, StableTemplateAnnotation)
+	require.NotContains(t, got.Annotations, StableRevisionAnnotation)
+	require.Equal(t, int32(0), *got.Spec.UpdateStrategy.RollingUpdate.Partition)
+}
+
 func TestAStatefulSetWithoutRollingUpdatesIsRefused(t *testing.T) {
 	objs := statefulSet(0, "a", "a")
 	objs[0].(*appsv1.StatefulSet).Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
