@@ -131,18 +131,8 @@ func describe(c *v1beta1.Canary) string { return c.Name + "." + c.Namespace }
 
 // DetectRevision reads the target's and the primary's revisions and says whether a rollout is due.
 func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (RevisionResult, error) {
-	if ns := in.Canary.Namespace; len(w.Namespaces) > 0 && !slices.Contains(w.Namespaces, ns) {
-		return RevisionResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"this worker runs Canaries only in namespaces %s (CANARYFLOW_NAMESPACES), not %s in namespace %q; nothing was changed: "+
-				"run it on a worker that serves %q (its own task queue), or add %q to this worker's namespaces and grant its Role "+
-				"there (deploy/namespaced/rbac, Helm rbac.namespaces)",
-			strings.Join(w.Namespaces, ", "), describe(&in.Canary), ns, ns, ns), ErrTypeInvalidSpec, nil)
-	}
-	if w.Capabilities != nil {
-		if errs := in.Canary.Validate(w.Capabilities, v1beta1.RefCheck{}); len(errs) > 0 {
-			return RevisionResult{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("this worker cannot run %s, nothing was changed: %v", describe(&in.Canary), errs), ErrTypeInvalidSpec, errs)
-		}
+	if err := refuseUnrunnable(w.Capabilities, w.Namespaces, &in.Canary); err != nil {
+		return RevisionResult{}, err
 	}
 	target, primary, err := w.Kube.Revisions(ctx, &in.Canary)
 	if err != nil {
@@ -151,6 +141,25 @@ func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (Revis
 	r := RevisionResult{TargetRevision: target, PrimaryRevision: primary, PrimaryExists: primary != ""}
 	r.Changed = r.PrimaryExists && target != primary
 	return r, nil
+}
+
+// refuseUnrunnable is the check of the first activity of every run: a Canary of a namespace this worker does not
+// serve, or one its build cannot run, is refused before anything is read or written.
+func refuseUnrunnable(caps *v1beta1.Capabilities, namespaces []string, c *v1beta1.Canary) error {
+	if ns := c.Namespace; len(namespaces) > 0 && !slices.Contains(namespaces, ns) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"this worker runs Canaries only in namespaces %s (CANARYFLOW_NAMESPACES), not %s in namespace %q; nothing was changed: "+
+				"run it on a worker that serves %q (its own task queue), or add %q to this worker's namespaces and grant its Role "+
+				"there (deploy/namespaced/rbac, Helm rbac.namespaces)",
+			strings.Join(namespaces, ", "), describe(c), ns, ns, ns), ErrTypeInvalidSpec, nil)
+	}
+	if caps != nil {
+		if errs := c.Validate(caps, v1beta1.RefCheck{}); len(errs) > 0 {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("this worker cannot run %s, nothing was changed: %v", describe(c), errs), ErrTypeInvalidSpec, errs)
+		}
+	}
+	return nil
 }
 
 // InitializeWorkloads creates or updates the primary workload and the Services (see WorkloadClient.Initialize).

@@ -74,8 +74,14 @@ func setImages(ctx context.Context, cfg *rest.Config, c *v1beta1.Canary, sets []
 			return "", targetErr(kind, ns, name, err)
 		}
 		spec = d.Spec.Template.Spec
+	case v1beta1.KindStatefulSet:
+		d, err := cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return "", targetErr(kind, ns, name, err)
+		}
+		spec = d.Spec.Template.Spec
 	default:
-		return "", &exitError{code: exitBadInput, err: fmt.Errorf("--set-image: target kind %q is not a Deployment or DaemonSet", kind)}
+		return "", &exitError{code: exitBadInput, err: fmt.Errorf("--set-image: target kind %q is not a Deployment, DaemonSet or StatefulSet", kind)}
 	}
 
 	var containers, initContainers []map[string]string
@@ -116,9 +122,14 @@ func setImages(ctx context.Context, cfg *rest.Config, c *v1beta1.Canary, sets []
 		return "", err
 	}
 	opts := metav1.PatchOptions{FieldManager: "canaryflow-starter"}
-	if kind == "Deployment" {
+	switch kind {
+	case "Deployment":
 		_, err = cs.AppsV1().Deployments(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, opts)
-	} else {
+	case v1beta1.KindStatefulSet:
+		// Its partition (at the replica count since the initialisation) keeps every pod on the old template until
+		// the rollout lowers it.
+		_, err = cs.AppsV1().StatefulSets(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, opts)
+	default:
 		_, err = cs.AppsV1().DaemonSets(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, opts)
 	}
 	if err != nil {

@@ -23,6 +23,7 @@ type dependencies struct {
 	routing   *activities.Routing
 	analysis  *activities.Analysis
 	status    *activities.CanaryStatus
+	sets      *activities.StatefulSets
 }
 
 func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependencies, error) {
@@ -45,6 +46,7 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 		routing:   &activities.Routing{Routers: routers},
 		analysis:  analysis,
 		status:    &activities.CanaryStatus{Client: dyn},
+		sets:      &activities.StatefulSets{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
 	}, nil
 }
 
@@ -57,4 +59,5 @@ func register(w worker.Registry, d *dependencies) {
 	w.RegisterActivity(d.routing)
 	w.RegisterActivity(d.analysis)
 	w.RegisterActivity(d.status)
+	w.RegisterActivity(d.sets)
 }

@@ -146,6 +146,9 @@ func (r *rollout) rollbackGateWhileWaiting() (outcome, error) {
 // startCanary enters Progressing: the router is reconciled, the canary scaled up and waited for. It returns
 // keepGoing when the steps are to run (the canary is ready and the analysis not skipped).
 func (r *rollout) startCanary() (outcome, error) {
+	if r.c.IsStatefulSet() {
+		return r.startStatefulSet()
+	}
 	r.setPhase(PhaseProgressing)
 	r.setCondition(ConditionUnknown, "Progressing", "New revision detected, progressing canary analysis.")
 	r.decide(activities.EventNewRevision, v1beta1.SeverityInfo, true,
@@ -229,6 +232,9 @@ func (r *rollout) step() (outcome, error) {
 // advance is the strategy's part of a step (5); alone, it is the rest of a step whose checks passed but whose
 // gate was closed, once an approval opens the gate.
 func (r *rollout) advance() (outcome, error) {
+	if r.c.IsStatefulSet() {
+		return r.advanceStatefulSet()
+	}
 	switch r.st.Strategy {
 	case v1beta1.StrategyABTesting:
 		return r.stepABTesting()

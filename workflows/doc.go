@@ -25,8 +25,9 @@
 // workflow cancelled, in any phase before Succeeded), a failed initialisation, or a target still at the revision
 // last rolled back. Succeeded is final: a cancel during its post-rollout hooks only stops the hooks (runs recorded
 // before versionKeepFinishedPromotion went on to Failed there). Initialized, Succeeded and Failed end the run.
-// Terminating and Terminated belong to the Canary's deletion, which CanaryFinalize (finalize.go) runs, not to a
-// rollout run.
+// A StatefulSet target (statefulset.go) goes through the same phases, its steps lowering the StatefulSet's partition
+// instead of moving router weights. Terminating and Terminated belong to the Canary's deletion, which
+// CanaryFinalize (finalize.go) runs, not to a rollout run.
 //
 // Changing this code changes what replays of open rollouts see: guard a change of behaviour with workflow.GetVersion
 // (a change ID per change, in the const block of versions.go) and keep the replay tests (testdata/histories)

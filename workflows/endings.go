@@ -15,6 +15,9 @@ import (
 // promoteNow copies the canary to the primary, waits for the primary, routes all traffic to it (in
 // stepWeightPromotion steps when set), scales the canary down and ends Succeeded.
 func (r *rollout) promoteNow() (RolloutResult, error) {
+	if r.c.IsStatefulSet() {
+		return r.promoteStatefulSet()
+	}
 	r.st.PendingGate = ""
 	r.setPhase(PhasePromoting)
 	r.setCondition(ConditionUnknown, "Promoting", "Canary analysis completed, starting primary rolling update.")
@@ -116,6 +119,9 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 // rollback routes all traffic to the primary, scales the canary down and ends Failed. Its writes retry until they
 // succeed (cleanupOptions).
 func (r *rollout) rollback(reason string, ev activities.EventType) (RolloutResult, error) {
+	if r.c.IsStatefulSet() {
+		return r.rollbackStatefulSet(reason, ev)
+	}
 	r.st.PendingGate = ""
 	r.log.Error(reason, r.keyvals("rollback")...)
 	r.say(reason)
@@ -204,7 +210,9 @@ func (r *rollout) canceled() (RolloutResult, error) {
 // starts again from the confirm-rollout gate.
 func (r *rollout) restart(rev activities.RevisionResult) error {
 	r.info(fmt.Sprintf("New revision detected! Restarting analysis for %s", r.name()), "revision "+rev.TargetRevision)
-	if r.st.PrimaryWeight != 100 || r.st.Mirrored {
+	// A StatefulSet has no router to reset: its controller moves the pods already updated to the new revision,
+	// and the analysis restarts from the partition they are at.
+	if (r.st.PrimaryWeight != 100 || r.st.Mirrored) && !r.c.IsStatefulSet() {
 		if err := r.setRoutes(kubeOptions(), 100, 0, false); err != nil {
 			return err
 		}
@@ -220,6 +228,9 @@ func (r *rollout) restart(rev activities.RevisionResult) error {
 
 // revert ends a run whose target went back to what the primary runs: traffic to the primary, canary down.
 func (r *rollout) revert(rev activities.RevisionResult) (RolloutResult, error) {
+	if r.c.IsStatefulSet() {
+		return r.revertStatefulSet(rev)
+	}
 	msg := fmt.Sprintf("No new run for %s: the target is back at the primary's revision %s", r.name(), rev.TargetRevision)
 	r.info(msg, "revision reverted")
 	if err := r.setRoutes(cleanupOptions(), 100, 0, false); err != nil {

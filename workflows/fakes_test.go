@@ -49,6 +49,9 @@ type fakes struct {
 	eventPayloads []activities.WebhookPayload
 	statuses      []activities.CanaryStatusInput
 
+	// sts is the StatefulSet target of a StatefulSet canary.
+	sts fakeStatefulSet
+
 	counts map[string]int
 	// during, when set, runs inside each activity call (after it is recorded, before it returns): a test sends
 	// a signal there to have it arrive while that activity runs.
@@ -293,4 +296,63 @@ func (f *fakes) WriteCanaryStatus(_ context.Context, in activities.CanaryStatusI
 	defer f.mu.Unlock()
 	f.statuses = append(f.statuses, in)
 	return activities.CanaryStatusResult{}, nil
+}
+
+// fakeStatefulSet is the StatefulSet target of the fakes' StatefulSet activities: its controller is instant (every
+// pod at or above the partition runs the template as soon as it is read), unless stsReady says otherwise.
+type fakeStatefulSet struct {
+	replicas, partition int
+	// revision is the template's revision, stable the one recorded as stable ("" before the initialisation).
+	revision, stable string
+	// partitions are the partitions set, in order (SetStatefulSetPartition, and RecordStable's raise).
+	partitions []int
+	// stsReady answers the n-th (1-based) read of the StatefulSet; nil = ready.
+	stsReady func(n int) (bool, string)
+}
+
+func (f *fakes) ReadStatefulSet(_ context.Context, _ activities.PartitionInput) (activities.StatefulSetState, error) {
+	n := f.record("ReadStatefulSet")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.sts
+	st := activities.StatefulSetState{Replicas: s.replicas, Partition: s.partition, Revision: s.revision, StableRevision: s.stable, Ready: true}
+	if s.stsReady != nil {
+		st.Ready, st.Reason = s.stsReady(n)
+	}
+	return st, nil
+}
+
+func (f *fakes) RecordStableStatefulSet(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
+	f.record("RecordStableStatefulSet")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sts.stable, f.sts.partition = f.sts.revision, f.sts.replicas
+	f.sts.partitions = append(f.sts.partitions, f.sts.replicas)
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) SetStatefulSetPartition(_ context.Context, in activities.PartitionInput) (activities.ActionResult, error) {
+	f.record(fmt.Sprintf("SetStatefulSetPartition %d", in.Partition))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sts.partition = in.Partition
+	f.sts.partitions = append(f.sts.partitions, in.Partition)
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) RestoreStatefulSet(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
+	f.record("RestoreStatefulSet")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sts.revision, f.sts.partition = f.sts.stable, 0
+	f.sts.partitions = append(f.sts.partitions, 0)
+	return activities.ActionResult{}, nil
+}
+
+func (f *fakes) ReleaseStatefulSet(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
+	f.record("ReleaseStatefulSet")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sts.stable, f.sts.partition = "", 0
+	return activities.ActionResult{Summary: "released"}, nil
 }

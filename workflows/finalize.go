@@ -128,6 +128,10 @@ func (f *finalizer) step(what string, opts workflow.ActivityOptions, act, in any
 
 // revert restores the objects as they were before the Canary, target first.
 func (f *finalizer) revert() error {
+	if f.c.IsStatefulSet() {
+		// Nothing was copied, scaled or routed: the StatefulSet only loses its stable record and its partition.
+		return f.step("release the StatefulSet", cleanupOptions(), sts.ReleaseStatefulSet, activities.WorkloadInput{Canary: f.c})
+	}
 	if err := f.step("scale the target up", cleanupOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: f.c, Up: true}); err != nil {
 		return err
 	}

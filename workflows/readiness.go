@@ -49,6 +49,9 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 }
 
 func deadlineReason(w activities.Workload, c v1beta1.Canary, why string) string {
+	if c.IsStatefulSet() {
+		return fmt.Sprintf("StatefulSet %s.%s not ready: %s", c.Spec.TargetRef.Name, c.Namespace, why)
+	}
 	name := c.Spec.TargetRef.Name
 	if w == activities.WorkloadPrimary {
 		name += "-primary"
@@ -65,6 +68,9 @@ func isDeadline(err error) bool {
 
 // checkCanaryReady observes the canary once during the analysis; r.st.NotReadySince runs the deadline clock.
 func (r *rollout) checkCanaryReady() (bool, string, error) {
+	if r.c.IsStatefulSet() {
+		return r.checkStatefulSetReady()
+	}
 	var res activities.ReadyResult
 	err := r.kube(readyOptions(), wl.CheckReady, activities.ReadyInput{Canary: r.c, Workload: activities.WorkloadCanary}, &res)
 	if isDeadline(err) {

@@ -188,6 +188,9 @@ func (r *rollout) setup() error {
 func (r *rollout) run() (RolloutResult, error) {
 	if r.resumed {
 		r.info(fmt.Sprintf("Continuing rollout of %s at %s (run %d)", r.name(), r.st.Phase, r.st.Runs), "continued as new")
+		if r.c.IsStatefulSet() {
+			workflow.GetVersion(r.ctx, versionStatefulSet, workflow.DefaultVersion, 1)
+		}
 		return r.release()
 	}
 	if r.c.Spec.Suspend {
@@ -223,6 +226,9 @@ func (r *rollout) run() (RolloutResult, error) {
 
 // initialise sets up a canary's first rollout: primary, Services, router at 100/0, target scaled to zero.
 func (r *rollout) initialise() (RolloutResult, error) {
+	if r.c.IsStatefulSet() {
+		return r.initialiseStatefulSet()
+	}
 	r.setPhase(PhaseInitializing)
 	r.info("Initializing "+r.name(), "first rollout: no primary")
 	var res activities.ActionResult
@@ -274,6 +280,9 @@ func (r *rollout) failInit(err error) (RolloutResult, error) {
 // undoInit removes what an initialisation made: the router's objects (a provider without a router made none),
 // then the primary, its autoscaler and Services, with the target serving as before.
 func (r *rollout) undoInit() error {
+	if r.c.IsStatefulSet() {
+		return nil // its initialisation only records the stable template and the partition: nothing half-made
+	}
 	if workflow.GetVersion(r.ctx, versionUndoInit, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
@@ -318,6 +327,9 @@ func (r *rollout) release() (RolloutResult, error) {
 
 // detect reads the target's and the primary's revisions.
 func (r *rollout) detect() (activities.RevisionResult, error) {
+	if r.c.IsStatefulSet() {
+		return r.detectStatefulSet()
+	}
 	var rev activities.RevisionResult
 	err := r.exec(kubeOptions(), wl.DetectRevision, activities.WorkloadInput{Canary: r.c}, &rev)
 	return rev, err

@@ -161,8 +161,14 @@ type Status struct {
 	PrimaryWeight int  `json:"primaryWeight"`
 	CanaryWeight  int  `json:"canaryWeight"`
 	Mirrored      bool `json:"mirrored"`
-	FailedChecks  int  `json:"failedChecks"`
-	Iterations    int  `json:"iterations"`
+	// Replicas, Partition and Partitions belong to a StatefulSet target (nil or empty for other kinds): its
+	// replica count, the partition last set, and the partitions its rollout steps through. Its CanaryWeight is
+	// the share of pods updated, the share of traffic its Service sends to the new revision.
+	Replicas     int   `json:"replicas,omitempty"`
+	Partition    *int  `json:"partition,omitempty"`
+	Partitions   []int `json:"partitions,omitempty"`
+	FailedChecks int   `json:"failedChecks"`
+	Iterations   int   `json:"iterations"`
 	// LastChecks are the metric results of the last analysis step; LastWebhooks the webhook results of the last
 	// gate, check or rollback hook call.
 	LastChecks   []activities.CheckResult   `json:"lastChecks,omitempty"`

@@ -39,4 +39,9 @@ const (
 	// as Flagger does in every waiting phase (runs recorded before it called them only at analysis steps). The
 	// version is asked only by canaries that have rollback webhooks.
 	versionRollbackWhileWaiting = "rollback-while-waiting"
+
+	// versionStatefulSet marks runs of a StatefulSet target (a partitioned rollout, statefulset.go). Such a
+	// target was refused before it, so no recorded run meets its branches; the marker lets a later change of
+	// that path branch on it.
+	versionStatefulSet = "statefulset-partitions"
 )

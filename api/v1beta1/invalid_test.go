@@ -62,7 +62,7 @@ func TestInvalidDocumentsNameTheField(t *testing.T) {
 		{"typo in webhook", "        timeout: 5s", "        timout: 5s", []string{"spec.analysis.webhooks[0].timout"}, `did you mean "timeout"`},
 		{"missing targetRef name", "    name: podinfo\n  service", "    name: \"\"\n  service", []string{"spec.targetRef.name"}, "required"},
 		{"missing targetRef kind", "    kind: Deployment\n", "", []string{"spec.targetRef.kind"}, "required"},
-		{"unsupported target kind", "kind: Deployment", "kind: StatefulSet", []string{"spec.targetRef.kind"}, `unsupported target kind "StatefulSet"`},
+		{"unsupported target kind", "kind: Deployment", "kind: ReplicaSet", []string{"spec.targetRef.kind"}, `unsupported target kind "ReplicaSet"`},
 		{"wrong target apiVersion", "apiVersion: apps/v1", "apiVersion: extensions/v1beta1", []string{"spec.targetRef.apiVersion"}, "use apps/v1"},
 		{"stepWeight above maxWeight", "stepWeight: 10", "stepWeight: 60", []string{"spec.analysis.stepWeight"}, "greater than maxWeight 50"},
 		{"maxWeight above 100", "maxWeight: 50", "maxWeight: 150", []string{"spec.analysis.maxWeight"}, "outside 0–100"},

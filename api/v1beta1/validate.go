@@ -110,19 +110,24 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 
 	switch {
 	case s.TargetRef.Name == "":
-		e.add("spec.targetRef.name", "required: name the Deployment or DaemonSet to roll out")
+		e.add("spec.targetRef.name", "required: name the Deployment, DaemonSet or StatefulSet to roll out")
 	}
 	switch s.TargetRef.Kind {
 	case "Deployment", "DaemonSet":
+	case KindStatefulSet:
+		c.validateStatefulSet(e)
+		// The steps are shares of the StatefulSet's pods, not router weights: judge the analysis as if the
+		// provider could do anything, so that validateStatefulSet alone says what a StatefulSet cannot do.
+		pv.traffic, pv.builtin = Traffic{Weights: true, Match: true, Mirror: true, SessionAffinity: true}, true
 	case "":
 		e.add("spec.targetRef.kind", "required: set kind: Deployment (or DaemonSet)")
 	default:
-		e.add("spec.targetRef.kind", "unsupported target kind %q: canaryflow rolls out Deployment and DaemonSet", s.TargetRef.Kind)
+		e.add("spec.targetRef.kind", "unsupported target kind %q: canaryflow rolls out Deployment, DaemonSet and StatefulSet", s.TargetRef.Kind)
 	}
 	if v := s.TargetRef.APIVersion; v != "" && v != "apps/v1" {
 		e.add("spec.targetRef.apiVersion", "%q is not supported: use apps/v1", v)
 	}
-	if s.AutoscalerRef != nil {
+	if s.AutoscalerRef != nil && !c.IsStatefulSet() {
 		c.validateAutoscalerRef(e)
 	}
 	c.validateServiceOptions(e)
@@ -131,7 +136,8 @@ func (c *Canary) validate(doc string, caps *Capabilities, refs RefCheck) ErrorLi
 	}
 
 	// Service.
-	if s.Service.Port <= 0 || s.Service.Port > 65535 {
+	// A StatefulSet gets no Services from canaryflow (its own Service selects every pod): the port may be left out.
+	if (s.Service.Port <= 0 && !c.IsStatefulSet()) || s.Service.Port < 0 || s.Service.Port > 65535 {
 		e.add("spec.service.port", "required: the ClusterIP port, 1–65535 (e.g. 9898 for podinfo)")
 	}
 	if s.Service.Timeout != "" {
@@ -226,7 +232,7 @@ func (c *Canary) validateAnalysis(e *errs, a *CanaryAnalysis, caps *Capabilities
 	if len(a.Match) > 0 && a.Iterations == 0 {
 		e.add(p+".iterations", "required with match: A/B testing runs for a number of iterations (e.g. 10)")
 	}
-	if weighted && !c.Spec.SkipAnalysis && a.StepWeight == 0 && len(a.StepWeights) == 0 {
+	if weighted && !c.Spec.SkipAnalysis && a.StepWeight == 0 && len(a.StepWeights) == 0 && !c.IsStatefulSet() {
 		if pv.traffic.Weights {
 			e.add(p+".stepWeight", "required: set stepWeight (or stepWeights) for a canary, or iterations for blue/green")
 		} else {
