@@ -229,36 +229,41 @@ func newReleaseApproveCmd(g *globals) *cobra.Command {
 		Short: "Open the gate of the wave a release waits at (a wave with gate: approval)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			tc, err := g.dial(ctx)
-			if err != nil {
-				return err
-			}
-			defer tc.Close()
-			rs, err := latestRelease(ctx, tc, args[0])
-			if err != nil {
-				return err
-			}
-			if rs.Execution != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING.String() {
-				return &exitError{code: exitBadInput, err: fmt.Errorf("release %s is not running (%s)", args[0], rs.Execution)}
-			}
-			if wave == "" {
-				wave = rs.Status.PendingGate
-			}
-			if wave == "" || wave != rs.Status.PendingGate {
-				return &exitError{code: exitBadInput, err: fmt.Errorf("release %s waits for no approval of wave %q (waiting: %q)", args[0], wave, rs.Status.PendingGate)}
-			}
-			s := workflows.ApproveSignal{Gate: workflows.Gate(wave), By: w.by, Reason: w.reason}
-			if err := tc.SignalWorkflow(ctx, rs.WorkflowID, rs.RunID, workflows.SignalApprove, s); err != nil {
-				return &exitError{code: exitFailed, err: fmt.Errorf("signal approve to %s: %w", rs.WorkflowID, err)}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "approved wave %s of release %s by %s\n", wave, args[0], w.by)
-			return nil
+			return approveRelease(cmd, g, args[0], wave, w)
 		},
 	}
 	w.bind(cmd)
 	cmd.Flags().StringVar(&wave, "wave", "", "the wave to approve (default: the one waiting)")
 	return cmd
+}
+
+// approveRelease opens the gate of wave (default: the one waiting) of release name.
+func approveRelease(cmd *cobra.Command, g *globals, name, wave string, w who) error {
+	ctx := cmd.Context()
+	tc, err := g.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	rs, err := latestRelease(ctx, tc, name)
+	if err != nil {
+		return err
+	}
+	if rs.Execution != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING.String() {
+		return &exitError{code: exitBadInput, err: fmt.Errorf("release %s is not running (%s)", name, rs.Execution)}
+	}
+	if wave == "" {
+		wave = rs.Status.PendingGate
+	}
+	if wave == "" || wave != rs.Status.PendingGate {
+		return &exitError{code: exitBadInput, err: fmt.Errorf("release %s waits for no approval of wave %q (waiting: %q)", name, wave, rs.Status.PendingGate)}
+	}
+	s := workflows.ApproveSignal{Gate: workflows.Gate(wave), By: w.by, Reason: w.reason}
+	if err := tc.SignalWorkflow(ctx, rs.WorkflowID, rs.RunID, workflows.SignalApprove, s); err != nil {
+		return &exitError{code: exitFailed, err: fmt.Errorf("signal approve to %s: %w", rs.WorkflowID, err)}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "approved wave %s of release %s by %s\n", wave, name, w.by)
+	return nil
 }
 
 // newReleaseActionCmd builds release abort, pause and resume: one signal to the release, which forwards it to the

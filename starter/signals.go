@@ -47,14 +47,18 @@ func queryStatus(ctx context.Context, tc client.Client, id, runID string) (workf
 func newApproveCmd(g *globals) *cobra.Command {
 	var ref canaryRef
 	var w who
-	var gate string
+	var gate, release string
 	cmd := &cobra.Command{
-		Use:   "approve NAME [-n NAMESPACE] [--gate GATE] [--by WHO] [--reason WHY]",
+		Use:   "approve NAME [-n NAMESPACE] [--gate GATE] [--by WHO] [--reason WHY] | approve --release NAME [--gate WAVE]",
 		Short: "Open a gate of a canary's rollout (default: the gate it waits at)",
 		Long: "Sends the approve signal. Without --gate it opens the gate the rollout waits at (the status query's " +
 			"pendingGate); --gate names one of confirm-rollout, confirm-traffic-increase, confirm-promotion ahead of time.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if release != "" {
+				// A release's gates are its waves (starter release approve does the same).
+				return approveRelease(cmd, g, release, gate, w)
+			}
 			ns, name, err := ref.resolve(args)
 			if err != nil {
 				return err
@@ -94,7 +98,8 @@ func newApproveCmd(g *globals) *cobra.Command {
 	}
 	ref.bind(cmd)
 	w.bind(cmd)
-	cmd.Flags().StringVar(&gate, "gate", "", "gate to open: confirm-rollout, confirm-traffic-increase or confirm-promotion")
+	cmd.Flags().StringVar(&gate, "gate", "", "gate to open: confirm-rollout, confirm-traffic-increase or confirm-promotion (with --release: the wave)")
+	cmd.Flags().StringVar(&release, "release", "", "open the gate of a wave of this release instead (a Release's wave with gate: approval)")
 	return cmd
 }
 

@@ -122,7 +122,7 @@ type releaseHarness struct {
 	t0  time.Time
 }
 
-func newReleaseHarness(t *testing.T, queues ...string) *releaseHarness {
+func newReleaseHarness(queues ...string) *releaseHarness {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	f := newFakeClusters(queues...)
@@ -172,7 +172,7 @@ func phases(st ReleaseStatus) map[string]ClusterPhase {
 }
 
 func TestReleaseRunsWavesInOrderClustersOfAWaveTogetherAndBakesBetween(t *testing.T) {
-	h := newReleaseHarness(t, allQueues...)
+	h := newReleaseHarness(allQueues...)
 	res := h.run(t, plan(v1alpha1.OnFailureHalt))
 
 	require.Equal(t, ReleaseSucceeded, res.Phase)
@@ -206,7 +206,7 @@ func TestReleaseFailureHaltKeepsPromotedClustersAndRollbackAllRestoresThem(t *te
 			oldImage, oldImage},
 	} {
 		t.Run(string(tc.policy), func(t *testing.T) {
-			h := newReleaseHarness(t, allQueues...)
+			h := newReleaseHarness(allQueues...)
 			h.f.outcome["canaryflow-us-1"] = "fail"
 			res := h.run(t, plan(tc.policy))
 
@@ -232,7 +232,7 @@ func TestReleaseFailureHaltKeepsPromotedClustersAndRollbackAllRestoresThem(t *te
 }
 
 func TestReleaseApprovalGateHoldsTheWaveUntilApproved(t *testing.T) {
-	h := newReleaseHarness(t, allQueues...)
+	h := newReleaseHarness(allQueues...)
 	p := plan(v1alpha1.OnFailureHalt, func(p *v1alpha1.Plan) { p.Waves[2].Gate = v1alpha1.GateApproval })
 	var waiting ReleaseStatus
 	h.env.RegisterDelayedCallback(func() {
@@ -254,7 +254,7 @@ func TestReleaseApprovalGateHoldsTheWaveUntilApproved(t *testing.T) {
 }
 
 func TestReleaseAbortStopsTheWaveForwardsToRolloutsAndAppliesThePolicy(t *testing.T) {
-	h := newReleaseHarness(t, allQueues...)
+	h := newReleaseHarness(allQueues...)
 	h.f.outcome["canaryflow-us-1"] = "hold"
 	h.env.RegisterDelayedCallback(func() {
 		h.env.SignalWorkflow(SignalAbort, ActionSignal{By: "bob", Reason: "pager"})
@@ -270,7 +270,7 @@ func TestReleaseAbortStopsTheWaveForwardsToRolloutsAndAppliesThePolicy(t *testin
 }
 
 func TestReleasePauseStopsTheBakeClockAndPausesRunningRollouts(t *testing.T) {
-	h := newReleaseHarness(t, allQueues...)
+	h := newReleaseHarness(allQueues...)
 	// staging's rollout runs 0-10m; bake 10m-40m. Pause at 5m (forwarded to staging's rollout), resume at 1h.
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalPause, ActionSignal{By: "carol"}) }, 5*time.Minute)
 	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(SignalResume, ActionSignal{By: "carol"}) }, time.Hour)
