@@ -129,6 +129,9 @@ func TestReleaseRollsBackClusterAWhenClusterBFails(t *testing.T) {
 	require.Regexp(t, `b\s+wave-2\s+Initialized`, r.Output)
 	waitImage(ctx, t, sA, nsA, "podinfo-primary", e2e.PodinfoImage("6.0.0"))
 	waitImage(ctx, t, sB, nsB, "podinfo-primary", e2e.PodinfoImage("6.0.0"))
+	initial := waitRelease(ctx, t, sA, "podinfo-init-"+suffix, time.Minute, func(st workflows.ReleaseStatus) bool { return st.Phase == workflows.ReleaseSucceeded })
+	rev := initial.Clusters[0].Revision
+	require.NotEmpty(t, rev)
 
 	// 2. 6.0.1: promoted in a; wave 2 waits for approval, then fails in b; a is rolled back.
 	failing := `, spec: {analysis: {webhooks: [{name: smoke, type: pre-rollout, url: "http://127.0.0.1:1/smoke", timeout: 2s}]}}`
@@ -156,6 +159,12 @@ func TestReleaseRollsBackClusterAWhenClusterBFails(t *testing.T) {
 	require.Regexp(t, `b\s+wave-2\s+Failed`, r.Output)
 	require.Contains(t, r.Output, "canary/"+nsA+"/podinfo@a")
 	require.Contains(t, r.Output, "canary/"+nsB+"/podinfo@b")
+	require.Equal(t, rev, st.Clusters[0].Revision, "cluster a is back on the revision it ran before the release")
+
+	// The starter reaches a cluster's rollout by canary and cluster: a's last one is the rollback, promoted.
+	r = sA.Starter(ctx, "status", "podinfo", "-n", nsA, "--cluster", "a")
+	require.Equal(t, 0, r.Code, r.Output)
+	require.Regexp(t, `podinfo\s+Succeeded\s+0/100\s+0\s+0\s+`+rev, r.Output)
 
 	// The history states each cluster's decisions as they were taken (the summaries of the release's commands).
 	said := summaries(ctx, t, labtest.Temporal(t), v1alpha1.WorkflowID(name))
