@@ -34,6 +34,8 @@ type fakeClusters struct {
 	starts []rolloutStart
 	// signals records the signals each rollout received.
 	signals map[string][]string
+	// analysis is how long a rollout analyses before it ends (10 minutes of test clock by default).
+	analysis time.Duration
 }
 
 type rolloutStart struct {
@@ -44,7 +46,8 @@ type rolloutStart struct {
 }
 
 func newFakeClusters(queues ...string) *fakeClusters {
-	f := &fakeClusters{target: map[string]string{}, primary: map[string]string{}, outcome: map[string]string{}, signals: map[string][]string{}}
+	f := &fakeClusters{target: map[string]string{}, primary: map[string]string{}, outcome: map[string]string{}, signals: map[string][]string{},
+		analysis: 10 * time.Minute}
 	for _, q := range queues {
 		f.target[q], f.primary[q] = oldImage, oldImage
 	}
@@ -90,7 +93,7 @@ func (f *fakeClusters) rollout(ctx workflow.Context, in RolloutInput) (RolloutRe
 			}
 		})
 	}
-	if err := workflow.Sleep(ctx, 10*time.Minute); err != nil { // the analysis
+	if err := workflow.Sleep(ctx, f.analysis); err != nil {
 		return RolloutResult{}, err
 	}
 	if outcome == "hold" {
