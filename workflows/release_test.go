@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -57,6 +58,9 @@ func newFakeClusters(queues ...string) *fakeClusters {
 func (f *fakeClusters) TargetImages(ctx context.Context, _ *v1beta1.Canary, _ []string) (map[string]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.outcome[activity.GetInfo(ctx).TaskQueue] == "no-container" {
+		return nil, temporal.NewNonRetryableApplicationError("Deployment test/podinfo has no container podinfo; its containers: app", activities.ErrTypePermanent, nil)
+	}
 	return map[string]string{"podinfo": f.target[activity.GetInfo(ctx).TaskQueue]}, nil
 }
 
@@ -285,4 +289,45 @@ func TestReleasePauseStopsTheBakeClockAndPausesRunningRollouts(t *testing.T) {
 	require.Equal(t, time.Hour+30*time.Minute, h.f.startOf("canaryflow-eu-1", false).at.Sub(h.t0),
 		"the whole bake time runs after the resume: the release was paused when it began")
 	require.Contains(t, res.Status.Decisions, "Release podinfo-601 paused by carol")
+}
+
+func TestReleaseStopsBeforeAnyChangeInAClusterWhoseTargetLacksTheContainer(t *testing.T) {
+	h := newReleaseHarness(allQueues...)
+	h.f.outcome["canaryflow-eu-2"] = "no-container"
+	res := h.run(t, plan(v1alpha1.OnFailureHalt))
+
+	require.Equal(t, ReleaseFailed, res.Phase)
+	got := phases(res.Status)
+	require.Equal(t, ClusterPromoted, got["staging"])
+	require.Equal(t, ClusterFailed, got["eu-2"])
+	require.Equal(t, ClusterSkipped, got["us-1"])
+	// eu-1 runs beside eu-2: its rollout is aborted when it started, or it is never started.
+	require.Contains(t, []ClusterPhase{ClusterFailed, ClusterSkipped}, got["eu-1"])
+	require.Contains(t, res.Status.Clusters[2].Message, "reading the target's images failed")
+	require.Contains(t, res.Status.Clusters[2].Message, "has no container podinfo; its containers: app")
+	require.Equal(t, oldImage, h.f.target["canaryflow-eu-2"], "nothing was set on eu-2")
+	if got["eu-1"] == ClusterFailed {
+		require.Equal(t, []string{SignalAbort}, h.f.signals["canaryflow-eu-1"], "eu-1's rollout, started beside it, is aborted")
+	}
+	require.Equal(t, oldImage, h.f.primary["canaryflow-eu-1"], "eu-1 stays on the previous revision")
+	require.Empty(t, h.f.startOf("canaryflow-us-1", false).queue, "the next wave never starts")
+}
+
+func TestReleaseCancelledRollsBackItsRolloutsAndWithRollbackAllThePromotedClusters(t *testing.T) {
+	h := newReleaseHarness(allQueues...)
+	h.f.outcome["canaryflow-us-1"] = "hold"
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 3*time.Hour)
+	h.env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Plan: plan(v1alpha1.OnFailureRollbackAll)})
+	require.True(t, h.env.IsWorkflowCompleted())
+	var ce *temporal.CanceledError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &ce)
+	var res ReleaseResult
+	require.NoError(t, ce.Details(&res), "the cancelled release reports how it ended")
+
+	require.Equal(t, ReleaseFailed, res.Phase)
+	require.Equal(t, map[string]ClusterPhase{"staging": ClusterRolledBack, "eu-1": ClusterRolledBack, "eu-2": ClusterRolledBack, "us-1": ClusterFailed}, phases(res.Status))
+	for _, q := range allQueues {
+		require.Equal(t, oldImage, h.f.primary[q], q)
+		require.Equal(t, oldImage, h.f.target[q], q)
+	}
 }
