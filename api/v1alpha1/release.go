@@ -169,6 +169,7 @@ func (r *Release) validate(doc string) v1beta1.ErrorList {
 		add("spec.waves", "required: list at least one wave with its clusters")
 	}
 	seen := map[string]string{}
+	queues := map[string]string{}
 	waveNames := map[string]int{}
 	for i, w := range r.Spec.Waves {
 		p := fmt.Sprintf("spec.waves[%d]", i)
@@ -211,6 +212,15 @@ func (r *Release) validate(doc string) v1beta1.ErrorList {
 				add(cp+".name", "cluster %q is already in %s: a cluster is released once per release", c.Name, first)
 			} else {
 				seen[c.Name] = cp
+			}
+			tq := c.TaskQueue
+			if tq == "" {
+				tq = DefaultTaskQueue(c.Name)
+			}
+			if other, dup := queues[tq]; dup && c.Name != "" && other != c.Name {
+				add(cp+".taskQueue", "task queue %q is cluster %s's too: each cluster's worker serves a queue of its own (default canaryflow-<cluster>)", tq, other)
+			} else {
+				queues[tq] = c.Name
 			}
 		}
 	}

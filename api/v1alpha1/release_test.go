@@ -99,6 +99,8 @@ func TestLoadRefusesBadReleasesNamingFieldAndFix(t *testing.T) {
 		{"bad gate", "gate: approval", "gate: manual", []string{`spec.waves[1].gate: "manual": write auto`}},
 		{"bad bake time", "bakeTime: 30m", "bakeTime: soon", []string{`spec.waves[0].bakeTime: "soon" is not a duration`}},
 		{"no images", "  images: {podinfo: ghcr.io/stefanprodan/podinfo:6.0.1}\n", "", []string{"spec.images: required"}},
+		{"shared task queue", "taskQueue: canaryflow-eu-2-blue", "taskQueue: canaryflow-eu-1",
+			[]string{`spec.waves[1].clusters[1].taskQueue: task queue "canaryflow-eu-1" is cluster eu-1's too`}},
 		{"bad cluster name", "name: us-1", "name: US_1", []string{`spec.waves[2].clusters[0].name: "US_1": use lowercase`}},
 		{"canary problem names the cluster", "canaryPatch: {spec: {analysis: {threshold: 3}}}", "canaryPatch: {spec: {analysis: {treshold: 3}}}",
 			[]string{"spec.waves[1].clusters[1] (eu-2)", `spec.analysis.treshold: unknown field; did you mean "threshold"?`}},
