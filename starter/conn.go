@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/canaryflow/canaryflow/api/v1alpha1"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/internal/temporalconn"
 	"github.com/canaryflow/canaryflow/providers/catalog"
@@ -121,11 +122,26 @@ func currentUser() string {
 type canaryRef struct {
 	namespace string
 	file      string
+	// cluster addresses the canary's rollout in that cluster of a release (canary/<ns>/<name>@<cluster>).
+	cluster string
 }
 
 func (r *canaryRef) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&r.namespace, "namespace", "n", "default", "namespace of the canary")
 	cmd.Flags().StringVarP(&r.file, "file", "f", "", "take the canary's namespace and name from this Canary file")
+}
+
+// bindCluster adds --cluster, for the commands that may address a rollout a release runs in one cluster.
+func (r *canaryRef) bindCluster(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&r.cluster, "cluster", "", "the canary's rollout in this cluster of a release (workflow ID canary/<namespace>/<name>@<cluster>)")
+}
+
+// id is the workflow ID of the rollout addressed: the canary's own, or its rollout in r.cluster.
+func (r *canaryRef) id(ns, name string) string {
+	if r.cluster != "" {
+		return v1alpha1.ClusterWorkflowID(ns, name, r.cluster)
+	}
+	return v1beta1.WorkflowID(ns, name)
 }
 
 // resolve returns the canary's namespace and name.

@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
 
 func newHistoryCmd(g *globals) *cobra.Command {
@@ -24,7 +22,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			id := v1beta1.WorkflowID(ns, name)
+			id := ref.id(ns, name)
 			d, err := tc.DescribeWorkflowExecution(ctx, id, runID)
 			if isNotFound(err) {
 				return &exitError{code: exitBadInput, err: fmt.Errorf("no rollout has run for %s/%s", ns, name)}
@@ -44,6 +42,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 		},
 	}
 	ref.bind(cmd)
+	ref.bindCluster(cmd)
 	cmd.Flags().StringVar(&runID, "run-id", "", "a run of the canary's workflow (default: the latest)")
 	return cmd
 }

@@ -37,6 +37,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(g),
 		newListCmd(g),
 		newHistoryCmd(g),
+		newReleaseCmd(g),
 	)
 	return root
 }

@@ -16,15 +16,18 @@ import (
 // queryTimeout bounds a status query: a worker answers in milliseconds, and none answering should not hang a CLI.
 const queryTimeout = 10 * time.Second
 
-// openRollout returns the run ID of the canary's open rollout, or bad input when none is open.
-func openRollout(ctx context.Context, tc client.Client, ns, name string) (string, error) {
-	id := v1beta1.WorkflowID(ns, name)
+// openRollout returns the run ID of the open run of rollout id (canary ns/name), or bad input when none is open.
+func openRollout(ctx context.Context, tc client.Client, id, ns, name string) (string, error) {
 	d, err := tc.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil && !isNotFound(err) {
 		return "", &exitError{code: exitFailed, err: fmt.Errorf("describe %s: %w", id, err)}
 	}
 	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return "", &exitError{code: exitBadInput, err: fmt.Errorf("no rollout is running for %s/%s", ns, name)}
+		where := ""
+		if id != v1beta1.WorkflowID(ns, name) {
+			where = " (workflow ID " + id + ")"
+		}
+		return "", &exitError{code: exitBadInput, err: fmt.Errorf("no rollout is running for %s/%s%s", ns, name, where)}
 	}
 	return d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), nil
 }
@@ -47,14 +50,18 @@ func queryStatus(ctx context.Context, tc client.Client, id, runID string) (workf
 func newApproveCmd(g *globals) *cobra.Command {
 	var ref canaryRef
 	var w who
-	var gate string
+	var gate, release string
 	cmd := &cobra.Command{
-		Use:   "approve NAME [-n NAMESPACE] [--gate GATE] [--by WHO] [--reason WHY]",
+		Use:   "approve NAME [-n NAMESPACE] [--gate GATE] [--by WHO] [--reason WHY] | approve --release NAME [--gate WAVE]",
 		Short: "Open a gate of a canary's rollout (default: the gate it waits at)",
 		Long: "Sends the approve signal. Without --gate it opens the gate the rollout waits at (the status query's " +
 			"pendingGate); --gate names one of confirm-rollout, confirm-traffic-increase, confirm-promotion ahead of time.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if release != "" {
+				// A release's gates are its waves (starter release approve does the same).
+				return approveRelease(cmd, g, release, gate, w)
+			}
 			ns, name, err := ref.resolve(args)
 			if err != nil {
 				return err
@@ -69,8 +76,8 @@ func newApproveCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			id := v1beta1.WorkflowID(ns, name)
-			runID, err := openRollout(ctx, tc, ns, name)
+			id := ref.id(ns, name)
+			runID, err := openRollout(ctx, tc, id, ns, name)
 			if err != nil {
 				return err
 			}
@@ -93,8 +100,10 @@ func newApproveCmd(g *globals) *cobra.Command {
 		},
 	}
 	ref.bind(cmd)
+	ref.bindCluster(cmd)
 	w.bind(cmd)
-	cmd.Flags().StringVar(&gate, "gate", "", "gate to open: confirm-rollout, confirm-traffic-increase or confirm-promotion")
+	cmd.Flags().StringVar(&gate, "gate", "", "gate to open: confirm-rollout, confirm-traffic-increase or confirm-promotion (with --release: the wave)")
+	cmd.Flags().StringVar(&release, "release", "", "open the gate of a wave of this release instead (a Release's wave with gate: approval)")
 	return cmd
 }
 
@@ -113,10 +122,10 @@ func newActionCmd(g *globals, signal, short, done string) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			if _, err := openRollout(ctx, tc, ns, name); err != nil {
+			id := ref.id(ns, name)
+			if _, err := openRollout(ctx, tc, id, ns, name); err != nil {
 				return err
 			}
-			id := v1beta1.WorkflowID(ns, name)
 			if err := tc.SignalWorkflow(ctx, id, "", signal, workflows.ActionSignal{By: w.by, Reason: w.reason}); err != nil {
 				return &exitError{code: exitFailed, err: fmt.Errorf("signal %s to %s: %w", signal, id, err)}
 			}
@@ -125,6 +134,7 @@ func newActionCmd(g *globals, signal, short, done string) *cobra.Command {
 		},
 	}
 	ref.bind(cmd)
+	ref.bindCluster(cmd)
 	w.bind(cmd)
 	return cmd
 }

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/converter"
 	"sigs.k8s.io/yaml"
 
-	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/workflows"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
@@ -52,7 +51,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			cs, err := latestStatus(ctx, tc, ns, name)
+			cs, err := latestStatus(ctx, tc, ns, name, ref.id(ns, name))
 			if err != nil {
 				return err
 			}
@@ -66,14 +65,14 @@ func newStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	ref.bind(cmd)
+	ref.bindCluster(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
 	return cmd
 }
 
 // latestStatus reads the status of a canary's latest run: the status query, or when no worker answers, the
 // result of a closed run or the search attributes of an open one.
-func latestStatus(ctx context.Context, tc client.Client, ns, name string) (canaryStatus, error) {
-	id := v1beta1.WorkflowID(ns, name)
+func latestStatus(ctx context.Context, tc client.Client, ns, name, id string) (canaryStatus, error) {
 	cs := canaryStatus{Namespace: ns, Name: name, WorkflowID: id}
 	d, err := tc.DescribeWorkflowExecution(ctx, id, "")
 	if isNotFound(err) {

@@ -24,6 +24,7 @@ type dependencies struct {
 	analysis  *activities.Analysis
 	status    *activities.CanaryStatus
 	sets      *activities.StatefulSets
+	targets   *activities.Targets
 }
 
 func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependencies, error) {
@@ -47,17 +48,20 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 		analysis:  analysis,
 		status:    &activities.CanaryStatus{Client: dyn},
 		sets:      &activities.StatefulSets{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
+		targets:   &activities.Targets{Kube: wl},
 	}, nil
 }
 
-// register puts the workflows (a rollout, and the finalisation of a deleted Canary) and every activity on the
-// worker.
+// register puts the workflows (a rollout, the finalisation of a deleted Canary, and a release across clusters)
+// and every activity on the worker.
 func register(w worker.Registry, d *dependencies) {
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.CanaryFinalize, workflow.RegisterOptions{Name: workflows.FinalizeWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.CanaryRelease, workflow.RegisterOptions{Name: workflows.ReleaseWorkflowName})
 	w.RegisterActivity(d.workloads)
 	w.RegisterActivity(d.routing)
 	w.RegisterActivity(d.analysis)
 	w.RegisterActivity(d.status)
 	w.RegisterActivity(d.sets)
+	w.RegisterActivity(d.targets)
 }

@@ -29,6 +29,11 @@
 // instead of moving router weights. Terminating and Terminated belong to the Canary's deletion, which
 // CanaryFinalize (finalize.go) runs, not to a rollout run.
 //
+// # Releases across clusters
+//
+// CanaryRelease (release.go) runs one Canary across clusters in waves, each cluster's rollout a child CanaryRollout
+// on the cluster's task queue; it does not change what a rollout does.
+//
 // Changing this code changes what replays of open rollouts see: guard a change of behaviour with workflow.GetVersion
 // (a change ID per change, in the const block of versions.go) and keep the replay tests (testdata/histories)
 // passing.
