@@ -143,6 +143,10 @@ func recordings() []recording {
 			f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}}
 			f.reconcileErr = temporal.NewNonRetryableApplicationError(`no router for provider "nginx"`, activities.ErrTypeUnsupportedProvider, nil)
 		}},
+		// Recorded at statefulset-partitions: a 5-replica StatefulSet promoted through partitions 4, 3, 2, 1 and 0,
+		// its metric checked between steps; and rolled back at the second step, whose check fails (threshold 1).
+		{file: "statefulset-promotion.json", canary: database(fast, named("db-promotion")), script: statefulSetRev2(0.5)},
+		{file: "statefulset-rollback-failed-checks.json", canary: database(fast, named("db-rollback")), script: statefulSetRev2(7)},
 	}
 }
 
@@ -170,6 +174,15 @@ var (
 		f.primaryReady = func(n int) (bool, string) { return n >= 4, "rolling out" }
 	}
 )
+
+// statefulSetRev2 is the StatefulSet of database(): 5 replicas at partition 5, template rev2, rev1 recorded as
+// stable; every error-rate check sees errorRate (the metric's maximum is 1).
+func statefulSetRev2(errorRate float64) func(*fakes) {
+	return func(f *fakes) {
+		f.sts = fakeStatefulSet{replicas: 5, partition: 5, revision: "rev2", stable: "rev1"}
+		f.value = func(int, string) *float64 { return &errorRate }
+	}
+}
 
 // abortAfter sends the recorder's abort d after the start: 15 s is mid-interval after the second step (10 s
 // intervals); 55 s is while the promotion waits for the primary (steps at 0…40 s, promotion at 50 s).
