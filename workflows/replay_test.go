@@ -7,8 +7,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
 // TestReplayRecordedHistories replays every history recorded on a dev server (see TestRecordHistories) against
@@ -48,5 +51,51 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		require.NoError(t, err)
 		t.Logf("%s: %d history events (continue-as-new at %d)", tc.file, len(hist.Events), historyLimit)
 		require.LessOrEqual(t, len(hist.Events), tc.max, tc.file)
+	}
+}
+
+// The StatefulSet histories are what their names say: the weight search attribute (the share of updated pods)
+// steps through every partition of the 5 replicas, with a RunChecks activity between steps, to the end recorded.
+func TestStatefulSetHistoriesStepThroughThePartitions(t *testing.T) {
+	dc := converter.GetDefaultDataConverter()
+	for _, tc := range []struct {
+		file    string
+		weights []int
+		checks  int
+		phase   Phase
+	}{
+		// Partitions 4, 3, 2, 1, 0, then back at 5 with the new template recorded as stable.
+		{"statefulset-promotion.json", []int{0, 20, 40, 60, 80, 100, 0}, 4, PhaseSucceeded},
+		// Partition 4, the checks of the second step fail, the stable template is restored on every pod.
+		{"statefulset-rollback-failed-checks.json", []int{0, 20, 0}, 1, PhaseFailed},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join(historiesDir, tc.file))
+			require.NoError(t, err)
+			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			f.Close()
+			require.NoError(t, err)
+			var weights []int
+			checks := 0
+			var res RolloutResult
+			for _, ev := range hist.GetEvents() {
+				fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
+				if p, ok := fields[searchattr.CanaryWeight.GetName()]; ok {
+					var w int
+					require.NoError(t, dc.FromPayload(p, &w))
+					weights = append(weights, w)
+				}
+				if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == "RunChecks" {
+					checks++
+				}
+				if a := ev.GetWorkflowExecutionCompletedEventAttributes(); a != nil {
+					require.NoError(t, dc.FromPayloads(a.GetResult(), &res))
+				}
+			}
+			t.Logf("%s: %d history events", tc.file, len(hist.GetEvents()))
+			require.Equal(t, tc.weights, weights, "CanaryWeight upserts")
+			require.Equal(t, tc.checks, checks, "RunChecks activities")
+			require.Equal(t, tc.phase, res.Phase)
+		})
 	}
 }
