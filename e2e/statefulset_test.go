@@ -102,9 +102,15 @@ func grantStatefulSetRights(ctx context.Context, t *testing.T, kube kubernetes.I
 	const name = "canaryflow-e2e-statefulsets"
 	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"get", "patch"}},
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
 	}}
-	if _, err := kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	// Create, or set the rules of the one an earlier run left (the rules may have changed since).
+	if _, err := kube.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+		existing, err := kube.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{})
+		require.NoError(t, err)
+		existing.Rules = role.Rules
+		_, err = kube.RbacV1().ClusterRoles().Update(ctx, existing, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	} else {
 		require.NoError(t, err)
 	}
 	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -43,11 +41,15 @@ type StatefulSetState struct {
 	// the partition and of the template.
 	CurrentRevision string `json:"currentRevision,omitempty"`
 	UpdateRevision  string `json:"updateRevision,omitempty"`
-	// PodRevisions counts the pods by their controller-revision-hash label.
-	PodRevisions map[string]int `json:"podRevisions,omitempty"`
-	// Ready says that the pods match the partition asked about: the status is current, there are Replicas pods,
-	// every one is Ready, and every one with an ordinal at or above the partition runs UpdateRevision (and, at
-	// partition 0, the controller calls it current). Reason says what is missing when not.
+	// UpdatedReplicas and ReadyReplicas are the controller's counts (status) of the pods on UpdateRevision and of
+	// the Ready ones.
+	UpdatedReplicas int `json:"updatedReplicas"`
+	ReadyReplicas   int `json:"readyReplicas"`
+	// Ready says that the pods match the partition asked about, as the StatefulSet controller counts them: the
+	// status is current, there are Replicas pods, every one is Ready, and Replicas-partition of them run
+	// UpdateRevision (the controller updates the highest ordinals first, so those are the ones at or above the
+	// partition); at partition 0 the controller also calls UpdateRevision current. Reason says what is missing
+	// when not. The status is all it reads: the worker's role has no right to read pods.
 	Ready  bool   `json:"ready"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -79,7 +81,7 @@ func stsPartition(s *appsv1.StatefulSet) int {
 	return 0
 }
 
-// StatefulSetState reads the StatefulSet target and its pods, and judges them against partition.
+// StatefulSetState reads the StatefulSet target and judges its pods, by the controller's status, against partition.
 func (k *Client) StatefulSetState(ctx context.Context, c *v1beta1.Canary, partition int) (StatefulSetState, error) {
 	s, err := k.getStatefulSet(ctx, c)
 	if err != nil {
@@ -88,70 +90,25 @@ func (k *Client) StatefulSetState(ctx context.Context, c *v1beta1.Canary, partit
 	st := StatefulSetState{
 		Replicas: stsReplicas(s), Partition: stsPartition(s), Revision: revision(&s.Spec.Template, nil),
 		StableRevision: s.Annotations[StableRevisionAnnotation], CurrentRevision: s.Status.CurrentRevision,
-		UpdateRevision: s.Status.UpdateRevision, PodRevisions: map[string]int{},
+		UpdateRevision: s.Status.UpdateRevision,
 	}
-	sel, err := metav1.LabelSelectorAsSelector(s.Spec.Selector)
-	if err != nil {
-		return st, kubeobj.Permanentf("StatefulSet %s/%s: spec.selector: %v", c.Namespace, s.Name, err)
-	}
-	pods, err := k.kube.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return st, kubeobj.APIError("list", "Pod", c.Namespace, sel.String(), err)
-	}
-	var waiting []string
-	n := 0
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		ord, ok := ordinal(s.Name, p.Name)
-		if !ok || p.DeletionTimestamp != nil {
-			if ok {
-				waiting = append(waiting, p.Name+" terminating")
-			}
-			continue
-		}
-		n++
-		rev := p.Labels[PodRevisionLabel]
-		st.PodRevisions[rev]++
-		switch {
-		case ord >= partition && rev != st.UpdateRevision:
-			waiting = append(waiting, fmt.Sprintf("%s on %s, not %s", p.Name, rev, st.UpdateRevision))
-		case !podReady(p):
-			waiting = append(waiting, p.Name+" not ready")
-		}
-	}
-	sort.Strings(waiting)
+	st.UpdatedReplicas, st.ReadyReplicas = int(s.Status.UpdatedReplicas), int(s.Status.ReadyReplicas)
+	want := max(st.Replicas-partition, 0)
 	switch {
 	case s.Status.ObservedGeneration < s.Generation:
 		st.Reason = "waiting for the StatefulSet controller to observe generation " + strconv.FormatInt(s.Generation, 10)
-	case n != st.Replicas:
-		st.Reason = fmt.Sprintf("%d of %d pods exist", n, st.Replicas)
-	case len(waiting) > 0:
-		st.Reason = "waiting for pods: " + strings.Join(waiting, "; ")
+	case int(s.Status.Replicas) != st.Replicas:
+		st.Reason = fmt.Sprintf("%d of %d pods exist", s.Status.Replicas, st.Replicas)
+	case st.UpdatedReplicas < want:
+		st.Reason = fmt.Sprintf("%d of %d pods on revision %s", st.UpdatedReplicas, want, st.UpdateRevision)
+	case st.ReadyReplicas < st.Replicas:
+		st.Reason = fmt.Sprintf("%d of %d pods ready", st.ReadyReplicas, st.Replicas)
 	case partition == 0 && st.CurrentRevision != st.UpdateRevision:
 		st.Reason = fmt.Sprintf("waiting for the controller to make %s current (still %s)", st.UpdateRevision, st.CurrentRevision)
 	default:
 		st.Ready = true
 	}
 	return st, nil
-}
-
-// ordinal is the ordinal of a pod named <statefulset>-<n>.
-func ordinal(set, pod string) (int, bool) {
-	rest, ok := strings.CutPrefix(pod, set+"-")
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.Atoi(rest)
-	return n, err == nil && n >= 0
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // patchStatefulSet applies a strategic merge patch to the StatefulSet target.

@@ -2,7 +2,6 @@ package workload
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -23,13 +22,14 @@ func statefulSetCanary() *v1beta1.Canary {
 	return c
 }
 
-// statefulSet is db with 5 replicas at partition, the controller's revisions current and update, and pods whose
-// revisions are revs (by ordinal), all Ready.
-func statefulSet(partition int32, current, update string, revs ...string) []runtime.Object {
+// statefulSet is db with 5 replicas at partition, the controller's revisions current and update, and a status
+// counting pods pods, updated of them on update and ready of them Ready (the worker reads no pod: its role has
+// no right to).
+func statefulSet(partition int32, current, update string, pods, updated, ready int32) []runtime.Object {
 	replicas := int32(5)
 	maxUnavailable := intstr.FromInt32(2)
 	labels := map[string]string{"app": "db"}
-	set := &appsv1.StatefulSet{
+	return []runtime.Object{&appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "test", UID: "uid-db", Generation: 3},
 		Spec: appsv1.StatefulSetSpec{
 			Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -40,17 +40,9 @@ func statefulSet(partition int32, current, update string, revs ...string) []runt
 			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: &partition, MaxUnavailable: &maxUnavailable}},
 		},
-		Status: appsv1.StatefulSetStatus{ObservedGeneration: 3, CurrentRevision: current, UpdateRevision: update},
-	}
-	objs := []runtime.Object{set}
-	for i, rev := range revs {
-		objs = append(objs, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("db-%d", i), Namespace: "test",
-				Labels: map[string]string{"app": "db", PodRevisionLabel: rev}},
-			Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
-		})
-	}
-	return objs
+		Status: appsv1.StatefulSetStatus{ObservedGeneration: 3, CurrentRevision: current, UpdateRevision: update,
+			Replicas: pods, UpdatedReplicas: updated, ReadyReplicas: ready},
+	}}
 }
 
 func TestStatefulSetStateIsReadyWhenThePodsPastThePartitionRunTheNewRevision(t *testing.T) {
@@ -61,13 +53,16 @@ func TestStatefulSetStateIsReadyWhenThePodsPastThePartitionRunTheNewRevision(t *
 		ready     bool
 		reason    string
 	}{
-		{"two pods updated", statefulSet(3, "a", "b", "a", "a", "a", "b", "b"), 3, true, ""},
-		{"a pod past the partition not updated yet", statefulSet(3, "a", "b", "a", "a", "a", "b", "a"), 3,
-			false, "waiting for pods: db-4 on a, not b"},
-		{"a pod missing", statefulSet(3, "a", "b", "a", "a", "a", "b"), 3, false, "4 of 5 pods exist"},
-		{"every pod updated, not yet current", statefulSet(0, "a", "b", "b", "b", "b", "b", "b"), 0,
+		{"two pods updated", statefulSet(3, "a", "b", 5, 2, 5), 3, true, ""},
+		{"a pod past the partition not updated yet", statefulSet(3, "a", "b", 5, 1, 5), 3,
+			false, "1 of 2 pods on revision b"},
+		{"an updated pod not ready yet", statefulSet(3, "a", "b", 5, 2, 4), 3, false, "4 of 5 pods ready"},
+		{"a pod missing", statefulSet(3, "a", "b", 4, 2, 4), 3, false, "4 of 5 pods exist"},
+		{"every pod updated, not yet current", statefulSet(0, "a", "b", 5, 5, 5), 0,
 			false, "waiting for the controller to make b current (still a)"},
-		{"every pod back on the stable revision", statefulSet(0, "a", "a", "a", "a", "a", "a", "a"), 0, true, ""},
+		{"rolled back: the stable revision is the update revision again, a pod still on the other",
+			statefulSet(0, "a", "a", 5, 4, 5), 0, false, "4 of 5 pods on revision a"},
+		{"every pod back on the stable revision", statefulSet(0, "a", "a", 5, 5, 5), 0, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := NewForClientset(fake.NewClientset(tc.objs...))
@@ -83,7 +78,7 @@ func TestStatefulSetStateIsReadyWhenThePodsPastThePartitionRunTheNewRevision(t *
 // template as a whole (what the rolled-back template added goes too) with partition 0, keeping maxUnavailable.
 func TestRestoreStablePutsTheRecordedTemplateBackWhole(t *testing.T) {
 	ctx := context.Background()
-	cs := fake.NewClientset(statefulSet(0, "a", "a")...)
+	cs := fake.NewClientset(statefulSet(0, "a", "a", 5, 5, 5)...)
 	k := NewForClientset(cs)
 	c := statefulSetCanary()
 	require.NoError(t, k.RecordStable(ctx, c))
@@ -119,7 +114,7 @@ func TestRestoreStablePutsTheRecordedTemplateBackWhole(t *testing.T) {
 
 func TestReleaseRemovesTheStableRecordAndThePartition(t *testing.T) {
 	ctx := context.Background()
-	cs := fake.NewClientset(statefulSet(0, "a", "a")...)
+	cs := fake.NewClientset(statefulSet(0, "a", "a", 5, 5, 5)...)
 	k := NewForClientset(cs)
 	c := statefulSetCanary()
 	require.NoError(t, k.RecordStable(ctx, c))
@@ -132,7 +127,7 @@ func TestReleaseRemovesTheStableRecordAndThePartition(t *testing.T) {
 }
 
 func TestAStatefulSetWithoutRollingUpdatesIsRefused(t *testing.T) {
-	objs := statefulSet(0, "a", "a")
+	objs := statefulSet(0, "a", "a", 5, 5, 5)
 	objs[0].(*appsv1.StatefulSet).Spec.UpdateStrategy = appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
 	k := NewForClientset(fake.NewClientset(objs...))
 	_, err := k.StatefulSetState(context.Background(), statefulSetCanary(), 5)

@@ -11,13 +11,11 @@ the ClusterRole and for each namespaced Role. */ -}}
   - apiGroups: ["apps"]
     resources: ["deployments", "daemonsets"]
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
-  # StatefulSet targets are rolled out in place: their partition and template are patched, their pods read.
+  # StatefulSet targets are rolled out in place: their partition and template are patched; their pods are judged
+  # by the StatefulSet controller's status counts, so the worker needs no right to read pods.
   - apiGroups: ["apps"]
     resources: ["statefulsets"]
     verbs: ["get", "patch"]
-  - apiGroups: [""]
-    resources: ["pods"]
-    verbs: ["list"]
   - apiGroups: [""]
     resources: ["services", "configmaps", "secrets"]
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
