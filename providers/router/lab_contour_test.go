@@ -5,6 +5,7 @@ package router_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,9 @@ import (
 // github.com/projectcontour/contour v1.33.8), so the real schema validates it. Object level.
 
 var httpProxies = schema.GroupVersionResource{Group: "projectcontour.io", Version: "v1", Resource: "httpproxies"}
+
+// flaggerCanaries are Flagger's Canary objects (deploy/crds), the owners of the objects Flagger's routers write.
+var flaggerCanaries = schema.GroupVersionResource{Group: "flagger.app", Version: "v1beta1", Resource: "canaries"}
 
 func contourRouter(t *testing.T, prefix string) (*env, router.Router) {
 	t.Helper()
@@ -174,9 +178,23 @@ func TestContourRefusesAForeignHTTPProxyAndAdoptsFlaggers(t *testing.T) {
 	}
 	require.Equal(t, "somewhere", field(t, getObj(t, httpProxies, e.ns, "podinfo").Object, "spec", "routes", 0, "services", 0, "name"))
 
-	// Flagger's HTTPProxy for this Canary (owned by the flagger.app Canary) is taken over, keeping its split.
+	// Flagger's HTTPProxy for this Canary (owned by the flagger.app Canary) is taken over, keeping its split. The
+	// owner is a real Canary object (Flagger's CRD, deploy/crds): an owner that does not exist has its dependents
+	// deleted by the controller-manager's garbage collector, in the middle of the test.
+	root, err := labtest.RepoRoot()
+	require.NoError(t, err)
+	labtest.CRDs(t, filepath.Join(root, "deploy", "crds", "crd.yaml"))
+	owner, err := dyn.Resource(flaggerCanaries).Namespace(e.ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "metadata": map[string]any{"name": "podinfo"},
+		"spec": map[string]any{
+			"targetRef": map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+			"service":   map[string]any{"port": int64(9898)},
+			"analysis":  map[string]any{"interval": "1m", "threshold": int64(5), "maxWeight": int64(50), "stepWeight": int64(10)},
+		},
+	}}, metav1.CreateOptions{})
+	require.NoError(t, err)
 	flaggers := proxy("other", []any{map[string]any{"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "podinfo",
-		"uid": "00000000-0000-0000-0000-000000000001", "controller": true}})
+		"uid": string(owner.GetUID()), "controller": true}})
 	flaggers.Object["spec"] = map[string]any{"routes": []any{map[string]any{"services": []any{
 		map[string]any{"name": "other-primary", "port": int64(9898), "weight": int64(70)},
 		map[string]any{"name": "other-canary", "port": int64(9898), "weight": int64(30)},
