@@ -192,6 +192,12 @@ func (s *Stack) installWorkerIdentity(ctx context.Context) error {
 		return fmt.Errorf("token for ServiceAccount canaryflow-system/canaryflow: %w", err)
 	}
 	s.WorkerKubeconfig = filepath.Join(s.Dir, "worker.kubeconfig")
+	return WriteKubeconfig(s.WorkerKubeconfig, s.Lab.KubeServer, s.Lab.KubeCAFile, tok.Status.Token)
+}
+
+// WriteKubeconfig writes a kubeconfig that reaches server (whose serving certificate caFile signs) with a bearer
+// token, and nothing else: how a process of a test runs under one identity.
+func WriteKubeconfig(path, server, caFile, token string) error {
 	kc := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -204,8 +210,8 @@ contexts:
 - name: worker
   context: {cluster: lab, user: canaryflow}
 current-context: worker
-`, s.Lab.KubeServer, s.Lab.KubeCAFile, tok.Status.Token)
-	return os.WriteFile(s.WorkerKubeconfig, []byte(kc), 0o600)
+`, server, caFile, token)
+	return os.WriteFile(path, []byte(kc), 0o600)
 }
 
 func freePort() (int, error) {

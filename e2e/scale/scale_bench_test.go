@@ -312,19 +312,7 @@ func (run benchRun) flagger(ctx context.Context, b *testing.B) figures {
 	defer proxy.Close()
 	dir := b.TempDir()
 	kubeconfig := filepath.Join(dir, "flagger.kubeconfig")
-	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: lab
-  cluster: {server: %q, certificate-authority: %q}
-users:
-- name: flagger
-  user: {token: %q}
-contexts:
-- name: flagger
-  context: {cluster: lab, user: flagger}
-current-context: flagger
-`, proxy.URL, proxy.caFile, run.env.KubeToken)), 0o600); err != nil {
+	if err := e2e.WriteKubeconfig(kubeconfig, proxy.URL, proxy.caFile, run.env.KubeToken); err != nil {
 		b.Fatal(err)
 	}
 	ns := run.env.Namespace(b, "scale-fl")
