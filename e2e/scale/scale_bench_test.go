@@ -277,7 +277,7 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	b.Logf("canaryflow: %d canaries initialised in %s", run.n, time.Since(t0).Round(time.Second))
 
 	run.newImage(ctx, b, ns)
-	before := run.usage(ctx, b, count(), pids())
+	before := run.usage(ctx, b, count(), pids(), true)
 	begin := time.Now()
 	sampled := sampleEvery(ctx, func() int { return count() })
 	runs, err := releaseAll(ctx, rc, canaries, workflows.PhaseSucceeded)
@@ -286,7 +286,7 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	}
 	f := figures{allPromoted: time.Since(begin)}
 	samples := sampled()
-	after := run.usage(ctx, b, count(), pids())
+	after := run.usage(ctx, b, count(), pids(), true)
 	var advances [][]time.Time
 	var events []float64
 	f.gaps, f.durations, events, advances = histories(ctx, b, tc, runs)
@@ -350,7 +350,7 @@ func (run benchRun) flagger(ctx context.Context, b *testing.B) figures {
 	b.Logf("flagger: %d canaries initialised in %s", run.n, time.Since(t0).Round(time.Second))
 
 	run.newImage(ctx, b, ns)
-	before := run.usage(ctx, b, proxy.count(), pids())
+	before := run.usage(ctx, b, proxy.count(), pids(), false)
 	begin := time.Now()
 	sampled := sampleEvery(ctx, proxy.count)
 	seen, err := run.watchCanaries(ctx, ns, "Succeeded", true)
@@ -359,7 +359,7 @@ func (run benchRun) flagger(ctx context.Context, b *testing.B) figures {
 	}
 	f := figures{allPromoted: time.Since(begin)}
 	samples := sampled()
-	after := run.usage(ctx, b, proxy.count(), pids())
+	after := run.usage(ctx, b, proxy.count(), pids(), false)
 	var advances [][]time.Time
 	for _, c := range seen {
 		if len(c.advances) != 5 {
@@ -371,7 +371,6 @@ func (run benchRun) flagger(ctx context.Context, b *testing.B) figures {
 		f.durations = append(f.durations, c.done.Sub(begin).Seconds())
 		advances = append(advances, c.advances)
 	}
-	after.temporalCPU, after.temporalRSS, before.temporalCPU = 0, 0, 0
 	run.fill(&f, before, after, samples, advances)
 	f.idlePerM = run.idleRate(ctx, proxy.count)
 	b.Logf("flagger: %d rollouts promoted in %s", run.n, f.allPromoted.Round(time.Second))
@@ -698,22 +697,24 @@ type usage struct {
 	rss, temporalRSS            float64 // MiB, peak (VmHWM), summed over processes
 }
 
-// usage reads the API server's request count, the CPU and peak RSS of the controller's processes (pids) and of
-// the Temporal server (with PostgreSQL and its backends, when it is the production server); requests is the
-// controller's own count.
-func (run benchRun) usage(ctx context.Context, b *testing.B, requests int, pids []int) usage {
+// usage reads the API server's request count, the CPU and peak RSS of the controller's processes (pids) and, with
+// temporal, of the Temporal server (with PostgreSQL and its backends, when it is the production server); requests
+// is the controller's own count.
+func (run benchRun) usage(ctx context.Context, b *testing.B, requests int, pids []int, temporal bool) usage {
 	u := usage{requests: requests, apiserverRequests: apiserverRequests(ctx, b, run.kube)}
 	for _, p := range pids {
 		cpu, rss := procUsage(p)
 		u.cpu += cpu
 		u.rss += rss
 	}
+	if !temporal {
+		return u
+	}
 	for _, name := range []string{"temporal", "postgres"} {
-		data, err := os.ReadFile(filepath.Join(run.env.Run, "pids", name+".pid"))
+		pid, err := run.env.PID(name)
 		if err != nil {
-			continue
+			continue // no PostgreSQL beside the dev server
 		}
-		pid, _ := strconv.Atoi(strings.Fields(string(data))[0])
 		for _, p := range group(pid) {
 			cpu, rss := procUsage(p)
 			u.temporalCPU += cpu
