@@ -56,9 +56,10 @@ func (r *rollout) analyse() (outcome, error) {
 
 	// The analysis: one step now (the canary is ready, nothing to wait for), then one per interval.
 	wait := resumeSteps
+	var due time.Time // when the next step is due on the steps' cadence; zero until a step ran
 	for {
 		if wait || r.st.Paused {
-			if err := r.wait(r.a.IntervalDuration(), true, r.hasUrgent); err != nil {
+			if err := r.wait(r.untilDue(due), true, r.hasUrgent); err != nil {
 				return keepGoing, err
 			}
 			if r.continueAsNewDue() {
@@ -66,6 +67,7 @@ func (r *rollout) analyse() (outcome, error) {
 			}
 		}
 		wait = true
+		due = r.nextDue(due)
 		if out, err := r.urgent(); out != keepGoing || err != nil {
 			return out, err
 		}
@@ -82,6 +84,43 @@ func (r *rollout) analyse() (outcome, error) {
 			return out, err
 		}
 	}
+}
+
+// untilDue is how long to wait for the next step, due then (zero: no step ran yet in this run). From
+// versionStepCadence on, the steps keep the cadence of the interval, as Flagger's ticker does: the time a step took
+// (its checks, a retry, a late timer) comes off the wait for the next, which is due at once when the step took an
+// interval or more. Runs recorded before it waited a whole interval after each step, so every step's time added to
+// the rollout's. A pause waits a whole interval after the resume either way (wait).
+func (r *rollout) untilDue(due time.Time) time.Duration {
+	interval := r.a.IntervalDuration()
+	if due.IsZero() || r.st.Paused || !r.stepCadence() {
+		return interval
+	}
+	return min(max(due.Sub(workflow.Now(r.ctx)), 0), interval)
+}
+
+// nextDue is when the step after the one about to run is due: an interval after the one that was due, or an
+// interval from now when this step is not the one due (the first, one taken early for a signal, or one a pause or
+// a step longer than an interval moved off the cadence).
+func (r *rollout) nextDue(due time.Time) time.Time {
+	interval := r.a.IntervalDuration()
+	now := workflow.Now(r.ctx)
+	if due.IsZero() || now.Before(due) || now.Sub(due) >= interval {
+		return now.Add(interval)
+	}
+	return due.Add(interval)
+}
+
+// stepCadence says whether this run keeps the steps' cadence (versionStepCadence). The version is asked at the
+// first wait between steps, so that runs without a second step record no marker.
+func (r *rollout) stepCadence() bool {
+	if r.cadence == 0 {
+		r.cadence = -1
+		if workflow.GetVersion(r.ctx, versionStepCadence, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+			r.cadence = 1
+		}
+	}
+	return r.cadence > 0
 }
 
 // confirmRollout is the gate before any traffic: confirm-rollout, tried again every interval (Waiting). It

@@ -27,6 +27,9 @@ type fakes struct {
 	metricsErr func(now time.Duration) error
 	// reconcileErr, when set, is what ReconcileRouter and FinalizeRouter fail with (a provider without a router).
 	reconcileErr error
+	// checksErr, when set, makes the n-th (1-based) RunChecks call fail (a lost worker), so that Temporal
+	// retries it.
+	checksErr func(n int) error
 	// readyErr, when set, makes a readiness check fail (an API server outage) when it returns an error.
 	readyErr func(now time.Duration) error
 	// value gives the n-th (1-based) metric run's value of a metric; nil = a passing value.
@@ -189,7 +192,12 @@ func (f *fakes) SetRoutes(_ context.Context, in activities.RoutesInput) (activit
 // RunChecks answers as the real one does, from the answers of the fake webhooks and metric checks (called in
 // spec order, each recorded under its own name), so that the scenarios hold for either way of checking.
 func (f *fakes) RunChecks(ctx context.Context, in activities.ChecksInput) (activities.ChecksResult, error) {
-	f.record("RunChecks")
+	n := f.record("RunChecks")
+	if f.checksErr != nil {
+		if err := f.checksErr(n); err != nil {
+			return activities.ChecksResult{}, err
+		}
+	}
 	var out activities.ChecksResult
 	for _, h := range in.Hooks {
 		res, err := f.CallWebhook(ctx, activities.WebhookInput{Hook: h, Payload: in.Payload})

@@ -118,6 +118,27 @@ func recordings() []recording {
 		{file: "rollback-failed-checks-v4.json", canary: podinfo(fast, named("podinfo-rollback-v4")), script: lowSuccessRate},
 		{file: "confirm-promotion-approved-v4.json", canary: podinfo(fast, named("podinfo-approval-v4"), promotionGate), script: promotionGateClosed, signals: approveAfter(55 * time.Second)},
 		{file: "abort-signal-v4.json", canary: podinfo(fast, named("podinfo-abort-v4")), signals: abortAfter(15 * time.Second)},
+		// Recorded at step-cadence: the wait after a step is what is left of the interval.
+		{file: "ten-steps-v5.json", canary: podinfo(fast, named("podinfo-ten-steps-v5"), func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+		{file: "checks-retried-v5.json", canary: podinfo(fast, named("podinfo-checks-retried-v5")), script: func(f *fakes) {
+			f.checksErr = func(n int) error { // the step at 20 s is retried a second later; the next is due at 30 s
+				if n == 2 {
+					return errors.New("worker lost")
+				}
+				return nil
+			}
+		}},
+		{file: "pause-resume-v5.json", canary: podinfo(fast, named("podinfo-pause-v5")),
+			signals: func(ctx context.Context, c client.Client, id string) error {
+				time.Sleep(15 * time.Second) // paused at weight 20 for 20 s, then a full interval before the next step
+				if err := c.SignalWorkflow(ctx, id, "", SignalPause, ActionSignal{By: "recorder", Reason: "replay fixture"}); err != nil {
+					return err
+				}
+				time.Sleep(20 * time.Second)
+				return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
+			}},
 		// Recorded at rollback-while-waiting: a rollback webhook ends the wait at confirm-rollout.
 		{file: "rollback-while-waiting.json", canary: podinfo(fast, named("podinfo-rollback-waiting"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,

@@ -43,6 +43,7 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		{"ten-steps-v2.json", 200},            // recorded at versionLeanHistory
 		{"ten-steps-v3.json", 200},            // recorded at versionSignalListeners
 		{"ten-steps-v4.json", 200},            // recorded once the workflow states its decisions (summaries)
+		{"ten-steps-v5.json", 200},            // recorded at versionStepCadence
 	} {
 		f, err := os.Open(filepath.Join(historiesDir, tc.file))
 		require.NoError(t, err)

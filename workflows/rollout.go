@@ -95,6 +95,9 @@ type rollout struct {
 	lean bool
 	// listening is true from versionSignalListeners on: listener goroutines apply the signals as they arrive.
 	listening bool
+	// cadence is 1 from versionStepCadence on (steps keep the interval's cadence), -1 before it, 0 until asked
+	// (stepCadence).
+	cadence int
 	// primaryWritten is set when the promotion may have given the primary the canary's template: a rollback
 	// from then on must put the primary's previous revision back first.
 	primaryWritten bool

@@ -423,6 +423,26 @@ func TestBlueGreenMirroringMirrorsDuringTheIterations(t *testing.T) {
 	require.Equal(t, 100, h.f.routeInput[0].Canary.Spec.Analysis.MirrorWeight, "mirrorWeight defaults to 100")
 }
 
+// A step that takes time (here its checks, retried after a lost worker) does not delay the steps after it: they
+// keep the interval's cadence, as Flagger's ticker does, and the rollout ends when it would have.
+func TestStepsKeepTheIntervalsCadence(t *testing.T) {
+	h := newHarness(t)
+	h.f.checksErr = func(n int) error {
+		if n == 2 {
+			return errors.New("worker lost")
+		}
+		return nil
+	}
+	res := h.run(podinfo())
+
+	h.requirePhases(promotedPhases...)
+	// The first step has no checks: the second RunChecks is the step at 2 min, whose retry comes a second later
+	// (the default first backoff). The next step is due 3 min after the first all the same.
+	h.requireRoutes(r(90, 10, 0), r(80, 20, 1*m), r(70, 30, 2*m+time.Second), r(60, 40, 3*m), r(50, 50, 4*m), r(100, 0, 5*m))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, 6, h.count("RunChecks"), "five steps and one retry")
+}
+
 func TestSessionAffinityCanaryPassesTheCookieToTheRouter(t *testing.T) {
 	h := newHarness(t)
 	res := h.run(podinfo(func(c *v1beta1.Canary) {

@@ -30,7 +30,8 @@ func listenTo[T any](r *rollout, ch workflow.ReceiveChannel, apply func(T)) {
 }
 
 // wait blocks for d, returning early when stop says a signal needs handling or the workflow is cancelled. While
-// paused (and pausable) no timer runs: after resume a fresh full d starts, so a pause leaves no hidden timer state.
+// paused (and pausable) no timer runs: after resume a fresh whole interval starts (what is left of a step's
+// cadence is dropped), so a pause leaves no hidden timer state.
 func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
 	r.flushCanaryStatus() // the state it waits in is what the cluster shows meanwhile
 	if r.listening {
@@ -49,6 +50,7 @@ func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
 					return errCanceled
 				}
 			}
+			d = r.a.IntervalDuration() // a pausable wait is an interval's; after a pause a whole one starts
 			continue
 		}
 		tctx, cancel := workflow.WithCancel(r.ctx)
@@ -79,6 +81,7 @@ func (r *rollout) await(d time.Duration, pausable bool, stop func() bool) error 
 			if err := workflow.Await(r.ctx, func() bool { return !r.st.Paused || stop() }); err != nil {
 				return errCanceled
 			}
+			d = r.a.IntervalDuration() // a pausable wait is an interval's; after a pause a whole one starts
 			continue
 		}
 		tctx, cancel := workflow.WithCancel(r.ctx)

@@ -44,4 +44,9 @@ const (
 	// target was refused before it, so no recorded run meets its branches; the marker lets a later change of
 	// that path branch on it.
 	versionStatefulSet = "statefulset-partitions"
+
+	// versionStepCadence marks runs whose analysis steps keep the interval's cadence: the time a step took comes
+	// off the wait for the next (analysis.go, untilDue). Runs recorded before it waited a whole interval after
+	// each step, with a timer of the whole interval; the version is asked at the first wait between steps.
+	versionStepCadence = "step-cadence"
 )
