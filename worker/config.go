@@ -53,6 +53,18 @@ type config struct {
 	gitopsLeaseNamespace string
 }
 
+// Defaults measured by the scale benchmark (make bench-scale; BENCHMARKS.md, "Scale"). 1,000 canaries stepping
+// every 10 s make about 200 Kubernetes requests a second (two per step), so Flagger's 100 a second held them far
+// behind. An initialisation makes a dozen or more requests: with 1,000 of them at once behind the client limit,
+// most waited past their 30 s deadline and were retried from the start, a storm that initialised 92 of 1,000 in
+// 8 min; with the activities at once kept to what the limit serves within the deadline, all went through with
+// no failed attempt.
+const (
+	defaultKubeQPS                 = 300
+	defaultKubeBurst               = 600
+	defaultMaxConcurrentActivities = 200
+)
+
 func parseConfig(args []string) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
@@ -87,18 +99,19 @@ func parseConfig(args []string) (*config, error) {
 		}
 		return def
 	}
-	fs.Float64Var(&c.kubeQPS, "kube-api-qps", float64(envInt("KUBE_API_QPS", 100)),
+	fs.Float64Var(&c.kubeQPS, "kube-api-qps", float64(envInt("KUBE_API_QPS", defaultKubeQPS)),
 		"Kubernetes API requests a second this worker may make, as Flagger's flag of the same name (CANARYFLOW_KUBE_API_QPS)")
-	fs.IntVar(&c.kubeBurst, "kube-api-burst", envInt("KUBE_API_BURST", 250),
+	fs.IntVar(&c.kubeBurst, "kube-api-burst", envInt("KUBE_API_BURST", defaultKubeBurst),
 		"Kubernetes API request burst, as Flagger's flag of the same name (CANARYFLOW_KUBE_API_BURST)")
 	fs.IntVar(&c.workflowTaskPollers, "workflow-task-pollers", envInt("WORKFLOW_TASK_POLLERS", 2),
-		"concurrent pollers of workflow tasks; the SDK's default (CANARYFLOW_WORKFLOW_TASK_POLLERS)")
+		"concurrent pollers of workflow tasks, at least 2 (the SDK's default); 0 scales them with the backlog (the SDK's "+
+			"poller autoscaling, 1 to 100) (CANARYFLOW_WORKFLOW_TASK_POLLERS)")
 	fs.IntVar(&c.activityTaskPollers, "activity-task-pollers", envInt("ACTIVITY_TASK_POLLERS", 2),
-		"concurrent pollers of activity tasks; the SDK's default (CANARYFLOW_ACTIVITY_TASK_POLLERS)")
+		"concurrent pollers of activity tasks (the SDK's default); 0 scales them with the backlog (CANARYFLOW_ACTIVITY_TASK_POLLERS)")
 	fs.IntVar(&c.maxConcurrentWorkflowTasks, "max-concurrent-workflow-tasks", envInt("MAX_CONCURRENT_WORKFLOW_TASKS", 1000),
 		"workflow tasks run at once (CANARYFLOW_MAX_CONCURRENT_WORKFLOW_TASKS)")
-	fs.IntVar(&c.maxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", 1000),
-		"activities run at once (CANARYFLOW_MAX_CONCURRENT_ACTIVITIES)")
+	fs.IntVar(&c.maxConcurrentActivities, "max-concurrent-activities", envInt("MAX_CONCURRENT_ACTIVITIES", defaultMaxConcurrentActivities),
+		"activities run at once; keep it near what --kube-api-qps serves in a few seconds (CANARYFLOW_MAX_CONCURRENT_ACTIVITIES)")
 	fs.IntVar(&c.maxConcurrentLocalActivities, "max-concurrent-local-activities", envInt("MAX_CONCURRENT_LOCAL_ACTIVITIES", 1000),
 		"local activities (the short Kubernetes calls) run at once (CANARYFLOW_MAX_CONCURRENT_LOCAL_ACTIVITIES)")
 	fs.IntVar(&c.stickyCacheSize, "sticky-cache-size", envInt("STICKY_CACHE_SIZE", 10000),
@@ -173,11 +186,17 @@ func (c *config) check() error {
 	if c.kubeQPS <= 0 || c.kubeBurst <= 0 {
 		problems = append(problems, fmt.Sprintf("--kube-api-qps %g and --kube-api-burst %d must be positive", c.kubeQPS, c.kubeBurst))
 	}
+	if c.workflowTaskPollers < 0 || c.workflowTaskPollers == 1 {
+		// The SDK alternates a worker's workflow pollers between its sticky queue and the task queue.
+		problems = append(problems, fmt.Sprintf("--workflow-task-pollers %d: 0 (scaled with the backlog) or at least 2", c.workflowTaskPollers))
+	}
+	if c.activityTaskPollers < 0 {
+		problems = append(problems, fmt.Sprintf("--activity-task-pollers %d: 0 (scaled with the backlog) or at least 1", c.activityTaskPollers))
+	}
 	for _, n := range []struct {
 		flag string
 		v    int
 	}{
-		{"--workflow-task-pollers", c.workflowTaskPollers}, {"--activity-task-pollers", c.activityTaskPollers},
 		{"--max-concurrent-workflow-tasks", c.maxConcurrentWorkflowTasks}, {"--max-concurrent-activities", c.maxConcurrentActivities},
 		{"--max-concurrent-local-activities", c.maxConcurrentLocalActivities}, {"--sticky-cache-size", c.stickyCacheSize},
 	} {
@@ -192,17 +211,29 @@ func (c *config) check() error {
 }
 
 // workerOptions are the Temporal worker options of this configuration (the concurrency benchmark uses them too).
-// The SDK's poller counts are the defaults: BenchmarkConcurrentRollouts measured no gain from 8 pollers of each
-// kind over 2 at 1,000 rollouts. (The sticky cache size is process-wide: see main.)
+// The pollers are the SDK's fixed 2 of each kind unless asked otherwise; 0 asks for the SDK's poller autoscaling.
+// On the 2-core scale lab, 1,000 rollouts fared worse with autoscaling (step gap p50 62.6 s against 11.5 s):
+// every rollout then contends at once for a saturated machine, and workflow tasks time out (make bench-scale;
+// BENCHMARKS.md). A Temporal cluster with room to spare is where autoscaling pays. (The sticky cache size is
+// process-wide: see main.)
 func (c *config) workerOptions() worker.Options {
-	return worker.Options{
+	o := worker.Options{
 		WorkerStopTimeout:                       c.stopTimeout,
-		MaxConcurrentWorkflowTaskPollers:        c.workflowTaskPollers,
-		MaxConcurrentActivityTaskPollers:        c.activityTaskPollers,
 		MaxConcurrentWorkflowTaskExecutionSize:  c.maxConcurrentWorkflowTasks,
 		MaxConcurrentActivityExecutionSize:      c.maxConcurrentActivities,
 		MaxConcurrentLocalActivityExecutionSize: c.maxConcurrentLocalActivities,
 	}
+	if c.workflowTaskPollers == 0 {
+		o.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
+	} else {
+		o.MaxConcurrentWorkflowTaskPollers = c.workflowTaskPollers
+	}
+	if c.activityTaskPollers == 0 {
+		o.ActivityTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
+	} else {
+		o.MaxConcurrentActivityTaskPollers = c.activityTaskPollers
+	}
+	return o
 }
 
 // withKubeLimits sets the Kubernetes client's request rate of this configuration on r.

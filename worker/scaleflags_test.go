@@ -9,28 +9,33 @@ import (
 )
 
 // The limits that matter at scale are the worker's flags (and CANARYFLOW_* variables): the Kubernetes client gets
-// Flagger's rate by default, not client-go's 5 requests a second, which would hold back a few dozen rollouts, and
-// the Temporal worker gets the pollers and concurrency asked for.
+// the measured rate by default (not client-go's 5 requests a second, which would hold back a few dozen rollouts,
+// nor Flagger's 100, which held 1,000 back), and the Temporal worker gets the pollers and concurrency asked for.
 func TestScaleLimitsAreFlagsThatReachTheClients(t *testing.T) {
 	cfg, err := parseConfig(nil)
 	require.NoError(t, err)
 	k := cfg.withKubeLimits(&rest.Config{Host: "https://kube"})
-	assert.Equal(t, float32(100), k.QPS, "Flagger's -kube-api-qps default")
-	assert.Equal(t, 250, k.Burst, "Flagger's -kube-api-burst default")
+	assert.Equal(t, float32(300), k.QPS, "the 200 a second of 1,000 canaries stepping every 10 s, and room")
+	assert.Equal(t, 600, k.Burst)
 	o := cfg.workerOptions()
+	assert.Equal(t, 200, o.MaxConcurrentActivityExecutionSize, "what the client limit serves within an activity's deadline")
 	assert.Equal(t, 2, o.MaxConcurrentWorkflowTaskPollers)
+	assert.Nil(t, o.WorkflowTaskPollerBehavior, "fixed pollers unless asked")
 	assert.Equal(t, 1000, o.MaxConcurrentLocalActivityExecutionSize)
 	assert.Equal(t, 10000, cfg.stickyCacheSize)
 
 	t.Setenv("CANARYFLOW_KUBE_API_QPS", "400")
 	t.Setenv("CANARYFLOW_ACTIVITY_TASK_POLLERS", "8")
-	cfg, err = parseConfig([]string{"--kube-api-burst", "800", "--max-concurrent-activities", "300", "--sticky-cache-size", "2000"})
+	cfg, err = parseConfig([]string{"--workflow-task-pollers", "0", "--kube-api-burst", "800", "--max-concurrent-activities", "300", "--sticky-cache-size", "2000"})
 	require.NoError(t, err)
 	k = cfg.withKubeLimits(&rest.Config{Host: "https://kube"})
 	assert.Equal(t, float32(400), k.QPS)
 	assert.Equal(t, 800, k.Burst)
 	o = cfg.workerOptions()
 	assert.Equal(t, 8, o.MaxConcurrentActivityTaskPollers)
+	assert.Nil(t, o.ActivityTaskPollerBehavior)
+	assert.NotNil(t, o.WorkflowTaskPollerBehavior, "0: the pollers scale with the backlog")
+	assert.Zero(t, o.MaxConcurrentWorkflowTaskPollers, "the SDK refuses a fixed count beside autoscaling")
 	assert.Equal(t, 300, o.MaxConcurrentActivityExecutionSize)
 	assert.Equal(t, 2000, cfg.stickyCacheSize)
 }
@@ -40,6 +45,11 @@ func TestScaleLimitsRefuseNonsenseNamingTheFlag(t *testing.T) {
 	_, err := parseConfig([]string{"--kube-api-qps", "0", "--max-concurrent-activities", "0"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `CANARYFLOW_WORKFLOW_TASK_POLLERS "two": not a whole number`)
-	assert.Contains(t, err.Error(), "--kube-api-qps 0 and --kube-api-burst 250 must be positive")
+	assert.Contains(t, err.Error(), "--kube-api-qps 0 and --kube-api-burst 600 must be positive")
 	assert.Contains(t, err.Error(), "--max-concurrent-activities 0: must be at least 1")
+
+	_, err = parseConfig([]string{"--workflow-task-pollers", "1", "--activity-task-pollers", "-1"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "--workflow-task-pollers 1: 0 (scaled with the backlog) or at least 2")
+	assert.Contains(t, err.Error(), "--activity-task-pollers -1: 0 (scaled with the backlog) or at least 1")
 }
