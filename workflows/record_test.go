@@ -81,15 +81,7 @@ func recordings() []recording {
 		{file: "abort-signal-v3.json", canary: podinfo(fast, named("podinfo-abort-v3")), signals: abortAfter(15 * time.Second)},
 		{file: "abort-during-promotion-v3.json", canary: podinfo(fast, named("podinfo-abort-promotion-v3")), script: slowPrimary, signals: abortAfter(55 * time.Second)},
 		{file: "confirm-promotion-approved-v3.json", canary: podinfo(fast, named("podinfo-approval-v3"), promotionGate), script: promotionGateClosed, signals: approveAfter(55 * time.Second)},
-		{file: "pause-resume-v3.json", canary: podinfo(fast, named("podinfo-pause-v3")),
-			signals: func(ctx context.Context, c client.Client, id string) error {
-				time.Sleep(15 * time.Second) // paused at weight 20 for 20 s, then a full interval before the next step
-				if err := c.SignalWorkflow(ctx, id, "", SignalPause, ActionSignal{By: "recorder", Reason: "replay fixture"}); err != nil {
-					return err
-				}
-				time.Sleep(20 * time.Second)
-				return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
-			}},
+		{file: "pause-resume-v3.json", canary: podinfo(fast, named("podinfo-pause-v3")), signals: pauseAtWeight20},
 		// Recorded at signal-listeners: the router refuses (a local activity's failure), the rollout rolls back.
 		{file: "refused-router-v3.json", canary: podinfo(fast, named("podinfo-refused-v3")), script: func(f *fakes) {
 			f.reconcileErr = temporal.NewNonRetryableApplicationError("TraefikService test/podinfo exists and is not managed by canaryflow",
@@ -130,15 +122,7 @@ func recordings() []recording {
 				return nil
 			}
 		}},
-		{file: "pause-resume-v5.json", canary: podinfo(fast, named("podinfo-pause-v5")),
-			signals: func(ctx context.Context, c client.Client, id string) error {
-				time.Sleep(15 * time.Second) // paused at weight 20 for 20 s, then a full interval before the next step
-				if err := c.SignalWorkflow(ctx, id, "", SignalPause, ActionSignal{By: "recorder", Reason: "replay fixture"}); err != nil {
-					return err
-				}
-				time.Sleep(20 * time.Second)
-				return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
-			}},
+		{file: "pause-resume-v5.json", canary: podinfo(fast, named("podinfo-pause-v5")), signals: pauseAtWeight20},
 		// Recorded at rollback-while-waiting: a rollback webhook ends the wait at confirm-rollout.
 		{file: "rollback-while-waiting.json", canary: podinfo(fast, named("podinfo-rollback-waiting"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
@@ -212,6 +196,16 @@ func abortAfter(d time.Duration) func(context.Context, client.Client, string) er
 		time.Sleep(d)
 		return c.SignalWorkflow(ctx, id, "", SignalAbort, ActionSignal{By: "recorder", Reason: "replay fixture"})
 	}
+}
+
+// pauseAtWeight20 pauses the rollout at 15 s (at weight 20) for 20 s; a whole interval follows the resume.
+func pauseAtWeight20(ctx context.Context, c client.Client, id string) error {
+	time.Sleep(15 * time.Second)
+	if err := c.SignalWorkflow(ctx, id, "", SignalPause, ActionSignal{By: "recorder", Reason: "replay fixture"}); err != nil {
+		return err
+	}
+	time.Sleep(20 * time.Second)
+	return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
 }
 
 // approveAfter approves the confirm-promotion gate d after the start: at 55 s the gate, closed at 50 s, waits.
