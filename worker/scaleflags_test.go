@@ -9,16 +9,17 @@ import (
 )
 
 // The limits that matter at scale are the worker's flags (and CANARYFLOW_* variables): the Kubernetes client gets
-// the measured rate by default (not client-go's 5 requests a second, which would hold back a few dozen rollouts,
-// nor Flagger's 100, which held 1,000 back), and the Temporal worker gets the pollers and concurrency asked for.
+// Flagger's rate by default (not client-go's 5 requests a second, which would hold back a few dozen rollouts), no
+// more activities at once than that rate serves within their deadline, and the Temporal worker gets the pollers and
+// concurrency asked for.
 func TestScaleLimitsAreFlagsThatReachTheClients(t *testing.T) {
 	cfg, err := parseConfig(nil)
 	require.NoError(t, err)
 	k := cfg.withKubeLimits(&rest.Config{Host: "https://kube"})
-	assert.Equal(t, float32(300), k.QPS, "the 200 a second of 1,000 canaries stepping every 10 s, and room")
-	assert.Equal(t, 600, k.Burst)
+	assert.Equal(t, float32(100), k.QPS, "Flagger's -kube-api-qps default")
+	assert.Equal(t, 250, k.Burst, "Flagger's -kube-api-burst default")
 	o := cfg.workerOptions()
-	assert.Equal(t, 200, o.MaxConcurrentActivityExecutionSize, "what the client limit serves within an activity's deadline")
+	assert.Equal(t, 100, o.MaxConcurrentActivityExecutionSize, "what the client limit serves within an activity's deadline")
 	assert.Equal(t, 2, o.MaxConcurrentWorkflowTaskPollers)
 	assert.Nil(t, o.WorkflowTaskPollerBehavior, "fixed pollers unless asked")
 	assert.Equal(t, 1000, o.MaxConcurrentLocalActivityExecutionSize)
@@ -45,7 +46,7 @@ func TestScaleLimitsRefuseNonsenseNamingTheFlag(t *testing.T) {
 	_, err := parseConfig([]string{"--kube-api-qps", "0", "--max-concurrent-activities", "0"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `CANARYFLOW_WORKFLOW_TASK_POLLERS "two": not a whole number`)
-	assert.Contains(t, err.Error(), "--kube-api-qps 0 and --kube-api-burst 600 must be positive")
+	assert.Contains(t, err.Error(), "--kube-api-qps 0 and --kube-api-burst 250 must be positive")
 	assert.Contains(t, err.Error(), "--max-concurrent-activities 0: must be at least 1")
 
 	_, err = parseConfig([]string{"--workflow-task-pollers", "1", "--activity-task-pollers", "-1"})
