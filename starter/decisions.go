@@ -222,9 +222,10 @@ func (r *decisionReader) started(a *historypb.WorkflowExecutionStartedEventAttri
 }
 
 // localActivity reads a local activity's marker (a short Kubernetes call, from the workflow's lean-history version
-// on) as the events of an activity would read.
+// on; a step's checks without webhooks, from its local-checks version on) as the events of an activity would
+// read.
 func (r *decisionReader) localActivity(ev *historypb.HistoryEvent) []string {
-	typ, _, failure, ok := workflows.LocalActivity(ev)
+	typ, result, failure, ok := workflows.LocalActivity(ev)
 	if !ok {
 		return nil // a version marker
 	}
@@ -236,6 +237,9 @@ func (r *decisionReader) localActivity(ev *historypb.HistoryEvent) []string {
 	}
 	if s, ok := workflows.SplitSet(ev); ok {
 		return r.split(s)
+	}
+	if typ == activities.ActivityRunChecks { // a step's checks without webhooks, from the local-checks version on
+		return r.completedActivity(typ, result)
 	}
 	return r.scheduledActivity(typ, nil)
 }

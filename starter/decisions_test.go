@@ -137,6 +137,31 @@ func TestHistoryPrintsTheDecisionsTheWorkflowStated(t *testing.T) {
 	}
 }
 
+// From the local-checks version on, a step without webhooks checks its metrics in a local activity, its result a
+// marker: `starter history` still names every check of every step with its value and range, each weight, the
+// promotion, and the halt and rollback of failed checks.
+func TestHistoryNamesTheChecksOfMetricsOnlySteps(t *testing.T) {
+	texts, code := historyDecisions(t, "metrics-only-v6.json")
+	require.Equal(t, exitOK, code)
+	count := map[string]int{}
+	for _, tx := range texts {
+		count[tx]++
+	}
+	for w := 10; w <= 100; w += 10 {
+		require.Equal(t, 1, count["Advance podinfo-metrics-only-v6.test canary weight "+itoa(w)], "stated once:\n%s", strings.Join(texts, "\n"))
+	}
+	// The first step checks nothing (no traffic yet); the nine after it and the promotion's step check both.
+	require.Equal(t, 10, count["check request-success-rate 99.5 in [99, —] pass"], "%s", strings.Join(texts, "\n"))
+	require.Equal(t, 10, count["check request-duration 120 in [—, 500] pass"])
+	require.Equal(t, "promoted revision rev2", texts[len(texts)-1])
+
+	texts, code = historyDecisions(t, "metrics-only-rollback-v6.json")
+	require.Equal(t, exitFailed, code)
+	require.Contains(t, texts, "check request-success-rate 53.42 not in [99, —] fail")
+	require.Contains(t, texts, "Halt podinfo-metrics-only-rollback-v6.test advancement success rate 53.42% < 99%")
+	require.Contains(t, texts[len(texts)-1], "rolled back: Rolling back podinfo-metrics-only-rollback-v6.test failed checks threshold reached 3")
+}
+
 func itoa(i int) string { return strconv.Itoa(i) }
 
 // A short Kubernetes call is a local activity, and its failure a marker: a refusal there (the router's object is

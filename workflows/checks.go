@@ -48,7 +48,7 @@ func (r *rollout) checkAtOnce(first bool) (passed bool, out outcome, err error) 
 	}
 	in := activities.ChecksInput{Canary: r.ref, Payload: r.webhookPayload(), Hooks: hooks, Metrics: metrics, Templates: r.in.Templates}
 	var res activities.ChecksResult
-	if err := r.exec(checksOptions(r.a, hooks, len(metrics) > 0), activities.ActivityRunChecks, in, &res); err != nil {
+	if err := r.runChecks(checksOptions(r.a, hooks, len(metrics) > 0), len(hooks) > 0, in, &res); err != nil {
 		if errors.Is(err, errCanceled) {
 			return false, keepGoing, err
 		}
@@ -75,6 +75,32 @@ func (r *rollout) checkAtOnce(first bool) (passed bool, out outcome, err error) 
 		}
 	}
 	return r.judged(failed, hold)
+}
+
+// runChecks runs RunChecks for a step. From versionLocalChecks on, a step without webhooks runs it as a local
+// activity, in the workflow task its timer woke: the step is then one workflow task, with no activity task for
+// the server to match and record (at a thousand canaries, the server's work per step is what keeps them on time
+// or not). A worker lost during the checks is noticed at the workflow task's timeout (10 s), and another worker
+// runs the task and the checks again, which read-only queries allow. A step with webhooks keeps the activity:
+// a load test may take minutes, and the activity heartbeats.
+func (r *rollout) runChecks(opts workflow.ActivityOptions, hooks bool, in activities.ChecksInput, out *activities.ChecksResult) error {
+	if hooks || !r.checksLocally() {
+		return r.exec(opts, activities.ActivityRunChecks, in, out)
+	}
+	opts.HeartbeatTimeout = 0 // a local activity is kept alive by its workflow task
+	return r.local(opts, activities.ActivityRunChecks, in, out)
+}
+
+// checksLocally says whether this run's steps without webhooks run their checks as a local activity
+// (versionLocalChecks). The version is asked at the first such step, so that runs without one record no marker.
+func (r *rollout) checksLocally() bool {
+	if r.localChecks == 0 {
+		r.localChecks = -1
+		if workflow.GetVersion(r.ctx, versionLocalChecks, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+			r.localChecks = 1
+		}
+	}
+	return r.localChecks > 0
 }
 
 // judged ends a step's checks on the metrics' verdict: a failure counts one failed check, a hold halts the step.

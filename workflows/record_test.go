@@ -123,6 +123,20 @@ func recordings() []recording {
 			}
 		}},
 		{file: "pause-resume-v5.json", canary: podinfo(fast, named("podinfo-pause-v5")), signals: pauseAtWeight20},
+		// Recorded at local-checks: a step without webhooks checks its metrics in a local activity, in the workflow
+		// task its timer woke; promoted in ten steps, rolled back by failed checks, and retried after a lost check.
+		{file: "metrics-only-v6.json", canary: podinfo(fast, named("podinfo-metrics-only-v6"), metricsOnly, func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+		{file: "metrics-only-rollback-v6.json", canary: podinfo(fast, named("podinfo-metrics-only-rollback-v6"), metricsOnly), script: lowSuccessRate},
+		{file: "metrics-only-retried-v6.json", canary: podinfo(fast, named("podinfo-metrics-only-retried-v6"), metricsOnly), script: func(f *fakes) {
+			f.checksErr = func(n int) error { // the step at 20 s is retried a second later; the next is due at 30 s
+				if n == 2 {
+					return errors.New("worker lost")
+				}
+				return nil
+			}
+		}},
 		// Recorded at rollback-while-waiting: a rollback webhook ends the wait at confirm-rollout.
 		{file: "rollback-while-waiting.json", canary: podinfo(fast, named("podinfo-rollback-waiting"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,

@@ -6,11 +6,13 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
 
@@ -44,6 +46,7 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		{"ten-steps-v3.json", 200},            // recorded at versionSignalListeners
 		{"ten-steps-v4.json", 200},            // recorded once the workflow states its decisions (summaries)
 		{"ten-steps-v5.json", 200},            // recorded at versionStepCadence
+		{"metrics-only-v6.json", 140},         // recorded at versionLocalChecks, without the webhook
 	} {
 		f, err := os.Open(filepath.Join(historiesDir, tc.file))
 		require.NoError(t, err)
@@ -52,6 +55,58 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		require.NoError(t, err)
 		t.Logf("%s: %d history events (continue-as-new at %d)", tc.file, len(hist.Events), historyLimit)
 		require.LessOrEqual(t, len(hist.Events), tc.max, tc.file)
+	}
+}
+
+// From versionLocalChecks on, an analysis step without webhooks is one workflow task: its timer fires, one task
+// checks the metrics (a RunChecks marker), sets the weight and starts the next timer, with no activity task. A
+// step with a webhook keeps its RunChecks activity and the workflow task its result wakes: two per step. Read from
+// histories recorded on a dev server; a retried check (a lost attempt) stays in its step's one task.
+func TestMetricsOnlyStepsAreOneWorkflowTask(t *testing.T) {
+	for _, tc := range []struct {
+		file                string
+		tasksPerStep        int
+		markers, activities int // RunChecks as local activities (markers) and as activities
+	}{
+		{"ten-steps-v5.json", 2, 0, 10},
+		{"metrics-only-v6.json", 1, 10, 0},
+		{"metrics-only-retried-v6.json", 1, 5, 0}, // one marker per step, its retry in it
+		{"metrics-only-rollback-v6.json", 1, 3, 0},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join(historiesDir, tc.file))
+			require.NoError(t, err)
+			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			f.Close()
+			require.NoError(t, err)
+			var perStep []int
+			tasks, inStep, markers, acts := 0, false, 0, 0
+			for _, ev := range hist.GetEvents() {
+				switch ev.GetEventType() {
+				case enumspb.EVENT_TYPE_TIMER_FIRED:
+					tasks, inStep = 0, true
+				case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+					tasks++
+				case enumspb.EVENT_TYPE_TIMER_STARTED:
+					if inStep {
+						perStep = append(perStep, tasks)
+					}
+					inStep = false
+				}
+				if typ, _, _, ok := LocalActivity(ev); ok && typ == activities.ActivityRunChecks {
+					markers++
+				}
+				if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == activities.ActivityRunChecks {
+					acts++
+				}
+			}
+			require.NotEmpty(t, perStep)
+			for i, n := range perStep {
+				require.Equal(t, tc.tasksPerStep, n, "workflow tasks of the step after timer %d: %v", i+1, perStep)
+			}
+			require.Equal(t, tc.markers, markers, "RunChecks local activities")
+			require.Equal(t, tc.activities, acts, "RunChecks activities")
+		})
 	}
 }
 

@@ -98,6 +98,9 @@ type rollout struct {
 	// cadence is 1 from versionStepCadence on (steps keep the interval's cadence), -1 before it, 0 until asked
 	// (stepCadence).
 	cadence int
+	// localChecks is 1 from versionLocalChecks on (a step's metric checks without webhooks are a local
+	// activity), -1 before it, 0 until asked (checksLocally).
+	localChecks int
 	// primaryWritten is set when the promotion may have given the primary the canary's template: a rollback
 	// from then on must put the primary's previous revision back first.
 	primaryWritten bool
@@ -370,6 +373,12 @@ func (r *rollout) kube(opts workflow.ActivityOptions, fn any, in any, out any) e
 	if !r.lean || opts.ScheduleToCloseTimeout == 0 {
 		return r.exec(opts, fn, in, out)
 	}
+	return r.local(opts, fn, in, out)
+}
+
+// local runs one local activity with an activity's timeouts and retries, and waits for it. A cancellation
+// becomes errCanceled.
+func (r *rollout) local(opts workflow.ActivityOptions, fn any, in any, out any) error {
 	lctx := workflow.WithLocalActivityOptions(r.ctx, workflow.LocalActivityOptions{
 		ScheduleToCloseTimeout: opts.ScheduleToCloseTimeout,
 		StartToCloseTimeout:    opts.StartToCloseTimeout,

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -441,6 +443,76 @@ func TestStepsKeepTheIntervalsCadence(t *testing.T) {
 	h.requireRoutes(r(90, 10, 0), r(80, 20, 1*m), r(70, 30, 2*m+time.Second), r(60, 40, 3*m), r(50, 50, 4*m), r(100, 0, 5*m))
 	require.Equal(t, succeeded("rev2"), summarize(res.Status))
 	require.Equal(t, 6, h.count("RunChecks"), "five steps and one retry")
+}
+
+// metricsOnly takes the webhooks out of a canary: its steps check metrics only.
+func metricsOnly(c *v1beta1.Canary) { c.Spec.Analysis.Webhooks = nil }
+
+// checksRunAs records the activities started as local activities and as activities, by type.
+func (h *harness) checksRunAs() (local, remote map[string]int) {
+	local, remote = map[string]int{}, map[string]int{}
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		local[info.ActivityType.Name]++
+	})
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		remote[info.ActivityType.Name]++
+	})
+	return local, remote
+}
+
+// A canary whose steps check metrics and call no webhook runs each step's checks in the workflow task its timer
+// woke, as a local activity: no activity task per step for the server to match and record. The steps keep their
+// cadence, checks lost with a worker run again a second later, and the release is promoted.
+func TestMetricsOnlyStepsCheckInTheirWorkflowTask(t *testing.T) {
+	h := newHarness(t)
+	local, remote := h.checksRunAs()
+	h.f.checksErr = func(n int) error {
+		if n == 2 {
+			return errors.New("worker lost")
+		}
+		return nil
+	}
+	res := h.run(podinfo(metricsOnly))
+
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(r(90, 10, 0), r(80, 20, 1*m), r(70, 30, 2*m+time.Second), r(60, 40, 3*m), r(50, 50, 4*m), r(100, 0, 5*m))
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, 6, local[activities.ActivityRunChecks], "five steps and one retry, each a local activity")
+	require.Zero(t, remote[activities.ActivityRunChecks], "no step's checks an activity")
+	require.Len(t, res.Status.LastChecks, 2, "the last step's two metric checks recorded")
+}
+
+// Metric checks run as a local activity count failed checks as the activity's do: the third failure rolls back.
+func TestMetricsOnlyFailedChecksRollBack(t *testing.T) {
+	h := newHarness(t)
+	local, remote := h.checksRunAs()
+	h.f.value = func(_ int, metric string) *float64 {
+		v := 53.42
+		if metric == v1beta1.MetricRequestDuration {
+			v = 120
+		}
+		return &v
+	}
+	res := h.run(podinfo(metricsOnly))
+
+	h.requirePhases(PhaseProgressing, PhaseFailed)
+	h.requireRoutes(r(90, 10, 0), r(100, 0, 3*m))
+	require.Equal(t, failed("rev2", 3), summarize(res.Status))
+	require.Equal(t, "Rolling back podinfo.test failed checks threshold reached 3", res.Reason)
+	require.Equal(t, 3, local[activities.ActivityRunChecks])
+	require.Zero(t, remote[activities.ActivityRunChecks])
+	h.requireLogged("Halt podinfo.test advancement success rate 53.42% < 99%")
+}
+
+// A step with a webhook keeps its checks an activity (a load test may take minutes, and the activity heartbeats).
+func TestStepsWithWebhooksCheckInAnActivity(t *testing.T) {
+	h := newHarness(t)
+	local, remote := h.checksRunAs()
+	h.run(podinfo())
+
+	h.requirePhases(promotedPhases...)
+	require.Equal(t, 5, remote[activities.ActivityRunChecks])
+	require.Zero(t, local[activities.ActivityRunChecks])
 }
 
 func TestSessionAffinityCanaryPassesTheCookieToTheRouter(t *testing.T) {

@@ -49,4 +49,11 @@ const (
 	// off the wait for the next (analysis.go, untilDue). Runs recorded before it waited a whole interval after
 	// each step, with a timer of the whole interval; the version is asked at the first wait between steps.
 	versionStepCadence = "step-cadence"
+
+	// versionLocalChecks marks runs whose analysis steps with metric checks and no webhooks run RunChecks as a
+	// local activity: one marker in the workflow task the step's timer woke, so that a step is one workflow task
+	// and no activity task (the server's work per step, which sets how many canaries one Temporal server keeps on
+	// time). Runs recorded before it, and steps with webhooks (a load test may run for minutes, and heartbeats),
+	// run RunChecks as an activity. The version is asked at the first such step.
+	versionLocalChecks = "local-checks"
 )
