@@ -25,6 +25,9 @@ type fakes struct {
 	// metricsErr, when set, makes the metric checks fail to run (the metrics backend down) when it returns an
 	// error; now is the test clock since the start.
 	metricsErr func(now time.Duration) error
+	// initErr, when set, makes InitializeWorkloads fail (an overloaded API server) when it returns an error; now is
+	// the test clock since the start.
+	initErr func(now time.Duration) error
 	// reconcileErr, when set, is what ReconcileRouter and FinalizeRouter fail with (a provider without a router).
 	reconcileErr error
 	// checksErr, when set, makes the n-th (1-based) RunChecks call fail (a lost worker), so that Temporal
@@ -111,6 +114,11 @@ func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (a
 
 func (f *fakes) InitializeWorkloads(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
 	f.record("InitializeWorkloads")
+	if f.initErr != nil {
+		if err := f.initErr(f.now().Sub(f.start)); err != nil {
+			return activities.ActionResult{}, err
+		}
+	}
 	return activities.ActionResult{Summary: "initialised"}, nil
 }
 

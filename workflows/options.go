@@ -51,6 +51,19 @@ func cleanupOptions() workflow.ActivityOptions {
 	return o
 }
 
+// initOptions: the Kubernetes calls that are activities of their own: the revision read that starts every run and
+// the writes of an initialisation. They are what a thousand canaries created or changed at once wait for in the
+// task queue, and a deadline counted from the schedule (kubeOptions' 5 minutes) spent itself there: at 1,000
+// canaries (make bench-scale), initialisations failed whose attempts had hardly run, and were undone. So, as
+// Flagger retries an initialisation at every interval until it succeeds, these retry transient errors (an
+// overloaded or unreachable API server) until they succeed; a permanent error (not found, forbidden, a refusal)
+// still fails at once, and cancelling the run stops them and undoes the initialisation.
+func initOptions() workflow.ActivityOptions {
+	o := kubeOptions()
+	o.ScheduleToCloseTimeout = 0
+	return o
+}
+
 // readyOptions: one readiness observation. Short: the workflow polls again anyway.
 func readyOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{

@@ -238,10 +238,10 @@ func (r *rollout) initialise() (RolloutResult, error) {
 	r.setPhase(PhaseInitializing)
 	r.info("Initializing "+r.name(), "first rollout: no primary")
 	var res activities.ActionResult
-	if err := r.exec(kubeOptions(), wl.InitializeWorkloads, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(initOptions(), wl.InitializeWorkloads, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
 		return r.failInit(err)
 	}
-	if err := r.exec(kubeOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(initOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
 		return r.failInit(err)
 	}
 	if err := r.setRoutes(kubeOptions(), 100, 0, false); err != nil {
@@ -257,7 +257,7 @@ func (r *rollout) initialise() (RolloutResult, error) {
 	if r.abort != nil {
 		return r.failInit(fmt.Errorf("aborted by %s: %s", r.abort.By, r.abort.Reason))
 	}
-	if err := r.exec(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
+	if err := r.exec(initOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
 		return r.failInit(err)
 	}
 	r.setPhase(PhaseInitialized)
@@ -337,7 +337,7 @@ func (r *rollout) detect() (activities.RevisionResult, error) {
 		return r.detectStatefulSet()
 	}
 	var rev activities.RevisionResult
-	err := r.exec(kubeOptions(), wl.DetectRevision, activities.WorkloadInput{Canary: r.c}, &rev)
+	err := r.exec(initOptions(), wl.DetectRevision, activities.WorkloadInput{Canary: r.c}, &rev)
 	return rev, err
 }
 

@@ -246,6 +246,36 @@ func TestCancelledInitialisationIsUndone(t *testing.T) {
 	require.Contains(t, h.f.calls, "FinalizeRouter")
 }
 
+// When a thousand canaries are created at once, their initialisations wait in the task queue, and an API server
+// overloaded by them turns some away (HTTP 429). The activities of an initialisation (and the revision read before
+// it) keep retrying until they succeed, as Flagger retries an initialisation at every interval: no deadline from
+// their schedule, which the wait in the queue would spend (they gave up 5 min after being scheduled). Here the API
+// server turns the initialisation away 9 times (the test environment allows an activity 10 attempts), over 2.5 min
+// of backoffs, and the canary ends Initialized.
+func TestInitialisationOutlastsAnOverloadedAPIServer(t *testing.T) {
+	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1"})
+	deadlines := map[string]time.Duration{}
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		deadlines[info.ActivityType.Name] = info.ScheduleToCloseTimeout
+	})
+	h.f.initErr = func(time.Duration) error {
+		if h.count("InitializeWorkloads") < 10 {
+			return errors.New("initialise podinfo.test: the server has received too many requests and has asked us to try again later")
+		}
+		return nil
+	}
+	res := h.run(podinfo())
+
+	h.requirePhases(PhaseInitializing, PhaseInitialized)
+	require.Equal(t, PhaseInitialized, res.Status.Phase)
+	require.Equal(t, 10, h.count("InitializeWorkloads"))
+	h.requireRoutes(r(100, 0, 151*time.Second)) // backoffs 1, 2, 4, 8, 16, then 30 s
+	for _, name := range []string{"DetectRevision", "InitializeWorkloads", "ReconcileRouter", "ScaleCanary"} {
+		require.Contains(t, deadlines, name)
+		require.NotEqual(t, 5*time.Minute, deadlines[name], "%s: no deadline from its schedule (the run's: %s)", name, deadlines[name])
+	}
+}
+
 func TestFirstRolloutInitialisesAndEndsInitialized(t *testing.T) {
 	h := newHarness(t, activities.RevisionResult{TargetRevision: "rev1"})
 	res := h.run(podinfo())

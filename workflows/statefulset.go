@@ -37,7 +37,7 @@ func (r *rollout) readStatefulSet(opts workflow.ActivityOptions, partition int) 
 func (r *rollout) detectStatefulSet() (activities.RevisionResult, error) {
 	workflow.GetVersion(r.ctx, versionStatefulSet, workflow.DefaultVersion, 1)
 	var st activities.StatefulSetState
-	if err := r.exec(kubeOptions(), sts.ReadStatefulSet, activities.PartitionInput{Canary: r.c}, &st); err != nil {
+	if err := r.exec(initOptions(), sts.ReadStatefulSet, activities.PartitionInput{Canary: r.c}, &st); err != nil {
 		return activities.RevisionResult{}, err
 	}
 	exists := st.StableRevision != ""
@@ -53,7 +53,7 @@ func (r *rollout) initialiseStatefulSet() (RolloutResult, error) {
 	r.setPhase(PhaseInitializing)
 	r.info("Initializing "+r.name()+": recording the template of StatefulSet "+r.c.Spec.TargetRef.Name+" as stable", "first rollout")
 	var res activities.ActionResult
-	if err := r.exec(kubeOptions(), sts.RecordStableStatefulSet, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(initOptions(), sts.RecordStableStatefulSet, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
 		return r.failInit(err)
 	}
 	r.setPhase(PhaseInitialized)
