@@ -47,6 +47,7 @@ type config struct {
 	maxConcurrentActivities      int
 	maxConcurrentLocalActivities int
 	stickyCacheSize              int
+	stickyScheduleToStart        time.Duration
 	// gitops runs the GitOps trigger (package gitops) beside the worker, on the replica holding the Lease in
 	// gitopsLeaseNamespace.
 	gitops               bool
@@ -64,6 +65,7 @@ const (
 	defaultKubeQPS                 = 100
 	defaultKubeBurst               = 250
 	defaultMaxConcurrentActivities = 100
+	defaultStickyScheduleToStart   = 5 * time.Second // the SDK's
 )
 
 func parseConfig(args []string) (*config, error) {
@@ -80,15 +82,18 @@ func parseConfig(args []string) (*config, error) {
 		}
 		return def
 	}
+	var envErrs []error
 	envDur := func(name string, def time.Duration) time.Duration {
 		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
-			if d, err := time.ParseDuration(v); err == nil {
-				return d
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("CANARYFLOW_%s %q: not a duration (write it as 30s or 2m)", name, v))
+				return def
 			}
+			return d
 		}
 		return def
 	}
-	var envErrs []error
 	envInt := func(name string, def int) int {
 		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
 			n, err := strconv.Atoi(v)
@@ -118,6 +123,9 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.stickyCacheSize, "sticky-cache-size", envInt("STICKY_CACHE_SIZE", 10000),
 		"rollouts whose workflow state this worker keeps in memory between tasks (each a few tens of KiB); past it, "+
 			"a rollout's next task replays its history (CANARYFLOW_STICKY_CACHE_SIZE)")
+	fs.DurationVar(&c.stickyScheduleToStart, "sticky-schedule-to-start-timeout", envDur("STICKY_SCHEDULE_TO_START_TIMEOUT", defaultStickyScheduleToStart),
+		"how long a rollout's next workflow task waits for this worker, which holds the rollout's state, before any "+
+			"worker may take it from the task queue and replay the history (CANARYFLOW_STICKY_SCHEDULE_TO_START_TIMEOUT)")
 	conn := temporalconn.FromEnv()
 	conn.BindFlags(fs)
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
@@ -181,6 +189,10 @@ func (c *config) check() error {
 			problems = append(problems, fmt.Sprintf("--gitops-lease-namespace %q is not a namespace name: %s", c.gitopsLeaseNamespace, strings.Join(errs, "; ")))
 		}
 	}
+	if c.stickyScheduleToStart <= 0 {
+		problems = append(problems, fmt.Sprintf("--sticky-schedule-to-start-timeout %s must be positive (the SDK's default is %s)",
+			c.stickyScheduleToStart, defaultStickyScheduleToStart))
+	}
 	if c.stopTimeout < 0 {
 		problems = append(problems, "--stop-timeout must not be negative")
 	}
@@ -223,6 +235,7 @@ func (c *config) workerOptions() worker.Options {
 		MaxConcurrentWorkflowTaskExecutionSize:  c.maxConcurrentWorkflowTasks,
 		MaxConcurrentActivityExecutionSize:      c.maxConcurrentActivities,
 		MaxConcurrentLocalActivityExecutionSize: c.maxConcurrentLocalActivities,
+		StickyScheduleToStartTimeout:            c.stickyScheduleToStart,
 	}
 	if c.workflowTaskPollers == 0 {
 		o.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
