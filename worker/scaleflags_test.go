@@ -25,12 +25,12 @@ func TestScaleLimitsAreFlagsThatReachTheClients(t *testing.T) {
 	assert.Nil(t, o.WorkflowTaskPollerBehavior, "fixed pollers unless asked")
 	assert.Equal(t, 1000, o.MaxConcurrentLocalActivityExecutionSize)
 	assert.Equal(t, 10000, cfg.stickyCacheSize)
-	assert.Equal(t, 5*time.Second, o.StickyScheduleToStartTimeout, "the SDK's")
+	assert.Equal(t, 30*time.Second, o.StickyScheduleToStartTimeout, "not the SDK's 5s: measured at 1,000 canaries")
 
 	t.Setenv("CANARYFLOW_KUBE_API_QPS", "400")
 	t.Setenv("CANARYFLOW_ACTIVITY_TASK_POLLERS", "8")
 	cfg, err = parseConfig([]string{"--workflow-task-pollers", "0", "--kube-api-burst", "800", "--max-concurrent-activities", "300", "--sticky-cache-size", "2000",
-		"--sticky-schedule-to-start-timeout", "30s"})
+		"--sticky-schedule-to-start-timeout", "10s"})
 	require.NoError(t, err)
 	k = cfg.withKubeLimits(&rest.Config{Host: "https://kube"})
 	assert.Equal(t, float32(400), k.QPS)
@@ -42,7 +42,7 @@ func TestScaleLimitsAreFlagsThatReachTheClients(t *testing.T) {
 	assert.Zero(t, o.MaxConcurrentWorkflowTaskPollers, "the SDK refuses a fixed count beside autoscaling")
 	assert.Equal(t, 300, o.MaxConcurrentActivityExecutionSize)
 	assert.Equal(t, 2000, cfg.stickyCacheSize)
-	assert.Equal(t, 30*time.Second, o.StickyScheduleToStartTimeout)
+	assert.Equal(t, 10*time.Second, o.StickyScheduleToStartTimeout)
 }
 
 func TestScaleLimitsRefuseNonsenseNamingTheFlag(t *testing.T) {
@@ -65,5 +65,5 @@ func TestScaleLimitsRefuseNonsenseNamingTheFlag(t *testing.T) {
 	assert.Contains(t, err.Error(), `CANARYFLOW_STICKY_SCHEDULE_TO_START_TIMEOUT "30": not a duration (write it as 30s or 2m)`)
 	_, err = parseConfig([]string{"--sticky-schedule-to-start-timeout", "0s"})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "--sticky-schedule-to-start-timeout 0s must be positive (the SDK's default is 5s)")
+	assert.Contains(t, err.Error(), "--sticky-schedule-to-start-timeout 0s must be positive (the default is 30s)")
 }
