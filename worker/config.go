@@ -60,7 +60,7 @@ type config struct {
 // activities at once kept to what the limit serves within the deadline (100), all 1,000 went through with no failed
 // attempt. The client limit stays Flagger's: on the scale lab, 300 a second (and 200 activities) per worker gained
 // nothing at 1,000 canaries (the machine, not the limit, held them back), and two such workers made the API server
-// time out an initialisation for good. The sticky schedule-to-start timeout is longer than the SDK's 5 s: at 1,000
+// throttle (HTTP 429). The sticky schedule-to-start timeout is longer than the SDK's 5 s: at 1,000
 // canaries on one worker, tasks that waited 5 s on the worker's busy sticky queue moved to the task queue, behind
 // the first tasks of a thousand new runs, and waited minutes there (step gap p99 401 s); at 30 s the p99 was 22.6 s.
 // What it costs: after a worker is killed, a task already on its sticky queue waits up to 30 s for another worker
