@@ -113,14 +113,19 @@ func (r *rollout) nextDue(due time.Time) time.Time {
 
 // stepCadence says whether this run keeps the steps' cadence (versionStepCadence). The version is asked at the
 // first wait between steps, so that runs without a second step record no marker.
-func (r *rollout) stepCadence() bool {
-	if r.cadence == 0 {
-		r.cadence = -1
-		if workflow.GetVersion(r.ctx, versionStepCadence, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
-			r.cadence = 1
+func (r *rollout) stepCadence() bool { return r.versionOnce(&r.cadence, versionStepCadence) }
+
+// versionOnce asks the version of changeID the first time it is needed, and keeps the answer in *asked: 1 from the
+// change on, -1 before it, 0 until asked. A version asked only where a run meets the change records no marker in
+// runs that never do.
+func (r *rollout) versionOnce(asked *int, changeID string) bool {
+	if *asked == 0 {
+		*asked = -1
+		if workflow.GetVersion(r.ctx, changeID, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+			*asked = 1
 		}
 	}
-	return r.cadence > 0
+	return *asked > 0
 }
 
 // confirmRollout is the gate before any traffic: confirm-rollout, tried again every interval (Waiting). It

@@ -93,15 +93,7 @@ func (r *rollout) runChecks(opts workflow.ActivityOptions, hooks bool, in activi
 
 // checksLocally says whether this run's steps without webhooks run their checks as a local activity
 // (versionLocalChecks). The version is asked at the first such step, so that runs without one record no marker.
-func (r *rollout) checksLocally() bool {
-	if r.localChecks == 0 {
-		r.localChecks = -1
-		if workflow.GetVersion(r.ctx, versionLocalChecks, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
-			r.localChecks = 1
-		}
-	}
-	return r.localChecks > 0
-}
+func (r *rollout) checksLocally() bool { return r.versionOnce(&r.localChecks, versionLocalChecks) }
 
 // judged ends a step's checks on the metrics' verdict: a failure counts one failed check, a hold halts the step.
 func (r *rollout) judged(failed, hold string) (bool, outcome, error) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
@@ -48,11 +49,7 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		{"ten-steps-v5.json", 200},            // recorded at versionStepCadence
 		{"metrics-only-v6.json", 140},         // recorded at versionLocalChecks, without the webhook
 	} {
-		f, err := os.Open(filepath.Join(historiesDir, tc.file))
-		require.NoError(t, err)
-		hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-		f.Close()
-		require.NoError(t, err)
+		hist := readHistory(t, tc.file)
 		t.Logf("%s: %d history events (continue-as-new at %d)", tc.file, len(hist.Events), historyLimit)
 		require.LessOrEqual(t, len(hist.Events), tc.max, tc.file)
 	}
@@ -74,11 +71,7 @@ func TestMetricsOnlyStepsAreOneWorkflowTask(t *testing.T) {
 		{"metrics-only-rollback-v6.json", 1, 3, 0},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			f, err := os.Open(filepath.Join(historiesDir, tc.file))
-			require.NoError(t, err)
-			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-			f.Close()
-			require.NoError(t, err)
+			hist := readHistory(t, tc.file)
 			var perStep []int
 			tasks, inStep, markers, acts := 0, false, 0, 0
 			for _, ev := range hist.GetEvents() {
@@ -126,11 +119,7 @@ func TestStatefulSetHistoriesStepThroughThePartitions(t *testing.T) {
 		{"statefulset-rollback-failed-checks.json", []int{0, 20, 0}, 1, PhaseFailed},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			f, err := os.Open(filepath.Join(historiesDir, tc.file))
-			require.NoError(t, err)
-			hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
-			f.Close()
-			require.NoError(t, err)
+			hist := readHistory(t, tc.file)
 			var weights []int
 			checks := 0
 			var res RolloutResult
@@ -154,4 +143,15 @@ func TestStatefulSetHistoriesStepThroughThePartitions(t *testing.T) {
 			require.Equal(t, tc.phase, res.Phase)
 		})
 	}
+}
+
+// readHistory reads a history recorded in testdata/histories.
+func readHistory(t *testing.T, file string) *historypb.History {
+	t.Helper()
+	f, err := os.Open(filepath.Join(historiesDir, file))
+	require.NoError(t, err)
+	defer f.Close()
+	hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+	require.NoError(t, err)
+	return hist
 }
