@@ -45,8 +45,7 @@ func kubeOptions() workflow.ActivityOptions {
 // cleanupOptions: the writes of a rollback (route to the primary, scale the canary down). They retry until they
 // succeed, because giving up would leave users on a failed canary; only permanent errors stop them.
 func cleanupOptions() workflow.ActivityOptions {
-	o := kubeOptions()
-	o.ScheduleToCloseTimeout = 0
+	o := initOptions()
 	o.RetryPolicy.MaximumInterval = time.Minute
 	return o
 }
@@ -57,7 +56,8 @@ func cleanupOptions() workflow.ActivityOptions {
 // canaries (make bench-scale), initialisations failed whose attempts had hardly run, and were undone. So, as
 // Flagger retries an initialisation at every interval until it succeeds, these retry transient errors (an
 // overloaded or unreachable API server) until they succeed; a permanent error (not found, forbidden, a refusal)
-// still fails at once, and cancelling the run stops them and undoes the initialisation.
+// still fails at once, and cancelling the run stops them and undoes the initialisation. (Passed to kube, these
+// options, having no schedule-to-close, keep the call an activity.)
 func initOptions() workflow.ActivityOptions {
 	o := kubeOptions()
 	o.ScheduleToCloseTimeout = 0
