@@ -289,6 +289,13 @@ func (s *Stack) KubeRequests(ctx context.Context, name string) (int, error) {
 // KubeRequestsByCode reads from the named worker's /metrics its requests to the Kubernetes API by response code
 // ("200", "409", …, "error" when no response came back), all methods together.
 func (s *Stack) KubeRequestsByCode(ctx context.Context, name string) (map[string]int, error) {
+	return s.KubeRequestsBy(ctx, name, "code")
+}
+
+// KubeRequestsBy reads from the named worker's /metrics its requests to the Kubernetes API by one label of
+// canaryflow_kube_requests_total: "code", "method", or "activity" (the activity type that made them, "none"
+// outside activities).
+func (s *Stack) KubeRequestsBy(ctx context.Context, name, label string) (map[string]int, error) {
 	s.mu.Lock()
 	u, ok := s.metrics[name]
 	s.mu.Unlock()
@@ -309,8 +316,8 @@ func (s *Stack) KubeRequestsByCode(ctx context.Context, name string) (map[string
 		return nil, err
 	}
 	// No series yet means no request yet: the counter vector exports nothing until its first request.
-	byCode := map[string]int{}
-	code := regexp.MustCompile(`[{,]code="([^"]*)"`)
+	by := map[string]int{}
+	value := regexp.MustCompile(`[{,]` + regexp.QuoteMeta(label) + `="([^"]*)"`)
 	for _, line := range strings.Split(string(body), "\n") {
 		if !strings.HasPrefix(line, "canaryflow_kube_requests_total{") {
 			continue
@@ -320,13 +327,13 @@ func (s *Stack) KubeRequestsByCode(ctx context.Context, name string) (map[string
 		if err != nil {
 			return nil, fmt.Errorf("%s: %q: %w", u, line, err)
 		}
-		m := code.FindStringSubmatch(line)
+		m := value.FindStringSubmatch(line)
 		if m == nil {
-			return nil, fmt.Errorf("%s: %q has no code label", u, line)
+			return nil, fmt.Errorf("%s: %q has no %s label", u, line, label)
 		}
-		byCode[m[1]] += int(v)
+		by[m[1]] += int(v)
 	}
-	return byCode, nil
+	return by, nil
 }
 
 func (s *Stack) spawn(name, bin string, env []string, args ...string) error {

@@ -42,7 +42,7 @@ func TestGrafanaDashboardQueriesMetricsTheWorkerExports(t *testing.T) {
 	sdk := newSDKMetrics()
 	sdk.Handler().WithTags(map[string]string{"activity_type": "SetRoutes"}).Timer("temporal_activity_execution_latency").Record(time.Millisecond)
 	kubeReqs := newKubeRequests()
-	kubeReqs.total.WithLabelValues("GET", "200").Inc()
+	kubeReqs.total.WithLabelValues("GET", "200", "SetRoutes").Inc()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(sdk, &canaryMetrics{list: list, ns: "default", refresh: time.Minute}, kubeReqs.total)
 	mfs, err := reg.Gather()

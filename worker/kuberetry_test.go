@@ -103,7 +103,7 @@ func TestKubeRequestsThatFailInPassingAreTriedAgain(t *testing.T) {
 			counted := 0.0
 			for _, code := range []string{"200", "500", "503", "409", "error"} {
 				for _, m := range []string{"GET", "PATCH"} {
-					counted += testutil.ToFloat64(k.total.WithLabelValues(m, code))
+					counted += testutil.ToFloat64(k.total.WithLabelValues(m, code, "none"))
 				}
 			}
 			require.Equal(t, float64(tt.wantSent), counted, "every try is counted")

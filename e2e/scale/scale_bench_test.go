@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -251,6 +252,19 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 		}
 		return total
 	}
+	byActivity := func() map[string]int {
+		total := map[string]int{}
+		for _, w := range names {
+			by, err := s.KubeRequestsBy(ctx, w, "activity")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for a, n := range by {
+				total[a] += n
+			}
+		}
+		return total
+	}
 	pids := func() []int {
 		var out []int
 		for _, w := range names {
@@ -278,6 +292,7 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 
 	run.newImage(ctx, b, ns)
 	before := run.usage(ctx, b, count(), pids(), true)
+	activitiesBefore := byActivity()
 	begin := time.Now()
 	sampled := sampleEvery(ctx, func() int { return count() })
 	runs, err := releaseAll(ctx, rc, canaries, workflows.PhaseSucceeded)
@@ -287,11 +302,23 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	f := figures{allPromoted: time.Since(begin)}
 	samples := sampled()
 	after := run.usage(ctx, b, count(), pids(), true)
+	byType := byActivity()
+	for a, n := range activitiesBefore {
+		byType[a] -= n
+	}
 	var advances [][]time.Time
 	var events []float64
-	f.gaps, f.durations, events, advances = histories(ctx, b, tc, runs)
+	var calls activityCalls
+	f.gaps, f.durations, events, advances, calls = histories(ctx, b, tc, runs)
 	f.events = quantile(events, 0.5)
 	run.fill(&f, before, after, samples, advances)
+	// Every canary has a window of its own between its first and last weight increase, whether or not they
+	// overlap: the requests of the activities called in it.
+	if v, ok := calls.perStep(byType); ok {
+		f.reqPerStep = v
+	}
+	b.Logf("canaryflow: requests by activity over the rollouts %v; calls %v, in %d analysis steps %v", byType, calls.all,
+		calls.steps, calls.inSteps)
 	f.idlePerM = run.idleRate(ctx, count)
 	b.Logf("canaryflow: %d rollouts promoted in %s; %d metric queries answered so far", run.n, f.allPromoted.Round(time.Second), run.prom.queries.Load())
 	return f
@@ -566,15 +593,20 @@ func releaseAll(ctx context.Context, rc rolloutclient.Client, in []workflows.Rol
 }
 
 // histories reads every run's history: the gaps between its consecutive canary weight increases, the time from
-// its start to its last split, its number of events, and the times of its weight increases.
-func histories(ctx context.Context, b *testing.B, tc client.Client, runs []client.WorkflowRun) (gaps, durations, events []float64, advances [][]time.Time) {
+// its start to its last split, its number of events, the times of its weight increases, and the activities it
+// called (activity tasks and local activities, by type), with those of the analysis steps apart.
+func histories(ctx context.Context, b *testing.B, tc client.Client, runs []client.WorkflowRun) (gaps, durations, events []float64, advances [][]time.Time, calls activityCalls) {
 	var mu sync.Mutex
 	var all [][]time.Time
+	calls = activityCalls{all: map[string]int{}, inSteps: map[string]int{}}
 	err := parallel(len(runs), func(i int) error {
 		it := tc.GetWorkflowHistory(ctx, runs[i].GetID(), runs[i].GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		var start, last time.Time
 		var advances []time.Time
 		prev, count := 0, 0
+		// The calls after the first weight increase, up to the last: the analysis steps from the second to the
+		// fifth, each its readiness read, its checks and its split, and nothing of the initialisation or promotion.
+		called, sinceFirst, inSteps := map[string]int{}, map[string]int{}, map[string]int{}
 		for it.HasNext() {
 			ev, err := it.Next()
 			if err != nil {
@@ -584,10 +616,23 @@ func histories(ctx context.Context, b *testing.B, tc client.Client, runs []clien
 			if start.IsZero() {
 				start = ev.GetEventTime().AsTime()
 			}
+			typ := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			if t, _, _, ok := workflows.LocalActivity(ev); ok {
+				typ = t
+			}
+			if typ != "" {
+				called[typ]++
+				if len(advances) > 0 {
+					sinceFirst[typ]++
+				}
+			}
 			if split, ok := workflows.SplitSet(ev); ok {
 				last = ev.GetEventTime().AsTime()
 				if split.CanaryWeight > prev {
 					advances = append(advances, last)
+					if len(advances) == 5 {
+						maps.Copy(inSteps, sinceFirst)
+					}
 				}
 				prev = split.CanaryWeight
 			}
@@ -603,12 +648,41 @@ func histories(ctx context.Context, b *testing.B, tc client.Client, runs []clien
 		durations = append(durations, last.Sub(start).Seconds())
 		events = append(events, float64(count))
 		all = append(all, advances)
+		for t, n := range called {
+			calls.all[t] += n
+		}
+		for t, n := range inSteps {
+			calls.inSteps[t] += n
+		}
+		calls.steps += len(advances) - 1
 		return nil
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return gaps, durations, events, all
+	return gaps, durations, events, all, calls
+}
+
+// activityCalls counts the activities the rollouts called, by type: all of them, and those of the analysis steps
+// (steps of them).
+type activityCalls struct {
+	all, inSteps map[string]int
+	steps        int
+}
+
+// perStep is what an analysis step costs in requests, from requests, the requests made by each activity type
+// over the rollouts: each type's requests per call (every try of every attempt included) times its calls in the
+// steps, over the steps. Unlike requestsPerStep it needs no moment when every canary is in its analysis, which
+// hundreds of canaries started together never share.
+func (c activityCalls) perStep(requests map[string]int) (float64, bool) {
+	if c.steps == 0 {
+		return 0, false
+	}
+	total := 0.0
+	for t, n := range c.inSteps {
+		total += float64(requests[t]) / float64(c.all[t]) * float64(n)
+	}
+	return total / float64(c.steps), true
 }
 
 // sample is the controller's request count at an instant.
