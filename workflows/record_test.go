@@ -39,6 +39,8 @@ type recording struct {
 	signals func(ctx context.Context, c client.Client, id string) error
 	// cancelDuring, when set, cancels the workflow while the first call of that fake activity runs.
 	cancelDuring string
+	// during, when set, is called inside each fake activity call (fakes.during) with the client and workflow ID.
+	during func(ctx context.Context, c client.Client, id string, call string, n int)
 	// finalize records a CanaryFinalize run (starter delete) of the canary instead of a rollout.
 	finalize bool
 }
@@ -137,6 +139,10 @@ func recordings() []recording {
 				return nil
 			}
 		}},
+		// Recorded with one listener coroutine per signal (before the single listener): a resume and then a pause
+		// sent during the second step's readiness check (a local activity, so inside a workflow task) reach the
+		// workflow in one task; the pause applies first, the resume after it, and the rollout goes on.
+		{file: "signals-one-task-v6.json", canary: podinfo(fast, named("podinfo-signals-one-task-v6"), metricsOnly), during: resumeThenPauseDuring("CheckReady canary", 4)},
 		// Recorded at rollback-while-waiting: a rollback webhook ends the wait at confirm-rollout.
 		{file: "rollback-while-waiting.json", canary: podinfo(fast, named("podinfo-rollback-waiting"), func(c *v1beta1.Canary) {
 			c.Spec.Analysis.Webhooks = append(c.Spec.Analysis.Webhooks,
@@ -220,6 +226,18 @@ func pauseAtWeight20(ctx context.Context, c client.Client, id string) error {
 	}
 	time.Sleep(20 * time.Second)
 	return c.SignalWorkflow(ctx, id, "", SignalResume, ActionSignal{By: "recorder", Reason: "replay fixture"})
+}
+
+// resumeThenPauseDuring sends a resume and then a pause while the n-th call of the fake activity call runs.
+func resumeThenPauseDuring(call string, n int) func(context.Context, client.Client, string, string, int) {
+	return func(ctx context.Context, c client.Client, id, got string, i int) {
+		if got != call || i != n {
+			return
+		}
+		for _, name := range []string{SignalResume, SignalPause} {
+			_ = c.SignalWorkflow(ctx, id, "", name, ActionSignal{By: "recorder", Reason: "replay fixture"})
+		}
+	}
 }
 
 // approveAfter approves the confirm-promotion gate d after the start: at 55 s the gate, closed at 50 s, waits.
@@ -331,6 +349,9 @@ func record(ctx context.Context, c client.Client, rec recording, i int) error {
 				time.Sleep(time.Second) // the activity ends after the workflow saw the cancel
 			}
 		}
+	}
+	if rec.during != nil {
+		f.during = func(call string, n int) { rec.during(ctx, c, id, call, n) }
 	}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, WorkflowName, RolloutInput{Canary: rec.canary})
 	if err != nil {

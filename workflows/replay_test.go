@@ -145,6 +145,37 @@ func TestStatefulSetHistoriesStepThroughThePartitions(t *testing.T) {
 	}
 }
 
+// Signals that reach a rollout in one workflow task apply in a fixed order of kinds (approve, abort, pause,
+// resume, promote, revision), whatever order they came in: signals-one-task-v6.json was recorded with one
+// listener coroutine per kind, and a resume then a pause sent during a step came in one task; the pause applied
+// first, so the resume undid it and the rollout went on to its promotion. The single listener must decide the
+// same (one applying them as they came would pause and leave the rollout waiting): the replay fails otherwise.
+func TestSignalsOfOneTaskApplyInAFixedOrder(t *testing.T) {
+	hist := readHistory(t, "signals-one-task-v6.json")
+	var signals []string
+	tasks := 0 // workflow tasks started since the first signal
+	var res RolloutResult
+	for _, ev := range hist.GetEvents() {
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
+			signals = append(signals, a.GetSignalName())
+		}
+		if len(signals) > 0 && len(signals) < 2 && ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED {
+			tasks++
+		}
+		if a := ev.GetWorkflowExecutionCompletedEventAttributes(); a != nil {
+			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(a.GetResult(), &res))
+		}
+	}
+	require.Equal(t, []string{SignalResume, SignalPause}, signals)
+	require.Zero(t, tasks, "both signals came in one workflow task")
+	require.True(t, res.Promoted, "the rollout went on: the resume applied after the pause")
+	require.False(t, res.Status.Paused)
+
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(CanaryRollout, workflow.RegisterOptions{Name: WorkflowName})
+	require.NoError(t, r.ReplayWorkflowHistory(nil, hist))
+}
+
 // readHistory reads a history recorded in testdata/histories.
 func readHistory(t *testing.T, file string) *historypb.History {
 	t.Helper()
