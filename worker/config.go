@@ -29,6 +29,7 @@ type config struct {
 	prometheus     string
 	cluster        string
 	listen         string
+	pprof          bool
 	logLevel       string
 	logFormat      string
 	stopTimeout    time.Duration
@@ -137,6 +138,9 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", metrics.DefaultPrometheus), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
 	fs.StringVar(&c.cluster, "cluster", env("CLUSTER", ""), "cluster name shown in alerts (CANARYFLOW_CLUSTER)")
 	fs.StringVar(&c.listen, "listen", env("LISTEN", ":8080"), "address of /healthz, /readyz and /metrics (CANARYFLOW_LISTEN)")
+	fs.BoolVar(&c.pprof, "pprof", env("PPROF", "") == "true",
+		"also serve Go's profiles (/debug/pprof/: heap, CPU, goroutines) on --listen, to see where a busy worker's memory "+
+			"and CPU go; off by default: a profile shows the process's internals to whoever reaches the port (CANARYFLOW_PPROF=true)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (CANARYFLOW_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or console (CANARYFLOW_LOG_FORMAT)")
 	fs.DurationVar(&c.stopTimeout, "stop-timeout", envDur("STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running activities may finish before they are handed to another worker (CANARYFLOW_STOP_TIMEOUT)")

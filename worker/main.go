@@ -52,7 +52,7 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	reg := newRegistry()
 	sdk := newSDKMetrics()
 	reg.MustRegister(sdk)
-	ops, err := newOpsServer(cfg.listen, reg)
+	ops, err := newOpsServer(cfg.listen, reg, cfg.pprof)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.listen, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -13,14 +14,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// opsServer serves /healthz (the process is alive), /readyz (it is connected and polling) and /metrics.
+// opsServer serves /healthz (the process is alive), /readyz (it is connected and polling), /metrics and, with
+// --pprof, Go's profiles under /debug/pprof/.
 type opsServer struct {
 	srv   *http.Server
 	ln    net.Listener
 	ready atomic.Bool
 }
 
-func newOpsServer(addr string, reg *prometheus.Registry) (*opsServer, error) {
+func newOpsServer(addr string, reg *prometheus.Registry, profiles bool) (*opsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -36,6 +38,13 @@ func newOpsServer(addr string, reg *prometheus.Registry) (*opsServer, error) {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if profiles {
+		mux.HandleFunc("/debug/pprof/", pprof.Index) // heap, goroutine, allocs, … by name
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
