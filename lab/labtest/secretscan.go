@@ -3,18 +3,18 @@ package labtest
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -79,10 +79,6 @@ func ScanHistoriesForSecrets(ctx context.Context, cs kubernetes.Interface, tc cl
 	if err != nil || len(values) == 0 {
 		return nil, err
 	}
-	type form struct {
-		text  string
-		where string
-	}
 	var forms []form // four forms per value, in this order
 	for _, v := range values {
 		forms = append(forms,
@@ -100,23 +96,25 @@ func ScanHistoriesForSecrets(ctx context.Context, cs kubernetes.Interface, tc cl
 		if err != nil {
 			return findings, fmt.Errorf("list workflows of namespace %s (%s): %w", ns, query, err)
 		}
-		for _, e := range resp.GetExecutions() {
-			id, run := e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()
-			it := tc.GetWorkflowHistory(ctx, id, run, false, 0)
-			for it.HasNext() {
-				ev, err := it.Next()
-				if err != nil {
-					return findings, fmt.Errorf("history of %s run %s: %w", id, run, err)
-				}
-				text := eventText(ev)
-				found := map[int]bool{} // one finding per value and event, in its first form found
-				for i, f := range forms {
-					if !found[i/4] && strings.Contains(text, f.text) {
-						found[i/4] = true
-						findings = append(findings, fmt.Sprintf("%s is in workflow %s run %s event %d (%s)",
-							f.where, id, run, ev.GetEventId(), ev.GetEventType()))
-					}
-				}
+		// Four histories at a time: reading one waits mostly on the server.
+		execs := resp.GetExecutions()
+		found := make([][]string, len(execs))
+		errs := make([]error, len(execs))
+		sem := make(chan struct{}, 4)
+		var wg sync.WaitGroup
+		for i, e := range execs {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				found[i], errs[i] = scanHistory(ctx, tc, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), forms)
+			}()
+		}
+		wg.Wait()
+		for i := range execs {
+			findings = append(findings, found[i]...)
+			if errs[i] != nil {
+				return findings, errs[i]
 			}
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
@@ -125,37 +123,76 @@ func ScanHistoriesForSecrets(ctx context.Context, cs kubernetes.Interface, tc cl
 	}
 }
 
-// eventText is an event as JSON followed by the decoded data of its payloads (which JSON shows base64-encoded).
-func eventText(ev *historypb.HistoryEvent) string {
-	b, err := protojson.Marshal(ev)
-	if err != nil {
-		return ev.String()
-	}
-	var out strings.Builder
-	out.Write(b)
-	var v any
-	if json.Unmarshal(b, &v) == nil {
-		var walk func(any)
-		walk = func(v any) {
-			switch x := v.(type) {
-			case map[string]any:
-				for k, child := range x {
-					if s, ok := child.(string); ok && k == "data" {
-						if d, err := base64.StdEncoding.DecodeString(s); err == nil {
-							out.WriteByte('\n')
-							out.Write(d)
-						}
-					}
-					walk(child)
-				}
-			case []any:
-				for _, child := range x {
-					walk(child)
-				}
+// form is a Secret's value in one of its four forms (as written, base64 with and without padding, base64url).
+type form struct {
+	text  string
+	where string
+}
+
+// scanHistory returns one finding per value (forms, four per value) and event of one run's history.
+func scanHistory(ctx context.Context, tc client.Client, id, run string, forms []form) ([]string, error) {
+	var findings []string
+	it := tc.GetWorkflowHistory(ctx, id, run, false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return findings, fmt.Errorf("history of %s run %s: %w", id, run, err)
+		}
+		text := eventText(ev)
+		found := map[int]bool{} // one finding per value and event, in its first form found
+		for i, f := range forms {
+			if !found[i/4] && strings.Contains(text, f.text) {
+				found[i/4] = true
+				findings = append(findings, fmt.Sprintf("%s is in workflow %s run %s event %d (%s)",
+					f.where, id, run, ev.GetEventId(), ev.GetEventType()))
 			}
 		}
-		walk(v)
 	}
+	return findings, nil
+}
+
+// eventText is every string and every bytes field of an event, map keys included, each bytes field also as
+// standard base64 (how the event's JSON shows it), one per line. Read by reflection, not through its JSON: after
+// a 1,000-canary benchmark the scan reads 2,000 histories, and marshalling each event to JSON and walking it back
+// kept a core busy for minutes.
+func eventText(ev *historypb.HistoryEvent) string {
+	var out strings.Builder
+	var message func(m protoreflect.Message)
+	value := func(fd protoreflect.FieldDescriptor, v protoreflect.Value) {
+		switch fd.Kind() {
+		case protoreflect.MessageKind, protoreflect.GroupKind:
+			message(v.Message())
+		case protoreflect.StringKind:
+			out.WriteString(v.String())
+			out.WriteByte('\n')
+		case protoreflect.BytesKind:
+			out.Write(v.Bytes())
+			out.WriteByte('\n')
+			out.WriteString(base64.StdEncoding.EncodeToString(v.Bytes()))
+			out.WriteByte('\n')
+		}
+	}
+	message = func(m protoreflect.Message) {
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.IsList():
+				for l, i := v.List(), 0; i < l.Len(); i++ {
+					value(fd, l.Get(i))
+				}
+			case fd.IsMap():
+				v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+					out.WriteString(k.String())
+					out.WriteByte('\n')
+					value(fd.MapValue(), mv)
+					return true
+				})
+			default:
+				value(fd, v)
+			}
+			return true
+		})
+	}
+	message(ev.ProtoReflect())
 	return out.String()
 }
 
