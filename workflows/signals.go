@@ -16,7 +16,7 @@ import (
 // at a thousand rollouts five more per rollout were most of the worker's goroutines.
 func (r *rollout) listen() {
 	r.listening = true
-	listeners := []func() bool{
+	listeners := []listener{
 		listenTo(r.approveCh, r.applyApprove),
 		listenTo(r.abortCh, r.applyAbort),
 		listenTo(r.pauseCh, r.applyPause),
@@ -25,8 +25,8 @@ func (r *rollout) listen() {
 		listenTo(r.revisionCh, func(s ActionSignal) { r.revision = &s }),
 	}
 	waiting := func() bool {
-		for _, ch := range []workflow.ReceiveChannel{r.approveCh, r.abortCh, r.pauseCh, r.resumeCh, r.promoteCh, r.revisionCh} {
-			if ch.Len() > 0 {
+		for _, l := range listeners {
+			if l.ch.Len() > 0 {
 				return true
 			}
 		}
@@ -38,24 +38,29 @@ func (r *rollout) listen() {
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			_ = workflow.Await(ctx, waiting)
-			for _, apply := range listeners {
-				for apply() {
+			for _, l := range listeners {
+				for l.applyNext() {
 				}
 			}
 		}
 	})
 }
 
-// listenTo returns a function that applies the next signal waiting on ch, if one is, and says whether it did.
-func listenTo[T any](ch workflow.ReceiveChannel, apply func(T)) func() bool {
-	return func() bool {
+// listener is one signal channel and what applies its next signal, if one waits (saying whether it did).
+type listener struct {
+	ch        workflow.ReceiveChannel
+	applyNext func() bool
+}
+
+func listenTo[T any](ch workflow.ReceiveChannel, apply func(T)) listener {
+	return listener{ch: ch, applyNext: func() bool {
 		var s T
 		if !ch.ReceiveAsync(&s) {
 			return false
 		}
 		apply(s)
 		return true
-	}
+	}}
 }
 
 // wait blocks for d, returning early when stop says a signal needs handling or the workflow is cancelled. While
