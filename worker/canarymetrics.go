@@ -32,15 +32,36 @@ import (
 //	canaryflow_canary_metric_analysis{metric,name,namespace} last value of each metric check
 //	canaryflow_canary_successes_total{name,namespace,deployment_strategy}  promoted rollouts
 //	canaryflow_canary_failures_total{name,namespace,deployment_strategy}   failed rollouts
+//
+// A read lists every run once (a full read), and after that only the runs still running and those closed since
+// shortly before the last read: a closed run never changes, so the worker keeps it from the read that saw it. A
+// full read comes again every fullEvery, to drop the runs Temporal no longer keeps, and at once when a run seen
+// running is in neither list (visibility that lags more than closedLag).
 type canaryMetrics struct {
 	list    func(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
 	ns      string
 	refresh time.Duration
 	log     *zap.Logger
+	// fullEvery is how often a read lists every run; 0 means every read does.
+	fullEvery time.Duration
+	// closedLag is how far before the last read a run may have closed and still be missing from it: the lag of
+	// visibility and the skew between the worker's clock and the Temporal server's.
+	closedLag time.Duration
 
-	mu   sync.Mutex
-	snap snapshot
+	mu       sync.Mutex
+	snap     snapshot
+	closed   map[string]*workflowpb.WorkflowExecutionInfo // run ID: every closed run known
+	running  map[string]bool                              // run IDs running at the last read
+	lastFull time.Time
+	lastRead time.Time
 }
+
+// Defaults of the worker's canary metrics: a full read every ten refreshes, and runs that closed up to two minutes
+// before the last read listed again.
+const (
+	fullReadsEvery   = 10
+	defaultClosedLag = 2 * time.Minute
+)
 
 type snapshot struct {
 	at       time.Time
@@ -113,39 +134,87 @@ func (m *canaryMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// read lists every CanaryRollout execution and folds them into a snapshot, newest first. Temporal's SQL
-// visibility (the dev server) and Temporal Cloud refuse ORDER BY ("order by clause not supported"), so the
-// executions are sorted here, as starter list does.
+// read lists the CanaryRollout executions (see canaryMetrics for which) and folds them into a snapshot, newest
+// first. Temporal's SQL visibility (the dev server) and Temporal Cloud refuse ORDER BY ("order by clause not
+// supported"), so the executions are sorted here, as starter list does.
 func (m *canaryMetrics) read(ctx context.Context) snapshot {
-	s := snapshot{at: time.Now(), total: map[string]float64{}, status: map[[2]string]float64{},
+	now := time.Now()
+	s := snapshot{at: now, total: map[string]float64{}, status: map[[2]string]float64{},
 		weight: map[[2]string]float64{}, duration: map[[2]string]float64{}, analysis: map[[3]string]float64{},
 		success: map[[3]string]float64{}, failure: map[[3]string]float64{}}
+	query := fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName)
+	full := m.closed == nil || m.fullEvery <= 0 || now.Sub(m.lastFull) >= m.fullEvery
+	if !full {
+		since := m.lastRead.Add(-m.closedLag).UTC().Format(time.RFC3339Nano)
+		query += fmt.Sprintf(" AND (ExecutionStatus = 'Running' OR CloseTime >= '%s')", since)
+	}
+	execs, err := m.listAll(ctx, query)
+	if err != nil {
+		s.err = err
+		return s
+	}
+	running := map[string]bool{}
+	closed := m.closed
+	if full {
+		closed = map[string]*workflowpb.WorkflowExecutionInfo{}
+	}
+	for _, e := range execs {
+		if run := e.GetExecution().GetRunId(); e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			running[run] = true
+		} else {
+			closed[run] = e
+		}
+	}
+	if !full {
+		for run := range m.running {
+			if !running[run] && closed[run] == nil { // closed, but not yet in visibility as closed
+				m.closed = nil
+				return m.read(ctx)
+			}
+		}
+	}
+	m.closed, m.running, m.lastRead = closed, running, now
+	if full {
+		m.lastFull = now
+	}
+	all := make([]*workflowpb.WorkflowExecutionInfo, 0, len(running)+len(closed))
+	for _, e := range execs {
+		if running[e.GetExecution().GetRunId()] {
+			all = append(all, e)
+		}
+	}
+	for _, e := range closed {
+		all = append(all, e)
+	}
+	slices.SortStableFunc(all, func(a, b *workflowpb.WorkflowExecutionInfo) int {
+		if c := b.GetStartTime().AsTime().Compare(a.GetStartTime().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GetExecution().GetRunId(), b.GetExecution().GetRunId())
+	})
+	seen := map[string]bool{}
+	for _, e := range all {
+		s.add(e, seen)
+	}
+	return s
+}
+
+// listAll lists every execution the query matches, page by page.
+func (m *canaryMetrics) listAll(ctx context.Context, query string) ([]*workflowpb.WorkflowExecutionInfo, error) {
 	var execs []*workflowpb.WorkflowExecutionInfo
 	var token []byte
 	for {
 		resp, err := m.list(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace:     m.ns,
-			PageSize:      1000,
-			NextPageToken: token,
-			Query:         fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName),
+			Namespace: m.ns, PageSize: 1000, NextPageToken: token, Query: query,
 		})
 		if err != nil {
-			s.err = err
-			return s
+			return nil, err
 		}
 		execs = append(execs, resp.GetExecutions()...)
 		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
+			return execs, nil
 		}
 	}
-	slices.SortStableFunc(execs, func(a, b *workflowpb.WorkflowExecutionInfo) int {
-		return b.GetStartTime().AsTime().Compare(a.GetStartTime().AsTime())
-	})
-	seen := map[string]bool{}
-	for _, e := range execs {
-		s.add(e, seen)
-	}
-	return s
 }
 
 func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool) {

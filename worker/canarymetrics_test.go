@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -73,8 +77,17 @@ spec:
 	cluster.Set("metrics", "fresh", func(c *activitiestest.Canary) { c.Primary = "" })
 	require.Equal(t, workflows.PhaseInitialized, rollout("fresh").Phase)
 
+	// Read only once visibility holds the three runs closed, so that the first (full) read sees them.
+	require.Eventually(t, func() bool {
+		n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+			Namespace: "default", Query: "ExecutionStatus != 'Running'"})
+		return err == nil && n.GetCount() == 3
+	}, 30*time.Second, 100*time.Millisecond, "three closed runs in visibility")
+
+	lists := &listRecorder{list: tc.ListWorkflow}
+	const lag = 2 * time.Second
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&canaryMetrics{list: tc.ListWorkflow, ns: "default", refresh: 0})
+	reg.MustRegister(&canaryMetrics{list: lists.call, ns: "default", refresh: 0, fullEvery: time.Hour, closedLag: lag})
 	want := `
 # HELP canaryflow_visibility_up 1 when the last read of Temporal visibility succeeded.
 # TYPE canaryflow_visibility_up gauge
@@ -95,4 +108,82 @@ canaryflow_canary_failures_total{deployment_strategy="canary",name="flipped",nam
 	require.EventuallyWithT(t, func(c *assert.CollectT) { // visibility is eventually consistent
 		assert.NoError(c, testutil.GatherAndCompare(reg, strings.NewReader(want), names...))
 	}, 30*time.Second, 250*time.Millisecond, "the worker's canary metrics")
+
+	// A release of another canary (one step of at least the 10 s interval) while the metrics are read: the reads
+	// after the first list only what runs and what closed lately, and the snapshot still holds the runs of the
+	// first list.
+	cluster.Set("metrics", "later", func(*activitiestest.Canary) {})
+	done := make(chan workflows.RolloutResult, 1)
+	go func() { done <- rollout("later") }()
+	var promoted workflows.RolloutResult
+	for waiting := true; waiting; {
+		select {
+		case promoted = <-done:
+			waiting = false
+		case <-time.After(250 * time.Millisecond):
+			_, err := testutil.GatherAndCount(reg, names...)
+			require.NoError(t, err)
+		}
+	}
+	require.Equal(t, workflows.PhaseSucceeded, promoted.Phase)
+	want = strings.Replace(want, `{namespace="metrics"} 2`, `{namespace="metrics"} 3`, 1) + `
+# HELP canaryflow_canary_successes_total Rollouts promoted, by strategy.
+# TYPE canaryflow_canary_successes_total counter
+canaryflow_canary_successes_total{deployment_strategy="canary",name="later",namespace="metrics"} 1
+`
+	want = strings.Replace(want, `canaryflow_canary_status{name="fresh",namespace="metrics"} 1
+`, `canaryflow_canary_status{name="fresh",namespace="metrics"} 1
+canaryflow_canary_status{name="later",namespace="metrics"} 1
+`, 1)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.NoError(c, testutil.GatherAndCompare(reg, strings.NewReader(want), names...))
+	}, 30*time.Second, 250*time.Millisecond, "the canary metrics after a release")
+
+	calls := lists.calls()
+	require.NotContains(t, calls[0].query, "ExecutionStatus", "the first read lists every run")
+	require.Equal(t, []string{"canary/metrics/flipped", "canary/metrics/flipped", "canary/metrics/fresh"},
+		calls[0].ids, "the first read lists every run")
+	var late int
+	for _, c := range calls[1:] {
+		require.Contains(t, c.query, "ExecutionStatus = 'Running' OR CloseTime >=", "every later read lists only what runs or closed lately")
+		if c.at.Sub(calls[0].at) > 2*lag {
+			late++
+			for _, id := range c.ids {
+				require.Equal(t, "canary/metrics/later", id, "a read %s after the first lists a run closed before it", c.at.Sub(calls[0].at))
+			}
+		}
+	}
+	require.Positive(t, late, "reads more than %s after the first", 2*lag)
+}
+
+// listRecorder records what each list of visibility asked for and which workflow IDs came back.
+type listRecorder struct {
+	list func(context.Context, *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error)
+	mu   sync.Mutex
+	log  []listCall
+}
+
+type listCall struct {
+	at    time.Time
+	query string
+	ids   []string // sorted
+}
+
+func (l *listRecorder) call(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	c := listCall{at: time.Now(), query: req.GetQuery()}
+	resp, err := l.list(ctx, req)
+	for _, e := range resp.GetExecutions() {
+		c.ids = append(c.ids, e.GetExecution().GetWorkflowId())
+	}
+	slices.Sort(c.ids)
+	l.mu.Lock()
+	l.log = append(l.log, c)
+	l.mu.Unlock()
+	return resp, err
+}
+
+func (l *listRecorder) calls() []listCall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.log)
 }

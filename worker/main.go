@@ -78,8 +78,8 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 		return fmt.Errorf("connect to Temporal at %s (namespace %s): %w", cfg.temporal.Address, cfg.temporal.Namespace, err)
 	}
 	defer tc.Close()
-	reg.MustRegister(&canaryMetrics{list: tc.ListWorkflow, ns: cfg.temporal.Namespace,
-		refresh: cfg.metricsRefresh, log: log})
+	reg.MustRegister(&canaryMetrics{list: tc.ListWorkflow, ns: cfg.temporal.Namespace, refresh: cfg.metricsRefresh,
+		fullEvery: fullReadsEvery * cfg.metricsRefresh, closedLag: defaultClosedLag, log: log})
 
 	kube, err := kubeConfig(cfg.kubeconfig)
 	if err != nil {

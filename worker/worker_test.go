@@ -98,7 +98,7 @@ func payload(t *testing.T, v any) *commonpb.Payload {
 
 func execution(t *testing.T, id, name, phase string, weight int64, status enumspb.WorkflowExecutionStatus, start time.Time) *workflowpb.WorkflowExecutionInfo {
 	e := &workflowpb.WorkflowExecutionInfo{
-		Execution: &commonpb.WorkflowExecution{WorkflowId: id},
+		Execution: &commonpb.WorkflowExecution{WorkflowId: id, RunId: id + "@" + start.Format(time.RFC3339)},
 		Status:    status,
 		StartTime: timestamppb.New(start),
 		SearchAttributes: &commonpb.SearchAttributes{IndexedFields: map[string]*commonpb.Payload{
@@ -172,4 +172,32 @@ canaryflow_canary_failures_total{deployment_strategy="canary",name="b",namespace
 			"canaryflow_canary_successes_total", "canaryflow_canary_failures_total", "canaryflow_canary_metric_analysis"))
 	}
 	assert.Equal(t, outputs[0], outputs[1])
+}
+
+// A run seen running that a later read finds neither running nor closed (visibility that lags more than the
+// worker allows for) makes the worker list every run again at once, so the canary does not vanish from its
+// metrics until the next full read.
+func TestCanaryMetricsListEveryRunWhenARunningOneGoesMissing(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	running := execution(t, "canary/test/a", "a", "Progressing", 30, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, t0)
+	closed := execution(t, "canary/test/a", "a", "Succeeded", 0, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, t0)
+	var queries []string
+	answers := [][]*workflowpb.WorkflowExecutionInfo{{running}, {}, {closed}}
+	list := func(_ context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+		queries = append(queries, req.GetQuery())
+		require.LessOrEqual(t, len(queries), len(answers), "more reads than expected: %q", queries)
+		return &workflowservice.ListWorkflowExecutionsResponse{Executions: answers[len(queries)-1]}, nil
+	}
+	m := &canaryMetrics{list: list, ns: "default", fullEvery: time.Hour, closedLag: time.Minute}
+	status := func() float64 {
+		s := m.read(t.Context())
+		require.NoError(t, s.err)
+		return s.status[[2]string{"a", "test"}]
+	}
+	require.Equal(t, 0.0, status(), "running at the first read")
+	require.Equal(t, 1.0, status(), "done once the run is listed closed")
+	require.Len(t, queries, 3)
+	assert.Equal(t, "WorkflowType = 'CanaryRollout'", queries[0])
+	assert.Contains(t, queries[1], "ExecutionStatus = 'Running' OR CloseTime >=")
+	assert.Equal(t, queries[0], queries[2], "the read after a run went missing lists every run")
 }
