@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -154,6 +155,7 @@ func (m *canaryMetrics) read(ctx context.Context) snapshot {
 		return s
 	}
 	running := map[string]bool{}
+	var all []*workflowpb.WorkflowExecutionInfo // the running runs, then every closed run known
 	closed := m.closed
 	if full {
 		closed = map[string]*workflowpb.WorkflowExecutionInfo{}
@@ -161,6 +163,7 @@ func (m *canaryMetrics) read(ctx context.Context) snapshot {
 	for _, e := range execs {
 		if run := e.GetExecution().GetRunId(); e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			running[run] = true
+			all = append(all, e)
 		} else {
 			closed[run] = e
 		}
@@ -177,16 +180,8 @@ func (m *canaryMetrics) read(ctx context.Context) snapshot {
 	if full {
 		m.lastFull = now
 	}
-	all := make([]*workflowpb.WorkflowExecutionInfo, 0, len(running)+len(closed))
-	for _, e := range execs {
-		if running[e.GetExecution().GetRunId()] {
-			all = append(all, e)
-		}
-	}
-	for _, e := range closed {
-		all = append(all, e)
-	}
-	slices.SortStableFunc(all, func(a, b *workflowpb.WorkflowExecutionInfo) int {
+	all = slices.AppendSeq(all, maps.Values(closed))
+	slices.SortFunc(all, func(a, b *workflowpb.WorkflowExecutionInfo) int {
 		if c := b.GetStartTime().AsTime().Compare(a.GetStartTime().AsTime()); c != 0 {
 			return c
 		}
