@@ -15,11 +15,14 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
@@ -213,6 +216,31 @@ func printInput(t *testing.T) string {
 	return string(out)
 }
 
+// saveHistory writes the rollout's history (protojson, as `temporal workflow show --output json` reads it) beside the
+// screenshots, for a failure to be read event by event; it returns the file, or why there is none.
+func (e *env) saveHistory(name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var h historypb.History
+	it := e.client.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return "not read: " + err.Error()
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.Marshal(&h)
+	if err != nil {
+		return "not written: " + err.Error()
+	}
+	f := filepath.Join(e.shots, name)
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		return "not written: " + err.Error()
+	}
+	return f
+}
+
 // status asks the rollout's status query through the Go client.
 func (e *env) status() (workflows.Status, error) {
 	ctx, cancel := context.WithTimeout(e.t.Context(), 10*time.Second)
@@ -331,7 +359,9 @@ func TestOperatingDocWebUIFlowStartsFindsQueriesApprovesAndAbortsARollout(t *tes
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	var res workflows.RolloutResult
-	require.NoError(t, e.client.GetWorkflow(ctx, workflowID, "").Get(ctx, &res), "the rollout did not end after the abort")
+	if err := e.client.GetWorkflow(ctx, workflowID, "").Get(ctx, &res); err != nil {
+		t.Fatalf("the rollout did not end after the abort: %v; its history: %s", err, e.saveHistory("history.json"))
+	}
 	require.Equal(t, workflows.PhaseFailed, res.Phase, "%+v", res)
 	require.False(t, res.Promoted)
 	require.Equal(t, "alice", res.Status.AbortedBy)
@@ -359,21 +389,50 @@ func (e *env) find(step, query string) {
 }
 
 // signal sends a signal from the open run's page as documented: More Actions → Send a Signal → name, input.
+// The name is checked where the user reads it, on the form's selector, before the input and again before Submit:
+// in two CI runs a click meant for one name in the sliding list chose its neighbour ("revision" for "abort").
 func (e *env) signal(name, in string) {
 	e.t.Helper()
 	const modal = `#signal-confirmation-modal`
 	e.do(name+"-form", press("", "More Actions"), press("", "Send a Signal"),
-		clickShown(modal+` [data-testid="signal-select-button"]`),
-		press(modal, name),
-		chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			_, err := chromedp.Run(ctx, chromedp.Poll[bool](fmt.Sprintf(
-				`[...document.querySelectorAll(%s)].some(e => e.value === %s)`, jsString(modal+" #signal-select"), jsString(name)),
-				chromedp.WithPollingInterval(50*time.Millisecond)))
-			return err
-		}),
+		choose(modal, name),
 		paste(modal+` [role="textbox"][data-language="json"]`, in),
 		clickShown(modal+` input[value="json/plain"]`))
-	e.do(name+"-sent", press(modal, "Submit"), shown("Workflow signaled"), gone(modal))
+	e.do(name+"-sent", chosen(modal, name, 5*time.Second), press(modal, "Submit"), shown("Workflow signaled"), gone(modal))
+}
+
+// choose picks the signal name in the form's selector, trying again while the selector shows another.
+func choose(modal, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		var err error
+		for range 5 {
+			err = chromedp.Do(ctx, clickShown(modal+` [data-testid="signal-select-button"]`))
+			if err == nil {
+				err = chromedp.Do(ctx, press(modal, name))
+			}
+			if err == nil {
+				if err = chromedp.Do(ctx, chosen(modal, name, 2*time.Second)); err == nil {
+					return nil
+				}
+			}
+		}
+		return err
+	})
+}
+
+// chosen waits up to d until the form's shown signal selector reads name.
+func chosen(modal, name string, d time.Duration) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		// The selector shows the name in a disabled input inside its button.
+		js := fmt.Sprintf(`[...document.querySelectorAll(%s)].some(b => b.getClientRects().length > 0 &&
+			b.querySelector("#signal-select")?.value === %s)`, jsString(modal+` [data-testid="signal-select-button"]`), jsString(name))
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+			return fmt.Errorf("the signal form does not show %q chosen: %w", name, err)
+		}
+		return nil
+	})
 }
 
 // press clicks the shown button, link, tab, menu item or option labelled exactly label (inside the element
