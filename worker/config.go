@@ -20,14 +20,14 @@ import (
 	"github.com/canaryflow/canaryflow/workflows"
 )
 
-// config is everything the worker is told, from flags or from CANARYFLOW_* environment variables (a flag wins);
-// the connection also from Temporal's own variables and profiles (temporalconn.Precedence).
-// defaultMetricsRefresh bounds how often a scrape of /metrics lists the rollouts in Temporal visibility. A list
-// costs the Temporal server and its database about 1.9 ms of CPU per run kept (3.8 s for 2,000 runs, measured on
-// PostgreSQL), and every worker lists for itself: at 10 s, a third of a core with 2,000 runs kept. 30 s is a
-// usual Prometheus scrape interval.
+// defaultMetricsRefresh bounds how often a scrape of /metrics reads the rollouts from Temporal visibility. A full
+// list (every tenth read, canaryMetrics) costs the Temporal server and its database about 1.9 ms of CPU per run
+// kept (3.8 s for 2,000 runs, measured on PostgreSQL), and every worker reads for itself. 30 s is a usual
+// Prometheus scrape interval.
 const defaultMetricsRefresh = 30 * time.Second
 
+// config is everything the worker is told, from flags or from CANARYFLOW_* environment variables (a flag wins);
+// the connection also from Temporal's own variables and profiles (temporalconn.Precedence).
 type config struct {
 	temporal       temporalconn.Conn
 	taskQueue      string
@@ -151,8 +151,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "json"), "json or console (CANARYFLOW_LOG_FORMAT)")
 	fs.DurationVar(&c.stopTimeout, "stop-timeout", envDur("STOP_TIMEOUT", 30*time.Second), "on SIGTERM, how long running activities may finish before they are handed to another worker (CANARYFLOW_STOP_TIMEOUT)")
 	fs.DurationVar(&c.metricsRefresh, "metrics-refresh", envDur("METRICS_REFRESH", defaultMetricsRefresh),
-		"how often canary metrics are re-read from Temporal visibility, at a scrape; each read lists every rollout run "+
-			"the namespace keeps (CANARYFLOW_METRICS_REFRESH)")
+		"how often canary metrics are re-read from Temporal visibility, at a scrape: the running and lately closed "+
+			"rollout runs, and every tenth read every run the namespace keeps (CANARYFLOW_METRICS_REFRESH)")
 	fs.StringVar(&c.ingressAnnotationsPrefix, "ingress-annotations-prefix", env("INGRESS_ANNOTATIONS_PREFIX", router.DefaultIngressAnnotationsPrefix),
 		"annotation prefix of NGINX canary Ingresses, as ingress-nginx's --annotations-prefix and Flagger's flag of this name (CANARYFLOW_INGRESS_ANNOTATIONS_PREFIX)")
 	namespaces := fs.String("namespaces", env("NAMESPACES", ""), "comma-separated namespaces whose Canaries this worker runs, for "+

@@ -6,6 +6,7 @@
 package scale
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -232,10 +233,8 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	// The workers read the canary metrics from visibility at the worker's default refresh, not the 1 s the e2e
 	// tests use to see them change: this benchmark reads /metrics every second, and at 1 s each worker listed
 	// every rollout run back to back, a large share of the Temporal server's CPU in every run before the fourth session.
-	refresh := "CANARYFLOW_METRICS_REFRESH=" + os.Getenv("CANARYFLOW_METRICS_REFRESH")
-	if os.Getenv("CANARYFLOW_METRICS_REFRESH") == "" {
-		refresh = "CANARYFLOW_METRICS_REFRESH=30s" // the worker's default (defaultMetricsRefresh)
-	}
+	// 30s is the worker's default (defaultMetricsRefresh).
+	refresh := "CANARYFLOW_METRICS_REFRESH=" + cmp.Or(os.Getenv("CANARYFLOW_METRICS_REFRESH"), "30s")
 	s, err := e2e.StartWith(ctx, run.env, b.Logf, e2e.Options{TaskQueue: queue, PrometheusURL: run.prom.URL, NoWorker: true,
 		WorkerEnv: []string{refresh}})
 	if err != nil {
