@@ -318,6 +318,7 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	var calls activityCalls
 	f.gaps, f.durations, events, advances, calls = histories(ctx, b, tc, runs)
 	f.events = quantile(events, 0.5)
+	saveAdvances(b, begin, advances)
 	run.fill(&f, before, after, samples, advances)
 	// Every canary has a window of its own between its first and last weight increase, whether or not they
 	// overlap: the requests of the activities called in it.
@@ -597,6 +598,29 @@ func releaseAll(ctx context.Context, rc rolloutclient.Client, in []workflows.Rol
 		return nil
 	})
 	return runs, err
+}
+
+// saveAdvances writes, when CANARYFLOW_BENCH_ADVANCES names a file, every canary's weight increases as seconds
+// since the release, one canary a line, so that a run's late steps can be placed in time (when in the release,
+// beside how many other steps).
+func saveAdvances(b *testing.B, begin time.Time, advances [][]time.Time) {
+	path := os.Getenv("CANARYFLOW_BENCH_ADVANCES")
+	if path == "" {
+		return
+	}
+	var sb strings.Builder
+	for _, c := range advances {
+		for j, t := range c {
+			if j > 0 {
+				sb.WriteByte(' ')
+			}
+			fmt.Fprintf(&sb, "%.3f", t.Sub(begin).Seconds())
+		}
+		sb.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		b.Errorf("CANARYFLOW_BENCH_ADVANCES: %v", err)
+	}
 }
 
 // histories reads every run's history: the gaps between its consecutive canary weight increases, the time from
