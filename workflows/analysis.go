@@ -121,7 +121,7 @@ func (r *rollout) stepCadence() bool { return r.versionOnce(&r.cadence, versionS
 func (r *rollout) versionOnce(asked *int, changeID string) bool {
 	if *asked == 0 {
 		*asked = -1
-		if workflow.GetVersion(r.ctx, changeID, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		if r.at(changeID) {
 			*asked = 1
 		}
 	}
@@ -172,7 +172,7 @@ func (r *rollout) confirmRollout() (outcome, error) {
 func (r *rollout) rollbackGateWhileWaiting() (outcome, error) {
 	hooks := r.hooks(v1beta1.RollbackHook)
 	if len(hooks) == 0 ||
-		workflow.GetVersion(r.ctx, versionRollbackWhileWaiting, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		!r.at(versionRollbackWhileWaiting) {
 		return keepGoing, nil
 	}
 	for _, h := range hooks {
@@ -455,6 +455,5 @@ func (r *rollout) continueAsNewDue() bool {
 // only when the server suggests it, so that runs that never get the suggestion record no marker; runs recorded
 // before versionContinueAsNewSuggested went on past it.
 func (r *rollout) continueAsNewSuggested(info *workflow.Info) bool {
-	return info.GetContinueAsNewSuggested() &&
-		workflow.GetVersion(r.ctx, versionContinueAsNewSuggested, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	return info.GetContinueAsNewSuggested() && r.at(versionContinueAsNewSuggested)
 }

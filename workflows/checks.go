@@ -220,7 +220,7 @@ func (r *rollout) recordChecks(results []activities.CheckResult) (failed, hold s
 // memoChecks records the step's metric values in the memo ("lastChecks": metric → value), where the workers'
 // canaryflow_canary_metric_analysis metric reads them from visibility: every worker replica sees the same values.
 func (r *rollout) memoChecks(results []activities.CheckResult) {
-	if workflow.GetVersion(r.ctx, versionMemoChecks, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if !r.at(versionMemoChecks) {
 		return
 	}
 	values := make(map[string]float64, len(results))

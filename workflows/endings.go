@@ -27,7 +27,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	// From here on the primary may run the canary's template: an abort up to the end of the promotion, or any
 	// rollback, puts the previous revision back (runs recorded before that version noticed an abort only while
 	// waiting, and left the primary on the aborted revision).
-	revertible := workflow.GetVersion(r.ctx, versionRevertPromotion, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	revertible := r.at(versionRevertPromotion)
 	aborted := func() bool {
 		if revertible {
 			r.drain()
@@ -97,8 +97,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	r.setPhase(PhaseSucceeded)
 	r.setCondition(ConditionTrue, "Succeeded", "Canary analysis completed successfully, promotion finished.")
 	if _, err := r.runHooks(v1beta1.PostRolloutHook); err != nil {
-		if !errors.Is(err, errCanceled) ||
-			workflow.GetVersion(r.ctx, versionKeepFinishedPromotion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		if !errors.Is(err, errCanceled) || !r.at(versionKeepFinishedPromotion) {
 			return r.fail(err)
 		}
 		// The release is out and users are on it: a cancel now only stops the hooks. Rolling back here would end

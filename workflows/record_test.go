@@ -172,6 +172,15 @@ func recordings() []recording {
 		// its metric checked between steps; and rolled back at the second step, whose check fails (threshold 1).
 		{file: "statefulset-promotion.json", canary: database(fast, named("db-promotion")), script: statefulSetRev2(0.5)},
 		{file: "statefulset-rollback-failed-checks.json", canary: database(fast, named("db-rollback")), script: statefulSetRev2(7)},
+		// Recorded at baseline-1: the canary of metrics-only-v6.json, every change taken at the one baseline
+		// marker; and a canary whose canary and primary get ready at their third poll, promoted.
+		{file: "baseline-metrics-only.json", canary: podinfo(fast, named("podinfo-baseline"), metricsOnly, func(c *v1beta1.Canary) {
+			c.Spec.Analysis.MaxWeight = 100
+		})},
+		{file: "baseline-slow-ready.json", canary: podinfo(fast, named("podinfo-baseline-slow-ready")), script: func(f *fakes) {
+			f.canaryReady = func(n int) (bool, string) { return n >= 3, "waiting for rollout to finish" }
+			f.primaryReady = func(n int) (bool, string) { return n >= 3, "rolling out" }
+		}},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -48,6 +49,7 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		{"ten-steps-v4.json", 200},            // recorded once the workflow states its decisions (summaries)
 		{"ten-steps-v5.json", 200},            // recorded at versionStepCadence
 		{"metrics-only-v6.json", 140},         // recorded at versionLocalChecks, without the webhook
+		{"baseline-metrics-only.json", 130},   // the same canary recorded at versionBaseline
 	} {
 		hist := readHistory(t, tc.file)
 		t.Logf("%s: %d history events (continue-as-new at %d)", tc.file, len(hist.Events), historyLimit)
@@ -68,6 +70,7 @@ func TestMetricsOnlyStepsAreOneWorkflowTask(t *testing.T) {
 		{"ten-steps-v5.json", 2, 0, 10},
 		{"metrics-only-v6.json", 1, 10, 0},
 		{"metrics-only-retried-v6.json", 1, 5, 0}, // one marker per step, its retry in it
+		{"baseline-metrics-only.json", 1, 10, 0},  // local checks taken at the baseline, with no marker of their own
 		{"metrics-only-rollback-v6.json", 1, 3, 0},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -174,6 +177,65 @@ func TestSignalsOfOneTaskApplyInAFixedOrder(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(CanaryRollout, workflow.RegisterOptions{Name: WorkflowName})
 	require.NoError(t, r.ReplayWorkflowHistory(nil, hist))
+}
+
+// A run from versionBaseline on records one version marker and one upsert of TemporalChangeVersion, where the
+// runs before it recorded one of each per change they met (six in a metrics-only promotion), and takes every
+// change's branch all the same: its steps keep the interval's cadence (a timer shorter than the interval after a
+// step), record their metric values in the memo, and check in a local activity when they call no webhook.
+func TestBaselineRunsRecordOneVersionMarkerAndTakeEveryChange(t *testing.T) {
+	dc := converter.GetDefaultDataConverter()
+	for _, tc := range []struct {
+		file               string
+		markers            []string // version markers, in order
+		memos, localChecks int      // lastChecks memo upserts; RunChecks local activities
+		cadencedTimers     int      // timers between steps shorter than the 10 s interval
+		activity           int      // RunChecks activities
+	}{
+		{file: "metrics-only-v6.json", markers: []string{versionLeanHistory, versionSignalListeners, versionStepCadence,
+			versionLocalChecks, versionMemoChecks, versionRevertPromotion}, memos: 10, localChecks: 10, cadencedTimers: 10},
+		{file: "baseline-metrics-only.json", markers: []string{versionBaseline}, memos: 10, localChecks: 10, cadencedTimers: 10},
+		{file: "baseline-slow-ready.json", markers: []string{versionBaseline}, memos: 5, cadencedTimers: 5, activity: 5},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			hist := readHistory(t, tc.file)
+			var markers []string
+			changeVersions, memos, local, cadenced, remote := 0, 0, 0, 0, 0
+			inSteps := false
+			for _, ev := range hist.GetEvents() {
+				if m := ev.GetMarkerRecordedEventAttributes(); m != nil && m.GetMarkerName() == "Version" {
+					var id string
+					require.NoError(t, dc.FromPayloads(m.GetDetails()["change-id"], &id))
+					markers = append(markers, id)
+				}
+				if _, ok := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()["TemporalChangeVersion"]; ok {
+					changeVersions++
+				}
+				if _, ok := ev.GetWorkflowPropertiesModifiedEventAttributes().GetUpsertedMemo().GetFields()["lastChecks"]; ok {
+					memos++
+				}
+				if typ, _, _, ok := LocalActivity(ev); ok && typ == activities.ActivityRunChecks {
+					local++
+				}
+				if ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == activities.ActivityRunChecks {
+					remote++
+				}
+				if split, ok := SplitSet(ev); ok {
+					inSteps = split.CanaryWeight > 0
+				}
+				// The wait after a step (not a readiness poll's 2 or 4 s): what is left of the 10 s interval.
+				if d := ev.GetTimerStartedEventAttributes().GetStartToFireTimeout().AsDuration(); inSteps && d > 5*time.Second && d < 10*time.Second {
+					cadenced++
+				}
+			}
+			require.Equal(t, tc.markers, markers, "version markers")
+			require.Equal(t, len(tc.markers), changeVersions, "TemporalChangeVersion upserts, one per marker")
+			require.Equal(t, tc.memos, memos, "steps that recorded their metric values in the memo")
+			require.Equal(t, tc.localChecks, local, "RunChecks local activities")
+			require.Equal(t, tc.activity, remote, "RunChecks activities (a webhook keeps them one)")
+			require.Equal(t, tc.cadencedTimers, cadenced, "waits after a step that took off the step's own time")
+		})
+	}
 }
 
 // readHistory reads a history recorded in testdata/histories.

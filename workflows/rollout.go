@@ -90,6 +90,8 @@ type rollout struct {
 
 	// resumed is true when this run continues a previous one (Status carried by continue-as-new).
 	resumed bool
+	// baseline is true from versionBaseline on: every change up to it is taken without asking its version (at).
+	baseline bool
 	// lean is true from versionLeanHistory on: short Kubernetes calls are local activities, a step's checks one
 	// activity.
 	lean bool
@@ -163,8 +165,9 @@ func (r *rollout) setup() error {
 	r.promoteCh = workflow.GetSignalChannel(r.ctx, SignalPromote)
 	r.revisionCh = workflow.GetSignalChannel(r.ctx, SignalRevision)
 	r.wake = workflow.NewBufferedChannel(r.ctx, 1)
-	r.lean = workflow.GetVersion(r.ctx, versionLeanHistory, workflow.DefaultVersion, 1) != workflow.DefaultVersion
-	if workflow.GetVersion(r.ctx, versionSignalListeners, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+	r.baseline = workflow.GetVersion(r.ctx, versionBaseline, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	r.lean = r.at(versionLeanHistory)
+	if r.at(versionSignalListeners) {
 		r.listen()
 	}
 	if err := workflow.SetQueryHandler(r.ctx, QueryStatus, func() (Status, error) { return r.st, nil }); err != nil {
@@ -289,7 +292,7 @@ func (r *rollout) undoInit() error {
 	if r.c.IsStatefulSet() {
 		return nil // its initialisation only records the stable template and the partition: nothing half-made
 	}
-	if workflow.GetVersion(r.ctx, versionUndoInit, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if !r.at(versionUndoInit) {
 		return nil
 	}
 	r.warn("Undoing the initialization of "+r.name(), "initialization failed")

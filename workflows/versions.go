@@ -1,5 +1,7 @@
 package workflows
 
+import "go.temporal.io/sdk/workflow"
+
 // Change IDs of workflow.GetVersion, every one in this block, as Temporal's own scheduler workflow keeps them: a
 // change of the command sequence that open rollouts could meet gets a new ID here, its call site branches on the
 // version, and a history recorded before the change stays in testdata/histories so that the replay test keeps
@@ -56,4 +58,18 @@ const (
 	// time). Runs recorded before it, and steps with webhooks (a load test may run for minutes, and heartbeats),
 	// run RunChecks as an activity. The version is asked at the first such step.
 	versionLocalChecks = "local-checks"
+
+	// versionBaseline marks runs that take every change above at version 1 without asking each: one version
+	// marker and one upsert of the TemporalChangeVersion search attribute per run instead of one of each per
+	// change met (up to seven in a release). Each upsert is a visibility write for the Temporal server and its
+	// database, and an action in Temporal Cloud. Runs recorded before it ask each change's version as they meet
+	// it (at), so their replay keeps their branches. It is asked first, as the run sets up. A change after it
+	// asks its own version as those above did (or comes with a later baseline).
+	versionBaseline = "baseline-1"
 )
+
+// at says whether this run takes changeID's branch (version 1): at once for a run that recorded the baseline,
+// else by asking the change's own version, which records its marker the first time a new run asks it.
+func (r *rollout) at(changeID string) bool {
+	return r.baseline || workflow.GetVersion(r.ctx, changeID, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+}
