@@ -820,16 +820,23 @@ func (run benchRun) usage(ctx context.Context, b *testing.B, requests int, pids 
 		if err != nil {
 			continue // no PostgreSQL beside the dev server
 		}
-		for _, p := range group(pid) {
+		members, children := group(pid)
+		for _, p := range members {
 			cpu, rss := procUsage(p)
 			u.temporalCPU += cpu
 			u.temporalRSS += rss
+		}
+		// PostgreSQL's backends: their CPU, not their peak RSS, which counts the shared buffers each touched.
+		for _, p := range children {
+			cpu, _ := procUsage(p)
+			u.temporalCPU += cpu
 		}
 	}
 	return u
 }
 
-// procUsage returns a process's CPU time (user + system, seconds) and peak RSS (MiB).
+// procUsage returns a process's CPU time (user + system, seconds, with that of the children it has reaped:
+// PostgreSQL's backends that ended, whose time moves to the postmaster when they exit) and peak RSS (MiB).
 func procUsage(pid int) (cpu, rssMiB float64) {
 	if pid <= 0 {
 		return 0, 0
@@ -837,9 +844,10 @@ func procUsage(pid int) (cpu, rssMiB float64) {
 	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 		if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
 			f := strings.Fields(string(stat)[i+2:])
-			ut, _ := strconv.ParseFloat(f[11], 64)
-			st, _ := strconv.ParseFloat(f[12], 64)
-			cpu = (ut + st) / 100 // USER_HZ
+			for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+				t, _ := strconv.ParseFloat(f[i], 64)
+				cpu += t / 100 // USER_HZ
+			}
 		}
 	}
 	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
@@ -851,10 +859,10 @@ func procUsage(pid int) (cpu, rssMiB float64) {
 	return cpu, rssMiB
 }
 
-// group returns the processes of the process group led by pid (a lab component is a session leader; PostgreSQL's
-// backends are in its group).
-func group(pid int) []int {
-	out := []int{pid}
+// group returns the processes of the process group led by pid (a lab component is a session leader), and pid's
+// children outside it: PostgreSQL's backends are the postmaster's children, each in a session of its own.
+func group(pid int) (members, children []int) {
+	members = []int{pid}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
@@ -867,12 +875,16 @@ func group(pid int) []int {
 		}
 		if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
 			f := strings.Fields(string(stat)[i+2:])
-			if len(f) > 2 && f[2] == strconv.Itoa(pid) {
-				out = append(out, p)
+			switch {
+			case len(f) < 3:
+			case f[2] == strconv.Itoa(pid): // pgrp
+				members = append(members, p)
+			case f[1] == strconv.Itoa(pid): // ppid
+				children = append(children, p)
 			}
 		}
 	}
-	return out
+	return members, children
 }
 
 // apiserverRequests sums the API server's apiserver_request_total (every client, every verb and code).
