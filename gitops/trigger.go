@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
@@ -393,6 +394,27 @@ func (t *trigger) sync(ctx context.Context, key string) error {
 	t.mu.Unlock()
 	if !changed(last, obs) {
 		return nil
+	}
+	// Something it follows changed, so a run may start or be signalled: from the Canary as the API server holds
+	// it, not as the cache does. A spec change applied with the image (one git commit) can reach the cache after
+	// the image's event, and the run would otherwise take the spec from before the commit.
+	live, err := t.cfg.Dynamic.Resource(canaryGVR).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil // deleted meanwhile: its event follows
+	}
+	if err != nil {
+		return err
+	}
+	if live.GetGeneration() != u.GetGeneration() {
+		u = live
+		obs, err = observe(ctx, s, u)
+		if errors.Is(err, errNoTarget) {
+			t.leaveAlone(key, err.Error())
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 	id := v1beta1.WorkflowID(namespace, name)
 	openRun, failed, err := t.cfg.Rollouts.Latest(ctx, id)

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/canaryflow/canaryflow/providers/catalog"
 	"github.com/canaryflow/canaryflow/providers/kubeobj"
@@ -270,6 +271,34 @@ func TestTriggerReleasesOnTargetChangeOnly(t *testing.T) {
 	got = waitReleases(t, fr, 3)
 	require.Contains(t, got[2].sig.Reason, "target revision ")
 	require.NotEqual(t, got[0].sig.Reason, got[2].sig.Reason, "the ConfigMap's data is part of the revision")
+}
+
+// A spec change applied with a new image (one git commit) can reach the trigger's cache after the image's event:
+// the release starts from the Canary the API server holds, not from the cache's older spec.
+func TestTriggerReleasesTheSpecTheAPIServerHoldsNotTheCaches(t *testing.T) {
+	ctx := context.Background()
+	target := deployment("podinfo", "podinfo:6.0.0", nil, nil, "")
+	rev0, err := workload.Revision(ctx, noConfigs{}, ns, &target.Spec.Template)
+	require.NoError(t, err)
+	primary := deployment("podinfo-primary", "podinfo:6.0.0", map[string]string{kubeobj.ManagedByLabel: kubeobj.ManagedByValue},
+		map[string]string{workload.RevisionAnnotation: rev0}, "")
+	kube, dyn, fr, _ := startedSeeing(t, []runtime.Object{target, primary}, canaryObject(1, ""))
+	require.Eventually(t, func() bool { n, _ := fr.snapshot(); return n == 1 }, 10*time.Second, 10*time.Millisecond)
+
+	// The API server holds generation 2 (threshold 3); the cache, which reads through list and watch, still has 1.
+	newer := canaryObject(2, "")
+	require.NoError(t, unstructured.SetNestedField(newer.Object, int64(3), "spec", "analysis", "threshold"))
+	dyn.PrependReactor("get", "canaries", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, newer.DeepCopy(), nil
+	})
+	target = target.DeepCopy()
+	target.Spec.Template.Spec.Containers[0].Image = "podinfo:6.0.1"
+	target.ResourceVersion = "2"
+	_, err = kube.AppsV1().Deployments(ns).Update(ctx, target, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	got := waitReleases(t, fr, 1)
+	require.Contains(t, got[0].sig.Reason, "target revision ")
+	require.Equal(t, 3, got[0].in.Canary.Spec.Analysis.Threshold, "the newer spec's threshold")
 }
 
 type cmSource struct{ cm *corev1.ConfigMap }
