@@ -232,13 +232,7 @@ func TestTriggerReleasesOnTargetChangeOnly(t *testing.T) {
 	require.Eventually(t, func() bool { n, _ := fr.snapshot(); return n == 1 }, 10*time.Second, 10*time.Millisecond)
 
 	// New image: a release.
-	target = target.DeepCopy()
-	target.Spec.Template.Spec.Containers[0].Image = "podinfo:6.0.1"
-	target.ResourceVersion = "2"
-	_, err = kube.AppsV1().Deployments(ns).Update(ctx, target, metav1.UpdateOptions{})
-	require.NoError(t, err)
-	got := waitReleases(t, fr, 1)
-	require.Contains(t, got[0].sig.Reason, "target revision ")
+	got := releaseNewImage(ctx, t, kube, fr, target)
 	fr.setOpen("run-1")
 
 	// The rollout writes status: same generation, so Temporal is not asked.
@@ -291,14 +285,21 @@ func TestTriggerReleasesTheSpecTheAPIServerHoldsNotTheCaches(t *testing.T) {
 	dyn.PrependReactor("get", "canaries", func(clienttesting.Action) (bool, runtime.Object, error) {
 		return true, newer.DeepCopy(), nil
 	})
+	got := releaseNewImage(ctx, t, kube, fr, target)
+	require.Equal(t, 3, got[0].in.Canary.Spec.Analysis.Threshold, "the newer spec's threshold")
+}
+
+// releaseNewImage gives the target podinfo:6.0.1 (resourceVersion 2) and returns the release the trigger starts.
+func releaseNewImage(ctx context.Context, t *testing.T, kube *fake.Clientset, fr *fakeRollouts, target *appsv1.Deployment) []release {
+	t.Helper()
 	target = target.DeepCopy()
 	target.Spec.Template.Spec.Containers[0].Image = "podinfo:6.0.1"
 	target.ResourceVersion = "2"
-	_, err = kube.AppsV1().Deployments(ns).Update(ctx, target, metav1.UpdateOptions{})
+	_, err := kube.AppsV1().Deployments(ns).Update(ctx, target, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	got := waitReleases(t, fr, 1)
 	require.Contains(t, got[0].sig.Reason, "target revision ")
-	require.Equal(t, 3, got[0].in.Canary.Spec.Analysis.Threshold, "the newer spec's threshold")
+	return got
 }
 
 type cmSource struct{ cm *corev1.ConfigMap }
