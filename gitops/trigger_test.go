@@ -232,7 +232,7 @@ func TestTriggerReleasesOnTargetChangeOnly(t *testing.T) {
 	require.Eventually(t, func() bool { n, _ := fr.snapshot(); return n == 1 }, 10*time.Second, 10*time.Millisecond)
 
 	// New image: a release.
-	got := releaseNewImage(ctx, t, kube, fr, target)
+	releaseNewImage(ctx, t, kube, fr, target)
 	fr.setOpen("run-1")
 
 	// The rollout writes status: same generation, so Temporal is not asked.
@@ -251,7 +251,7 @@ func TestTriggerReleasesOnTargetChangeOnly(t *testing.T) {
 	c.SetResourceVersion("6")
 	_, err = dyn.Resource(canaryGVR).Namespace(ns).Update(ctx, c, metav1.UpdateOptions{})
 	require.NoError(t, err)
-	got = waitReleases(t, fr, 2)
+	got := waitReleases(t, fr, 2)
 	require.Contains(t, got[1].sig.Reason, "Canary spec changed (generation 2)")
 	n, _ = fr.snapshot()
 	require.Equal(t, latest+1, n, "the spec change asked Temporal once")
