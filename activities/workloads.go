@@ -244,8 +244,10 @@ func (w *Workloads) waitReady(ctx context.Context, rw ReadyWatcher, in ReadyInpu
 	if d := info.Deadline.Add(-watchMargin); !info.Deadline.IsZero() && d.Before(until) {
 		until = d
 	}
+	// The activity's values (the worker counts each request under the activity that made it), not its end.
+	wctx := context.WithoutCancel(ctx)
 	go func(token []byte) {
-		ok, reason, err := rw.WatchReady(context.Background(), &in.Canary, in.Workload == WorkloadPrimary, until)
+		ok, reason, err := rw.WatchReady(wctx, &in.Canary, in.Workload == WorkloadPrimary, until)
 		res := ReadyResult{Ready: ok, Reason: reason}
 		var fail error
 		if err != nil {

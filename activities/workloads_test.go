@@ -276,6 +276,8 @@ type watchingKube struct {
 	*fakeKube
 	asked  chan time.Time
 	answer chan watchAnswer
+	// ofActivity: the wait's requests carry the activity's context values, which the worker counts them under.
+	ofActivity bool
 }
 
 type watchAnswer struct {
@@ -284,7 +286,8 @@ type watchAnswer struct {
 	err    error
 }
 
-func (k *watchingKube) WatchReady(_ context.Context, _ *v1beta1.Canary, _ bool, until time.Time) (bool, string, error) {
+func (k *watchingKube) WatchReady(ctx context.Context, _ *v1beta1.Canary, _ bool, until time.Time) (bool, string, error) {
+	k.ofActivity = activity.IsActivity(ctx) && ctx.Err() == nil
 	k.asked <- until
 	a := <-k.answer
 	return a.ready, a.reason, a.err
@@ -330,6 +333,7 @@ func TestCheckReadyWaitsOnAWatchAndCompletesTheActivity(t *testing.T) {
 			require.ErrorIs(t, err, activity.ErrResultPending)
 			until := <-kube.asked
 			require.WithinDuration(t, start.Add(time.Minute), until, 5*time.Second, "the watch waits WatchFor")
+			require.True(t, kube.ofActivity, "the watch runs in the activity's context values, not ended with it")
 
 			kube.answer <- tc.answer
 			got := <-done
