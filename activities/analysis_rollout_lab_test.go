@@ -82,7 +82,7 @@ func TestRolloutHistoryHoldsNoSecretValue(t *testing.T) {
 	queue := "secrets-" + ns
 	w := worker.New(tc, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(&activities.Workloads{Kube: wl, Completer: tc})
+	w.RegisterActivity(&activities.Workloads{Kube: wl})
 	w.RegisterActivity(&activities.Routing{Routers: routers})
 	w.RegisterActivity(activities.NewAnalysis(activities.KubeSecrets{Client: cs}, "", "lab", nil))
 	require.NoError(t, w.Start())

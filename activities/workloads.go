@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -76,28 +75,7 @@ type Workloads struct {
 	// its Roles grant nothing elsewhere): DetectRevision refuses a Canary of any other namespace before any read
 	// or write, naming the namespace, instead of failing later on a Forbidden halfway through a rollout.
 	Namespaces []string
-	// Completer completes the readiness waits (ReadyInput.WatchFor) that CheckReady leaves pending while a watch
-	// waits for the workload: the Temporal client. Nil answers every check at once.
-	Completer ActivityCompleter
 }
-
-// ReadyWatcher is a WorkloadClient that can also wait for readiness on a watch of the workload, by IsReady's
-// rule (providers/workload): ready false with the last reason when until passes first.
-type ReadyWatcher interface {
-	WatchReady(ctx context.Context, c *v1beta1.Canary, primary bool, until time.Time) (ready bool, reason string, err error)
-}
-
-// ActivityCompleter completes an activity that returned activity.ErrResultPending (client.Client does).
-type ActivityCompleter interface {
-	CompleteActivity(ctx context.Context, taskToken []byte, result any, err error) error
-}
-
-// ActivityCheckReady is the name CheckReady is registered under (its method name), as histories show it.
-const ActivityCheckReady = "CheckReady"
-
-// watchMargin is how long before the attempt's deadline a readiness wait completes, so that its not-ready
-// answer reaches the server before the attempt would time out.
-const watchMargin = 5 * time.Second
 
 // Workload names which side of a rollout an activity looks at.
 type Workload string
@@ -141,10 +119,6 @@ type ScaleInput struct {
 type ReadyInput struct {
 	Canary   v1beta1.Canary `json:"canary"`
 	Workload Workload       `json:"workload"`
-	// WatchFor, when set, asks for a wait rather than one look: if the workload is not ready, the activity
-	// watches it for up to this long and completes when it is ready or the time has passed (not ready, with the
-	// last reason). A worker that cannot watch answers at once, as with WatchFor unset.
-	WatchFor time.Duration `json:"watchFor,omitempty"`
 }
 
 // ReadyResult is one readiness observation; not ready yet is a result, not an error.
@@ -211,19 +185,11 @@ func (w *Workloads) ScaleCanary(ctx context.Context, in ScaleInput) (ActionResul
 	return ActionResult{Summary: "scaled " + name + " to zero"}, nil
 }
 
-// CheckReady observes once whether the canary or the primary is ready. It only observes: how long a workload may
-// stay not ready (the progress deadline) is the workflow's to judge, on the workflow's clock.
-//
-// With in.WatchFor, on a worker that can watch (a ReadyWatcher client and a Completer), it waits instead: the
-// activity returns pending and holds no activity slot while the watch looks at the workload and follows it, and
-// is completed as soon as the workload is ready, or with not ready and the last reason when WatchFor (or the
-// attempt's deadline, less watchMargin) comes first. Should this worker stop meanwhile, the attempt times out on
-// the server and the workflow looks again: a lost wait costs time, never a wrong answer.
+// CheckReady observes once whether the canary or the primary is ready. It returns quickly: the workflow polls
+// it on a timer, which survives worker crashes and costs less history than a long heartbeating wait. It only
+// observes: how long a workload may stay not ready (the progress deadline) is the workflow's to judge, on the
+// workflow's clock.
 func (w *Workloads) CheckReady(ctx context.Context, in ReadyInput) (ReadyResult, error) {
-	rw, canWatch := w.Kube.(ReadyWatcher)
-	if in.WatchFor > 0 && canWatch && w.Completer != nil {
-		return w.waitReady(ctx, rw, in)
-	}
 	ready, reason, err := w.Kube.IsReady(ctx, &in.Canary, in.Workload == WorkloadPrimary)
 	if err != nil {
 		return ReadyResult{}, classify(err, fmt.Sprintf("check %s of %s", in.Workload, describe(&in.Canary)))
@@ -233,34 +199,6 @@ func (w *Workloads) CheckReady(ctx context.Context, in ReadyInput) (ReadyResult,
 	}
 	activity.GetLogger(ctx).Debug("workload not ready", "canary", describe(&in.Canary), "workload", in.Workload, "reason", reason)
 	return ReadyResult{Ready: false, Reason: reason}, nil
-}
-
-// waitReady leaves the activity pending while rw looks at the workload and watches it; the answer, or the error
-// of a workload that cannot be read or is gone, completes it through w.Completer.
-func (w *Workloads) waitReady(ctx context.Context, rw ReadyWatcher, in ReadyInput) (ReadyResult, error) {
-	log := activity.GetLogger(ctx)
-	info := activity.GetInfo(ctx)
-	until := time.Now().Add(in.WatchFor)
-	if d := info.Deadline.Add(-watchMargin); !info.Deadline.IsZero() && d.Before(until) {
-		until = d
-	}
-	// The activity's values (the worker counts each request under the activity that made it), not its end.
-	wctx := context.WithoutCancel(ctx)
-	go func(token []byte) {
-		ok, reason, err := rw.WatchReady(wctx, &in.Canary, in.Workload == WorkloadPrimary, until)
-		res := ReadyResult{Ready: ok, Reason: reason}
-		var fail error
-		if err != nil {
-			res, fail = ReadyResult{}, classify(err, fmt.Sprintf("wait for %s of %s", in.Workload, describe(&in.Canary)))
-		}
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		// An error here is a wait nobody waits for any more (a signal cancelled it, the attempt timed out).
-		if err := w.Completer.CompleteActivity(cctx, token, res, fail); err != nil {
-			log.Debug("readiness wait not delivered", "canary", describe(&in.Canary), "workload", in.Workload, "error", err)
-		}
-	}(info.TaskToken)
-	return ReadyResult{}, activity.ErrResultPending
 }
 
 // Promote copies the target's pod template and tracked configs onto the primary.

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -268,96 +266,4 @@ func TestSetRoutesRefusesASplitThatDoesNotSumTo100AndUnknownProviders(t *testing
 	c.Spec.Provider = "nosuch"
 	_, err = env.ExecuteActivity(r.SetRoutes, RoutesInput{Canary: c, PrimaryWeight: 100})
 	require.Equal(t, ErrTypeUnsupportedProvider, appErrType(t, err))
-}
-
-// watchingKube is a workload client that can wait on a watch: WatchReady tells the test when it was asked
-// (and until when) and answers what the test sends.
-type watchingKube struct {
-	*fakeKube
-	asked  chan time.Time
-	answer chan watchAnswer
-	// ofActivity: the wait's requests carry the activity's context values, which the worker counts them under.
-	ofActivity bool
-}
-
-type watchAnswer struct {
-	ready  bool
-	reason string
-	err    error
-}
-
-func (k *watchingKube) WatchReady(ctx context.Context, _ *v1beta1.Canary, _ bool, until time.Time) (bool, string, error) {
-	k.ofActivity = activity.IsActivity(ctx) && ctx.Err() == nil
-	k.asked <- until
-	a := <-k.answer
-	return a.ready, a.reason, a.err
-}
-
-type completion struct {
-	token  []byte
-	result any
-	err    error
-}
-
-type fakeCompleter chan completion
-
-func (c fakeCompleter) CompleteActivity(_ context.Context, token []byte, result any, err error) error {
-	c <- completion{token, result, err}
-	return nil
-}
-
-// A readiness wait leaves the activity pending (it holds no slot while the watch waits) and completes it, by its
-// task token, with what the watch saw: ready, not ready with the reason when its time passed, or the permanent
-// error of a workload gone. A worker without a watching client or a completer answers at once instead.
-func TestCheckReadyWaitsOnAWatchAndCompletesTheActivity(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		answer  watchAnswer
-		want    ReadyResult
-		errType string
-	}{
-		{"ready", watchAnswer{ready: true}, ReadyResult{Ready: true}, ""},
-		{"time passed", watchAnswer{reason: "waiting for rollout to finish: 1 of 2 updated replicas are available"},
-			ReadyResult{Reason: "waiting for rollout to finish: 1 of 2 updated replicas are available"}, ""},
-		{"gone", watchAnswer{err: kubeobj.Permanentf("Deployment test/podinfo was deleted")}, ReadyResult{}, ErrTypePermanent},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var s testsuite.WorkflowTestSuite
-			env := s.NewTestActivityEnvironment()
-			kube := &watchingKube{fakeKube: &fakeKube{}, asked: make(chan time.Time, 1), answer: make(chan watchAnswer, 1)}
-			done := make(fakeCompleter, 1)
-			w := &Workloads{Kube: kube, Completer: done}
-			env.RegisterActivity(w)
-			start := time.Now()
-			_, err := env.ExecuteActivity(w.CheckReady, ReadyInput{Canary: testCanary(), Workload: WorkloadCanary, WatchFor: time.Minute})
-			require.ErrorIs(t, err, activity.ErrResultPending)
-			until := <-kube.asked
-			require.WithinDuration(t, start.Add(time.Minute), until, 5*time.Second, "the watch waits WatchFor")
-			require.True(t, kube.ofActivity, "the watch runs in the activity's context values, not ended with it")
-
-			kube.answer <- tc.answer
-			got := <-done
-			require.NotEmpty(t, got.token, "completed by the activity's task token")
-			if tc.errType != "" {
-				require.Equal(t, tc.errType, appErrType(t, got.err))
-				require.ErrorContains(t, got.err, "wait for canary of podinfo.test: Deployment test/podinfo was deleted")
-				return
-			}
-			require.NoError(t, got.err)
-			require.Equal(t, tc.want, got.result)
-		})
-	}
-	t.Run("a worker that cannot complete it later", func(t *testing.T) {
-		var s testsuite.WorkflowTestSuite
-		env := s.NewTestActivityEnvironment()
-		kube := &watchingKube{fakeKube: &fakeKube{}, asked: make(chan time.Time, 1)}
-		w := &Workloads{Kube: kube} // no Completer
-		env.RegisterActivity(w)
-		v, err := env.ExecuteActivity(w.CheckReady, ReadyInput{Canary: testCanary(), Workload: WorkloadCanary, WatchFor: time.Minute})
-		require.NoError(t, err)
-		var got ReadyResult
-		require.NoError(t, v.Get(&got))
-		require.Equal(t, ReadyResult{Reason: "waiting for rollout to finish"}, got)
-		require.Empty(t, kube.asked, "no watch")
-	})
 }

@@ -74,7 +74,7 @@ func TestNGINXSeedCanariesOnTheIngressNginxController(t *testing.T) {
 	queue := "nginx-" + ns
 	w := worker.New(tc, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(&activities.Workloads{Kube: wl, Completer: tc})
+	w.RegisterActivity(&activities.Workloads{Kube: wl})
 	w.RegisterActivity(&activities.Routing{Routers: routers})
 	w.RegisterActivity(activities.NewAnalysis(activities.KubeSecrets{Client: cs}, prom, "lab", nil))
 	require.NoError(t, w.Start())

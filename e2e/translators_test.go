@@ -110,7 +110,7 @@ func tutorialThroughTranslator(t *testing.T, ns, file string, adapt func(*v1beta
 	queue := "translated-" + ns
 	w := worker.New(tc, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(&activities.Workloads{Kube: wl, Completer: tc})
+	w.RegisterActivity(&activities.Workloads{Kube: wl})
 	w.RegisterActivity(&activities.Routing{Routers: routers})
 	w.RegisterActivity(activities.NewAnalysis(activities.KubeSecrets{Client: cs}, "http://127.0.0.1:1", "lab", nil))
 	require.NoError(t, w.Start())

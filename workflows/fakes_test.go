@@ -33,13 +33,6 @@ type fakes struct {
 	// checksErr, when set, makes the n-th (1-based) RunChecks call fail (a lost worker), so that Temporal
 	// retries it.
 	checksErr func(n int) error
-	// watches makes a readiness wait (ReadyInput.WatchFor) answer ready, as a worker whose watch saw the
-	// workload get ready; without it a wait answers not ready at once, as a worker that cannot watch.
-	watches bool
-	// watchHold, when set, makes a readiness wait last that long (or until cancelled) and answer not ready.
-	watchHold time.Duration
-	// seen counts the states of each workload that watches saw (they number the looks after them).
-	seen map[activities.Workload]int
 	// readyErr, when set, makes a readiness check fail (an API server outage) when it returns an error.
 	readyErr func(now time.Duration) error
 	// value gives the n-th (1-based) metric run's value of a metric; nil = a passing value.
@@ -87,18 +80,12 @@ func (r route) String() string {
 }
 
 func newFakes(now func() time.Time, revisions ...activities.RevisionResult) *fakes {
-	return &fakes{now: now, start: now(), revisions: revisions, counts: map[string]int{}, seen: map[activities.Workload]int{}}
+	return &fakes{now: now, start: now(), revisions: revisions, counts: map[string]int{}}
 }
 
 // newRevision is the DetectRevision result of a changed target.
 func newRevision(target string) activities.RevisionResult {
 	return activities.RevisionResult{TargetRevision: target, PrimaryRevision: "rev1", PrimaryExists: true, Changed: true}
-}
-
-func (f *fakes) watched(w activities.Workload) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.seen[w]
 }
 
 func (f *fakes) record(call string) int {
@@ -165,43 +152,18 @@ func (f *fakes) ScaleCanary(_ context.Context, in activities.ScaleInput) (activi
 	return activities.ActionResult{}, nil
 }
 
-func (f *fakes) CheckReady(ctx context.Context, in activities.ReadyInput) (activities.ReadyResult, error) {
-	fn := f.canaryReady
-	if in.Workload == activities.WorkloadPrimary {
-		fn = f.primaryReady
-	}
+func (f *fakes) CheckReady(_ context.Context, in activities.ReadyInput) (activities.ReadyResult, error) {
 	if f.readyErr != nil {
 		if err := f.readyErr(f.now().Sub(f.start)); err != nil {
 			f.record("CheckReady error")
 			return activities.ReadyResult{}, err
 		}
 	}
-	if in.WatchFor > 0 {
-		// A readiness wait: a worker that cannot watch answers not ready at once (the workflow falls back to
-		// its timer); with watches, the workload got ready while the wait watched.
-		f.record("WatchReady " + string(in.Workload))
-		if f.watchHold > 0 { // a workload that stays not ready: the wait watches (real time, for recordings)
-			select {
-			case <-time.After(f.watchHold):
-			case <-ctx.Done():
-			}
-			return activities.ReadyResult{Reason: "still not ready"}, nil
-		}
-		if !f.watches || fn == nil {
-			return activities.ReadyResult{Ready: f.watches}, nil
-		}
-		// The watch sees the workload's states go by, as looks would, until one is ready.
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		for range 100 { // a wait ends, if not ready, with its time
-			f.seen[in.Workload]++
-			if ok, _ := fn(f.counts["CheckReady "+string(in.Workload)] + f.seen[in.Workload]); ok {
-				return activities.ReadyResult{Ready: true}, nil
-			}
-		}
-		return activities.ReadyResult{Reason: "still not ready"}, nil
+	n := f.record("CheckReady " + string(in.Workload))
+	fn := f.canaryReady
+	if in.Workload == activities.WorkloadPrimary {
+		fn = f.primaryReady
 	}
-	n := f.record("CheckReady "+string(in.Workload)) + f.watched(in.Workload)
 	if fn == nil {
 		return activities.ReadyResult{Ready: true}, nil
 	}

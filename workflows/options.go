@@ -17,18 +17,12 @@ import (
 // rollouts held for days (pause, a gate nobody opens, a canary that never gets ready) reach it.
 var historyLimit = 8000
 
-// Polling of readiness (runs before versionWatchReady, and a worker that cannot watch): one quick observation,
-// on a workflow timer that backs off from the first to the last interval. A workflow timer survives worker
-// restarts with no state in the worker. From versionWatchReady on, a wait watches instead (readyWatchFor), with no
-// heartbeat: the worker completes the activity when the workload is ready.
+// Polling of readiness: one quick activity per observation, on a workflow timer that backs off from the first
+// to the last interval. A workflow timer survives worker restarts with no state in the worker, and one short
+// activity per poll costs less history than a long activity that heartbeats.
 const (
 	readyPollFirst = 2 * time.Second
 	readyPollMax   = 30 * time.Second
-
-	// readyWatchFor is the longest one readiness wait watches the workload (versionWatchReady) before the workflow
-	// looks again; a wait lost with a stopped worker costs at most this plus readyWatchSlack.
-	readyWatchFor   = time.Minute
-	readyWatchSlack = 15 * time.Second
 )
 
 // Activity options, one set per kind of side effect.

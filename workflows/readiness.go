@@ -38,20 +38,6 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 		if elapsed >= deadline {
 			return false, deadlineReason(w, r.c, res.Reason), nil
 		}
-		if r.watchReady {
-			waited, ready, err := r.watchReadyFor(w, min(readyWatchFor, deadline-elapsed), stop)
-			switch {
-			case err != nil:
-				return false, "", err
-			case ready:
-				return true, "", nil
-			case stop():
-				return false, "", nil
-			case waited:
-				continue // the wait ran its course: look again (the reason, the deadline), then wait again
-			}
-			// Answered at once (a worker that cannot watch, a watch refused): the timer as before.
-		}
 		if err := r.wait(min(poll, deadline-elapsed), false, stop); err != nil {
 			return false, "", err
 		}
@@ -60,36 +46,6 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 		}
 		poll = min(2*poll, readyPollMax)
 	}
-}
-
-// watchReadyFor runs one readiness wait (CheckReady with WatchFor d, an activity the worker completes when a
-// watch sees the workload ready) until it completes or stop holds, which cancels it. waited says it took at least
-// half of d: a wait that ends sooner without ready (a worker that cannot watch, a failed watch) is no wait, and
-// the caller falls back to its timer. A wait that failed (its worker stopped, its watch broke) is not ready.
-func (r *rollout) watchReadyFor(w activities.Workload, d time.Duration, stop func() bool) (waited, ready bool, err error) {
-	r.flushCanaryStatus() // the state it waits in is what the cluster shows meanwhile
-	start := workflow.Now(r.ctx)
-	actx, cancel := workflow.WithCancel(r.ctx)
-	opts := workflow.ActivityOptions{
-		// The worker completes the wait watchMargin before its deadline; queueing counts too.
-		StartToCloseTimeout:    d + readyWatchSlack,
-		ScheduleToCloseTimeout: d + 2*readyWatchSlack,
-		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1}, // the loop looks again instead
-		Summary:                r.summary(),
-	}
-	fut := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), wl.CheckReady,
-		activities.ReadyInput{Canary: r.c, Workload: w, WatchFor: d})
-	if err := workflow.Await(r.ctx, func() bool { return fut.IsReady() || stop() }); err != nil {
-		cancel()
-		return false, false, errCanceled
-	}
-	if !fut.IsReady() {
-		cancel() // a signal to handle: the wait is not wanted any more
-		return false, false, nil
-	}
-	var res activities.ReadyResult
-	err = fut.Get(r.ctx, &res)
-	return workflow.Now(r.ctx).Sub(start) >= d/2, err == nil && res.Ready, nil
 }
 
 func deadlineReason(w activities.Workload, c v1beta1.Canary, why string) string {

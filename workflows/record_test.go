@@ -181,23 +181,6 @@ func recordings() []recording {
 			f.canaryReady = func(n int) (bool, string) { return n >= 3, "waiting for rollout to finish" }
 			f.primaryReady = func(n int) (bool, string) { return n >= 3, "rolling out" }
 		}},
-		// Recorded at baseline-2-watch-ready: the canary of baseline-metrics-only.json; the canary of
-		// baseline-slow-ready.json, whose waits a watching worker answers as the workloads get ready; and a canary
-		// never ready, aborted 5 s into its wait (which the abort cancels).
-		{file: "watch-ready-metrics-only.json", canary: podinfo(fast, named("podinfo-watch-ready"), metricsOnly, func(c *v1beta1.Canary) {
-			c.Spec.Analysis.MaxWeight = 100
-		})},
-		{file: "watch-ready-slow.json", canary: podinfo(fast, named("podinfo-watch-ready-slow")), script: func(f *fakes) {
-			f.watches = true
-			f.canaryReady = func(n int) (bool, string) { return n >= 3, "waiting for rollout to finish" }
-			f.primaryReady = func(n int) (bool, string) { return n >= 3, "rolling out" }
-		}},
-		{file: "watch-ready-abort.json", canary: podinfo(fast, named("podinfo-watch-ready-abort")), signals: abortAfter(5 * time.Second), script: func(f *fakes) {
-			f.watchHold = time.Minute
-			f.canaryReady = func(int) (bool, string) {
-				return false, "waiting for rollout to finish: 0 of 1 updated replicas are available"
-			}
-		}},
 	}
 }
 

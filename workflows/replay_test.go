@@ -43,14 +43,13 @@ func TestTenStepCanaryFitsFarBelowTheHistoryLimit(t *testing.T) {
 		file string
 		max  int
 	}{
-		{"ten-steps.json", historyLimit / 10},  // recorded before versionLeanHistory
-		{"ten-steps-v2.json", 200},             // recorded at versionLeanHistory
-		{"ten-steps-v3.json", 200},             // recorded at versionSignalListeners
-		{"ten-steps-v4.json", 200},             // recorded once the workflow states its decisions (summaries)
-		{"ten-steps-v5.json", 200},             // recorded at versionStepCadence
-		{"metrics-only-v6.json", 140},          // recorded at versionLocalChecks, without the webhook
-		{"baseline-metrics-only.json", 130},    // the same canary recorded at versionBaseline
-		{"watch-ready-metrics-only.json", 130}, // and at versionWatchReady
+		{"ten-steps.json", historyLimit / 10}, // recorded before versionLeanHistory
+		{"ten-steps-v2.json", 200},            // recorded at versionLeanHistory
+		{"ten-steps-v3.json", 200},            // recorded at versionSignalListeners
+		{"ten-steps-v4.json", 200},            // recorded once the workflow states its decisions (summaries)
+		{"ten-steps-v5.json", 200},            // recorded at versionStepCadence
+		{"metrics-only-v6.json", 140},         // recorded at versionLocalChecks, without the webhook
+		{"baseline-metrics-only.json", 130},   // the same canary recorded at versionBaseline
 	} {
 		hist := readHistory(t, tc.file)
 		t.Logf("%s: %d history events (continue-as-new at %d)", tc.file, len(hist.Events), historyLimit)
@@ -197,8 +196,6 @@ func TestBaselineRunsRecordOneVersionMarkerAndTakeEveryChange(t *testing.T) {
 			versionLocalChecks, versionMemoChecks, versionRevertPromotion}, memos: 10, localChecks: 10, cadencedTimers: 10},
 		{file: "baseline-metrics-only.json", markers: []string{versionBaseline}, memos: 10, localChecks: 10, cadencedTimers: 10},
 		{file: "baseline-slow-ready.json", markers: []string{versionBaseline}, memos: 5, cadencedTimers: 5, activity: 5},
-		{file: "watch-ready-metrics-only.json", markers: []string{versionWatchReady}, memos: 10, localChecks: 10, cadencedTimers: 10},
-		{file: "watch-ready-slow.json", markers: []string{versionWatchReady}, memos: 5, cadencedTimers: 5, activity: 5},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			hist := readHistory(t, tc.file)
@@ -250,66 +247,4 @@ func readHistory(t *testing.T, file string) *historypb.History {
 	hist, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 	require.NoError(t, err)
 	return hist
-}
-
-// From versionWatchReady on, a wait for a workload to get ready is one look and then one CheckReady activity
-// that a watching worker completes as the workload gets ready, where the runs before it looked on a backing-off
-// timer (a timer, a workflow task and a look each time). Read from histories recorded on a dev server with the
-// same canary and the same workloads (canary and primary ready at their third state).
-func TestReadinessWaitsAreOneActivityNotAPollEach(t *testing.T) {
-	dc := converter.GetDefaultDataConverter()
-	type counts struct {
-		waits, polls, tasks int // CheckReady activities with WatchFor; timers shorter than a step (2, 4 s…); workflow tasks
-		looks               int // CheckReady local activities
-	}
-	read := func(file string) counts {
-		var c counts
-		for _, ev := range readHistory(t, file).GetEvents() {
-			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activities.ActivityCheckReady {
-				var in activities.ReadyInput
-				require.NoError(t, dc.FromPayloads(a.GetInput(), &in))
-				require.Equal(t, readyWatchFor, in.WatchFor, "a wait watches for readyWatchFor")
-				c.waits++
-			}
-			if typ, _, _, ok := LocalActivity(ev); ok && typ == activities.ActivityCheckReady {
-				c.looks++
-			}
-			if d := ev.GetTimerStartedEventAttributes().GetStartToFireTimeout().AsDuration(); d > 0 && d <= readyPollMax && d < 5*time.Second {
-				c.polls++
-			}
-			if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
-				c.tasks++
-			}
-		}
-		return c
-	}
-	polled, watched := read("baseline-slow-ready.json"), read("watch-ready-slow.json")
-	require.Equal(t, counts{waits: 0, polls: 4, tasks: 16, looks: 12}, polled, "baseline-1: three looks with a timer between them, for the canary and the primary")
-	require.Equal(t, counts{waits: 2, polls: 0, tasks: 14, looks: 8}, watched, "one look and one wait for each, no timer")
-}
-
-// An abort that comes while a readiness wait watches cancels the wait and rolls back at once, in the workflow
-// task the signal woke: the run does not wait for the watch to answer (recorded with a wait that would have
-// lasted a minute).
-func TestAnAbortCancelsTheReadinessWait(t *testing.T) {
-	var got []string
-	var res RolloutResult
-	for _, ev := range readHistory(t, "watch-ready-abort.json").GetEvents() {
-		switch {
-		case ev.GetActivityTaskScheduledEventAttributes() != nil:
-			got = append(got, ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName())
-		case ev.GetWorkflowExecutionSignaledEventAttributes() != nil:
-			got = append(got, "signal "+ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName())
-		case ev.GetActivityTaskCancelRequestedEventAttributes() != nil:
-			got = append(got, "cancel")
-		case ev.GetActivityTaskCompletedEventAttributes() != nil && len(got) > 0 && got[len(got)-1] == activities.ActivityCheckReady:
-			got = append(got, "wait answered")
-		case ev.GetWorkflowExecutionCompletedEventAttributes() != nil:
-			require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(ev.GetWorkflowExecutionCompletedEventAttributes().GetResult(), &res))
-		}
-	}
-	require.Equal(t, []string{"DetectRevision", activities.ActivityCheckReady, "signal " + SignalAbort, "cancel",
-		activitySetRoutes, "ScaleCanary"}, got)
-	require.Equal(t, PhaseFailed, res.Phase)
-	require.False(t, res.Promoted)
 }

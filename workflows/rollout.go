@@ -92,8 +92,6 @@ type rollout struct {
 	resumed bool
 	// baseline is true from versionBaseline on: every change up to it is taken without asking its version (at).
 	baseline bool
-	// watchReady is true from versionWatchReady on: a wait for readiness watches the workload (waitReady).
-	watchReady bool
 	// lean is true from versionLeanHistory on: short Kubernetes calls are local activities, a step's checks one
 	// activity.
 	lean bool
@@ -167,11 +165,7 @@ func (r *rollout) setup() error {
 	r.promoteCh = workflow.GetSignalChannel(r.ctx, SignalPromote)
 	r.revisionCh = workflow.GetSignalChannel(r.ctx, SignalRevision)
 	r.wake = workflow.NewBufferedChannel(r.ctx, 1)
-	if workflow.GetVersion(r.ctx, versionWatchReady, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
-		r.baseline, r.watchReady = true, true
-	} else {
-		r.baseline = workflow.GetVersion(r.ctx, versionBaseline, workflow.DefaultVersion, 1) != workflow.DefaultVersion
-	}
+	r.baseline = workflow.GetVersion(r.ctx, versionBaseline, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	r.lean = r.at(versionLeanHistory)
 	if r.at(versionSignalListeners) {
 		r.listen()

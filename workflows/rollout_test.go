@@ -401,45 +401,9 @@ func TestSkipAnalysisPromotesOnceTheCanaryIsReady(t *testing.T) {
 	h.requirePhases(promotedPhases...)
 	h.requireRoutes() // traffic never left the primary
 	require.Equal(t, succeeded("rev2"), summarize(res.Status))
-	// Not ready at the first look: a readiness wait, which this worker answers at once (it cannot watch), so the
-	// workflow looks again on its timer.
-	require.Equal(t, []string{"DetectRevision", "ReconcileRouter", "ScaleCanary up", "CheckReady canary", "WatchReady canary",
-		"CheckReady canary", "Promote", "CheckReady primary", "ScaleCanary down"}, h.f.calls)
+	require.Equal(t, []string{"DetectRevision", "ReconcileRouter", "ScaleCanary up", "CheckReady canary", "CheckReady canary",
+		"Promote", "CheckReady primary", "ScaleCanary down"}, h.f.calls)
 	h.requireLogged("Promotion completed! Canary analysis was skipped for podinfo.test")
-}
-
-// A worker that watches answers a readiness wait as the workload gets ready: the workflow goes on at once instead
-// of looking again 2 s later, and a wait is one activity whatever it lasts, not a timer and a look each time.
-func TestReadinessWaitsOnAWatchGoOnWhenTheWorkloadIsReady(t *testing.T) {
-	for _, watches := range []bool{false, true} {
-		t.Run(map[bool]string{false: "a worker that cannot watch", true: "a watching worker"}[watches], func(t *testing.T) {
-			h := newHarness(t)
-			h.f.watches = watches
-			h.f.canaryReady = func(n int) (bool, string) {
-				return n > 3, "waiting for rollout to finish: 0 of 1 updated replicas are available"
-			}
-			h.f.primaryReady = func(n int) (bool, string) {
-				return n > 3, "waiting for rollout to finish: 1 old replicas are pending termination"
-			}
-			res := h.run(podinfo())
-
-			require.Equal(t, succeeded("rev2"), summarize(res.Status))
-			if !watches {
-				// Looks at 0, 2 and 6 s find the canary not ready; the one at 14 s finds it ready. Each wait between
-				// them was asked of the worker first.
-				require.Equal(t, 4, h.count("CheckReady primary"))
-				require.Equal(t, 3, h.count("WatchReady canary"))
-				h.requireRoutes(r(90, 10, 14*time.Second), r(80, 20, 14*time.Second+m), r(70, 30, 14*time.Second+2*m),
-					r(60, 40, 14*time.Second+3*m), r(50, 50, 14*time.Second+4*m), r(100, 0, 28*time.Second+5*m))
-				return
-			}
-			// One look and one wait for each: the canary takes its first step the moment the wait answers.
-			require.Equal(t, 1, h.count("WatchReady canary"))
-			require.Equal(t, 1, h.count("WatchReady primary"))
-			require.Equal(t, 1, h.count("CheckReady primary"))
-			h.requireRoutes(podinfoRoutes...)
-		})
-	}
 }
 
 func TestABTestingRoutesMatchingRequestsForTheIterationsThenPromotes(t *testing.T) {

@@ -32,7 +32,7 @@ type previousWorker struct {
 // newGates are the change IDs the previous worker did not know.
 var newGates = map[string]bool{
 	versionLeanHistory: true, versionSignalListeners: true, versionKeepFinishedPromotion: true, versionContinueAsNewSuggested: true,
-	versionStepCadence: true, versionLocalChecks: true, versionBaseline: true, versionWatchReady: true,
+	versionStepCadence: true, versionLocalChecks: true, versionBaseline: true,
 }
 
 func (*previousWorker) InterceptWorkflow(_ workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {

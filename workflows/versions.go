@@ -67,15 +67,6 @@ const (
 	// it (at), so their replay keeps their branches. It is asked first, as the run sets up. A change after it
 	// asks its own version as those above did (or comes with a later baseline).
 	versionBaseline = "baseline-1"
-
-	// versionWatchReady marks runs whose waits for a workload to get ready (the primary at initialisation and
-	// promotion, the canary as it scales up) watch it: after a first look that finds it not ready, one CheckReady
-	// activity with ReadyInput.WatchFor waits on a watch of the workload (up to readyWatchFor) and completes when
-	// it is ready. Runs recorded before it looked on a backing-off timer (2, 4, 8, 16, 30 s…), a timer, a workflow
-	// task and a read each time, about two thirds of a rollout's workflow tasks at 1,000 canaries (BENCHMARKS.md).
-	// It is also a baseline: it takes every change above at version 1 (at), so a new run records its marker
-	// alone. Runs recorded at baseline-1 ask this first, find no marker and go on as they ran.
-	versionWatchReady = "baseline-2-watch-ready"
 )
 
 // at says whether this run takes changeID's branch (version 1): at once for a run that recorded the baseline,

@@ -3,14 +3,11 @@ package workload
 import (
 	"context"
 	"fmt"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/providers/kubeobj"
@@ -137,7 +134,18 @@ func (k *Client) ScaleFromZero(ctx context.Context, c *v1beta1.Canary) error {
 // IsReady reports whether the canary (the target) or the primary has finished rolling out, with Flagger's
 // messages; see activities.WorkloadClient.
 func (k *Client) IsReady(ctx context.Context, c *v1beta1.Canary, primary bool) (bool, string, error) {
-	name, threshold := readyTarget(c, primary)
+	name, threshold := c.Spec.TargetRef.Name, v1beta1.DefaultReadyThreshold
+	if a := c.Spec.Analysis; a != nil {
+		if primary && a.PrimaryReadyThreshold != nil {
+			threshold = *a.PrimaryReadyThreshold
+		}
+		if !primary && a.CanaryReadyThreshold != nil {
+			threshold = *a.CanaryReadyThreshold
+		}
+	}
+	if primary {
+		name = primaryName(c)
+	}
 	w, found, err := k.getWorkload(ctx, c.Spec.TargetRef.Kind, c.Namespace, name)
 	if err != nil {
 		return false, "", err
@@ -197,91 +205,4 @@ func daemonSetReady(d *appsv1.DaemonSet, threshold int) (bool, string) {
 		return false, fmt.Sprintf("waiting for rollout to finish: %d of %d updated pods are available", st.NumberAvailable, st.UpdatedNumberScheduled)
 	}
 	return true, ""
-}
-
-// WatchReady waits until the canary (the target) or the primary is ready by the same rule as IsReady, or until
-// the time given: it reads the workload once and, if it is not ready, watches it from that read (a field selector
-// on its name), so that the API server sends its changes as they happen instead of being asked again and again.
-// It returns ready false with the last reason when the time passes first (or the server ends the watch), and an
-// error only when the workload cannot be read or watched, or is gone (permanent).
-func (k *Client) WatchReady(ctx context.Context, c *v1beta1.Canary, primary bool, until time.Time) (bool, string, error) {
-	name, threshold := readyTarget(c, primary)
-	ctx, cancel := context.WithDeadline(ctx, until)
-	defer cancel()
-	kind := c.Spec.TargetRef.Kind
-	w, found, err := k.getWorkload(ctx, kind, c.Namespace, name)
-	if err != nil {
-		return false, "", err
-	}
-	if !found {
-		return false, "", kubeobj.Permanentf("%s %s/%s not found", kind, c.Namespace, name)
-	}
-	ready, reason, rv := false, "", ""
-	if w.dep != nil {
-		ready, reason = deploymentReady(w.dep, threshold)
-		rv = w.dep.ResourceVersion
-	} else {
-		ready, reason = daemonSetReady(w.ds, threshold)
-		rv = w.ds.ResourceVersion
-	}
-	if ready {
-		return true, "", nil
-	}
-	secs := int64(max(1, time.Until(until).Seconds()+1)) // the server ends the watch too, should the client not
-	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(),
-		ResourceVersion: rv, TimeoutSeconds: &secs}
-	var wi watch.Interface
-	if w.dep != nil {
-		wi, err = k.kube.AppsV1().Deployments(c.Namespace).Watch(ctx, opts)
-	} else {
-		wi, err = k.kube.AppsV1().DaemonSets(c.Namespace).Watch(ctx, opts)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, reason, nil
-		}
-		return false, "", kubeobj.APIError("watch", kind, c.Namespace, name, err)
-	}
-	defer wi.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false, reason, nil
-		case ev, open := <-wi.ResultChan():
-			if !open {
-				return false, reason, nil // ended by the server: the caller looks again
-			}
-			if ev.Type == watch.Deleted {
-				return false, "", kubeobj.Permanentf("%s %s/%s was deleted", kind, c.Namespace, name)
-			}
-			switch obj := ev.Object.(type) {
-			case *appsv1.Deployment:
-				ready, reason = deploymentReady(obj, threshold)
-			case *appsv1.DaemonSet:
-				ready, reason = daemonSetReady(obj, threshold)
-			default:
-				continue // a bookmark, or an error (a read too old to watch from) whose close follows
-			}
-			if ready {
-				return true, "", nil
-			}
-		}
-	}
-}
-
-// readyTarget is the workload a readiness check looks at and the percent of its replicas that must be ready.
-func readyTarget(c *v1beta1.Canary, primary bool) (string, int) {
-	name, threshold := c.Spec.TargetRef.Name, v1beta1.DefaultReadyThreshold
-	if a := c.Spec.Analysis; a != nil {
-		if primary && a.PrimaryReadyThreshold != nil {
-			threshold = *a.PrimaryReadyThreshold
-		}
-		if !primary && a.CanaryReadyThreshold != nil {
-			threshold = *a.CanaryReadyThreshold
-		}
-	}
-	if primary {
-		name = primaryName(c)
-	}
-	return name, threshold
 }
