@@ -381,12 +381,8 @@ func (t *trigger) sync(ctx context.Context, key string) error {
 	if done, err := t.finalization(ctx, key, u); done || err != nil {
 		return err
 	}
-	obs, err := observe(ctx, s, u)
-	if errors.Is(err, errNoTarget) {
-		t.leaveAlone(key, err.Error()) // the target's creation is an event that brings the canary back
-		return nil
-	}
-	if err != nil {
+	obs, ok, err := t.observe(ctx, s, key, u)
+	if !ok || err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -407,12 +403,7 @@ func (t *trigger) sync(ctx context.Context, key string) error {
 	}
 	if live.GetGeneration() != u.GetGeneration() {
 		u = live
-		obs, err = observe(ctx, s, u)
-		if errors.Is(err, errNoTarget) {
-			t.leaveAlone(key, err.Error())
-			return nil
-		}
-		if err != nil {
+		if obs, ok, err = t.observe(ctx, s, key, u); !ok || err != nil {
 			return err
 		}
 	}
@@ -466,6 +457,17 @@ func (t *trigger) remember(key string, obs observation) {
 
 // errNoTarget: the Canary's target does not exist (yet), or is of a kind canaryflow does not roll out.
 var errNoTarget = errors.New("nothing to roll out")
+
+// observe is observe for sync: ok false (and the canary left alone, with the reason) when its target does not
+// exist yet, whose creation is an event that brings the canary back.
+func (t *trigger) observe(ctx context.Context, s *scope, key string, u *unstructured.Unstructured) (obs observation, ok bool, err error) {
+	obs, err = observe(ctx, s, u)
+	if errors.Is(err, errNoTarget) {
+		t.leaveAlone(key, err.Error())
+		return obs, false, nil
+	}
+	return obs, err == nil, err
+}
 
 // observe reads a Canary's target and primary from the caches.
 func observe(ctx context.Context, s *scope, u *unstructured.Unstructured) (observation, error) {

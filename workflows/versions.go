@@ -62,8 +62,8 @@ const (
 	// versionBaseline marks runs that take every change above at version 1 without asking each: one version
 	// marker and one upsert of the TemporalChangeVersion search attribute per run instead of one of each per
 	// change met (up to seven in a release). (A StatefulSet's runs still record statefulset-partitions, the
-	// marker that lets a later change of that path branch on it.) Each upsert is a visibility write for the Temporal server and its
-	// database, and an action in Temporal Cloud. Runs recorded before it ask each change's version as they meet
+	// marker that lets a later change of that path branch on it.) Each upsert is a visibility write for the
+	// Temporal server and its database, and an action in Temporal Cloud. Runs recorded before it ask each change's version as they meet
 	// it (at), so their replay keeps their branches. It is asked first, as the run sets up. A change after it
 	// asks its own version as those above did (or comes with a later baseline).
 	versionBaseline = "baseline-1"
