@@ -75,6 +75,9 @@ type Workloads struct {
 	// its Roles grant nothing elsewhere): DetectRevision refuses a Canary of any other namespace before any read
 	// or write, naming the namespace, instead of failing later on a Forbidden halfway through a rollout.
 	Namespaces []string
+	// AdmissionQueue, when not empty, is the task queue of this worker's Admission (--release-rate): every release
+	// DetectRevision finds is admitted there before it starts.
+	AdmissionQueue string
 }
 
 // Workload names which side of a rollout an activity looks at.
@@ -107,6 +110,10 @@ type RevisionResult struct {
 	PrimaryExists bool `json:"primaryExists"`
 	// Changed is true when the primary exists and runs another revision than the target: a rollout is due.
 	Changed bool `json:"changed"`
+	// AdmissionQueue, set on a change when the worker admits releases at a rate (Workloads.AdmissionQueue), is
+	// the task queue of the Admit the release waits for before its canary is scaled up. A run replays on what it
+	// recorded here, so the wait is in a run's history exactly when its worker asked for one.
+	AdmissionQueue string `json:"admissionQueue,omitempty"`
 }
 
 // ScaleInput asks to scale the target (the canary) up from zero or down to zero.
@@ -140,6 +147,9 @@ func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (Revis
 	}
 	r := RevisionResult{TargetRevision: target, PrimaryRevision: primary, PrimaryExists: primary != ""}
 	r.Changed = r.PrimaryExists && target != primary
+	if r.Changed {
+		r.AdmissionQueue = w.AdmissionQueue
+	}
 	return r, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -55,6 +56,9 @@ type config struct {
 	maxConcurrentLocalActivities int
 	stickyCacheSize              int
 	stickyScheduleToStart        time.Duration
+	// releaseRate, when positive, is how many releases a second the workers of this task queue start (their
+	// Admission queue, activities.Admission); 0 starts each at once.
+	releaseRate float64
 	// gitops runs the GitOps trigger (package gitops) beside the worker, on the replica holding the Lease in
 	// gitopsLeaseNamespace.
 	gitops               bool
@@ -105,6 +109,17 @@ func parseConfig(args []string) (*config, error) {
 		}
 		return def
 	}
+	envFloat := func(name string, def float64) float64 {
+		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("CANARYFLOW_%s %q: not a number (write it as 2 or 0.5)", name, v))
+				return def
+			}
+			return f
+		}
+		return def
+	}
 	envInt := func(name string, def int) int {
 		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
 			n, err := strconv.Atoi(v)
@@ -139,6 +154,9 @@ func parseConfig(args []string) (*config, error) {
 			"worker may take it from the task queue and replay the history (CANARYFLOW_STICKY_SCHEDULE_TO_START_TIMEOUT)")
 	conn := temporalconn.FromEnv()
 	conn.BindFlags(fs)
+	fs.Float64Var(&c.releaseRate, "release-rate", envFloat("RELEASE_RATE", 0),
+		"releases started a second, across every worker of the task queue (they wait for their turn in the task queue <task-queue>"+admissionSuffix+
+			" before the canary is scaled up); 0 starts each at once. Give every worker of the task queue the same rate (CANARYFLOW_RELEASE_RATE)")
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
 	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", metrics.DefaultPrometheus), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
@@ -209,6 +227,9 @@ func (c *config) check() error {
 		problems = append(problems, fmt.Sprintf("--sticky-schedule-to-start-timeout %s must be positive (the default is %s)",
 			c.stickyScheduleToStart, defaultStickyScheduleToStart))
 	}
+	if c.releaseRate < 0 || math.IsNaN(c.releaseRate) || math.IsInf(c.releaseRate, 0) {
+		problems = append(problems, fmt.Sprintf("--release-rate %g: releases a second, 0 (no limit) or more", c.releaseRate))
+	}
 	if c.stopTimeout < 0 {
 		problems = append(problems, "--stop-timeout must not be negative")
 	}
@@ -264,6 +285,29 @@ func (c *config) workerOptions() worker.Options {
 		o.MaxConcurrentActivityTaskPollers = c.activityTaskPollers
 	}
 	return o
+}
+
+// admissionSuffix ends the name of the task queue a worker with --release-rate admits releases on.
+const admissionSuffix = "-admission"
+
+// admissionQueue is the task queue of this configuration's admission, "" without --release-rate.
+func (c *config) admissionQueue() string {
+	if c.releaseRate <= 0 {
+		return ""
+	}
+	return c.taskQueue + admissionSuffix
+}
+
+// admissionOptions are the options of the worker of the admission queue: its Admit activities only, which the
+// Temporal server hands out at --release-rate across all of the queue's workers (TaskQueueActivitiesPerSecond).
+func (c *config) admissionOptions() worker.Options {
+	return worker.Options{
+		DisableWorkflowWorker:              true,
+		TaskQueueActivitiesPerSecond:       c.releaseRate,
+		MaxConcurrentActivityExecutionSize: 10,
+		MaxConcurrentActivityTaskPollers:   2,
+		WorkerStopTimeout:                  c.stopTimeout,
+	}
 }
 
 // withKubeLimits sets the Kubernetes client's request rate of this configuration on r.

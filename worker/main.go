@@ -101,6 +101,12 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", cfg.taskQueue, err)
 	}
+	stopAdmission, err := startAdmission(tc, cfg, log)
+	if err != nil {
+		w.Stop()
+		return err
+	}
+	defer stopAdmission()
 	stopGitOps, err := startGitOps(ctx, cfg, counted, tc, log)
 	if err != nil {
 		w.Stop()

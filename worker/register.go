@@ -43,12 +43,13 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	analysis := activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log)
 	analysis.Kube = dyn
 	return &dependencies{
-		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
-		routing:   &activities.Routing{Routers: routers},
-		analysis:  analysis,
-		status:    &activities.CanaryStatus{Client: dyn},
-		sets:      &activities.StatefulSets{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
-		targets:   &activities.Targets{Kube: wl},
+		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces,
+			AdmissionQueue: cfg.admissionQueue()},
+		routing:  &activities.Routing{Routers: routers},
+		analysis: analysis,
+		status:   &activities.CanaryStatus{Client: dyn},
+		sets:     &activities.StatefulSets{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces},
+		targets:  &activities.Targets{Kube: wl},
 	}, nil
 }
 

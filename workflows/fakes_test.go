@@ -20,6 +20,8 @@ type fakes struct {
 
 	// revisions are the successive DetectRevision results; the last one repeats.
 	revisions []activities.RevisionResult
+	// admissionQueue, when set, is named by every DetectRevision result of a change (a worker with --release-rate).
+	admissionQueue string
 	// canaryReady / primaryReady answer the n-th (1-based) readiness check of each workload; nil = ready.
 	canaryReady, primaryReady func(n int) (bool, string)
 	// metricsErr, when set, makes the metric checks fail to run (the metrics backend down) when it returns an
@@ -108,6 +110,9 @@ func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (a
 	}
 	f.mu.Lock()
 	f.detected = rev.TargetRevision
+	if rev.Changed && f.admissionQueue != "" {
+		rev.AdmissionQueue = f.admissionQueue
+	}
 	f.mu.Unlock()
 	return rev, nil
 }
@@ -141,6 +146,14 @@ func (f *fakes) FinalizeRouter(_ context.Context, _ activities.RouterInput) (act
 func (f *fakes) FinalizeWorkloads(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {
 	f.record("FinalizeWorkloads")
 	return activities.ActionResult{}, nil
+}
+
+// Admit is the admission of a release: it completes at once here; a test that needs the wait in the admission
+// queue mocks it with a delay on the test clock (env.OnActivity(...).After), and the recorder runs it on a worker
+// of that queue.
+func (f *fakes) Admit(_ context.Context, _ activities.AdmitInput) error {
+	f.record("Admit")
+	return nil
 }
 
 func (f *fakes) ScaleCanary(_ context.Context, in activities.ScaleInput) (activities.ActionResult, error) {

@@ -43,6 +43,9 @@ type recording struct {
 	during func(ctx context.Context, c client.Client, id string, call string, n int)
 	// finalize records a CanaryFinalize run (starter delete) of the canary instead of a rollout.
 	finalize bool
+	// admission names an admission queue in the revision reads (a worker with --release-rate): "served" runs a
+	// worker of that queue at 1 release a second; "stalled" runs none, so the release waits there until a signal.
+	admission string
 }
 
 // recordings are the histories kept in testdata/histories. The canary of the ten-step one is the one whose
@@ -181,6 +184,11 @@ func recordings() []recording {
 			f.canaryReady = func(n int) (bool, string) { return n >= 3, "waiting for rollout to finish" }
 			f.primaryReady = func(n int) (bool, string) { return n >= 3, "rolling out" }
 		}},
+		// Recorded with admissions (--release-rate): a release admitted by a worker of its admission queue and
+		// promoted; and one that waits in a queue nobody serves until an abort takes it out.
+		{file: "admission-promotion.json", canary: podinfo(fast, named("podinfo-admission"), metricsOnly), admission: "served"},
+		{file: "admission-abort-waiting.json", canary: podinfo(fast, named("podinfo-admission-abort")), admission: "stalled",
+			signals: abortAfter(5 * time.Second)},
 	}
 }
 
@@ -346,6 +354,17 @@ func record(ctx context.Context, c client.Client, rec recording, i int) error {
 		return err
 	}
 	defer w.Stop()
+	if rec.admission != "" {
+		f.admissionQueue = queue + "-admission"
+	}
+	if rec.admission == "served" {
+		aw := worker.New(c, f.admissionQueue, worker.Options{DisableWorkflowWorker: true, TaskQueueActivitiesPerSecond: 1})
+		aw.RegisterActivity(f)
+		if err := aw.Start(); err != nil {
+			return err
+		}
+		defer aw.Stop()
+	}
 	if rec.finalize {
 		return recordFinalize(ctx, c, rec, queue)
 	}

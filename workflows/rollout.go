@@ -230,6 +230,9 @@ func (r *rollout) run() (RolloutResult, error) {
 		return r.result(msg, false), nil
 	}
 	r.st.Message = ""
+	if err := r.admit(rev); err != nil {
+		return RolloutResult{}, err
+	}
 	return r.release()
 }
 

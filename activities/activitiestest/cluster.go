@@ -19,6 +19,10 @@ import (
 // A canary it does not know has a primary at rev1 and a target at rev2 (a release to analyse) and a success rate
 // of 99.5. Every method answers at once.
 type Cluster struct {
+	// AdmissionQueue, set before the first rollout, is named by DetectRevision on a change, as a worker with
+	// --release-rate names its admission queue.
+	AdmissionQueue string
+
 	mu       sync.Mutex
 	canaries map[string]*Canary
 }
@@ -77,8 +81,12 @@ func (a *Activities) DetectRevision(_ context.Context, in activities.WorkloadInp
 	a.c.mu.Lock()
 	defer a.c.mu.Unlock()
 	c := a.c.canary(in.Canary.Namespace, in.Canary.Name)
-	return activities.RevisionResult{TargetRevision: c.Target, PrimaryRevision: c.Primary,
-		PrimaryExists: c.Primary != "", Changed: c.Primary != "" && c.Primary != c.Target}, nil
+	r := activities.RevisionResult{TargetRevision: c.Target, PrimaryRevision: c.Primary,
+		PrimaryExists: c.Primary != "", Changed: c.Primary != "" && c.Primary != c.Target}
+	if r.Changed {
+		r.AdmissionQueue = a.c.AdmissionQueue
+	}
+	return r, nil
 }
 
 // InitializeWorkloads marks the canary initialised, as the real activity would after creating the primary.

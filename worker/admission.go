@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/canaryflow/canaryflow/activities"
+)
+
+// startAdmission starts, with --release-rate, the worker of the admission queue: the Admit activities every
+// release waits for (activities.Admission), handed out by the Temporal server at the rate. Without the flag it
+// starts nothing. The returned stop stops it.
+func startAdmission(tc client.Client, cfg *config, log *zap.Logger) (stop func(), err error) {
+	q := cfg.admissionQueue()
+	if q == "" {
+		return func() {}, nil
+	}
+	w := worker.New(tc, q, cfg.admissionOptions())
+	w.RegisterActivity(&activities.Admission{})
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("start the admission worker on task queue %s: %w", q, err)
+	}
+	log.Info("admitting releases at a rate", zap.String("taskQueue", q), zap.Float64("releasesPerSecond", cfg.releaseRate))
+	return w.Stop, nil
+}

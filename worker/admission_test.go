@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+
+	"github.com/canaryflow/canaryflow/activities/activitiestest"
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/lab/labbin"
+	"github.com/canaryflow/canaryflow/providers/catalog"
+	"github.com/canaryflow/canaryflow/workflows"
+	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
+)
+
+func TestReleaseRateIsAFlagThatNamesTheAdmissionQueue(t *testing.T) {
+	cfg, err := parseConfig([]string{"--task-queue", "team-a"})
+	require.NoError(t, err)
+	assert.Empty(t, cfg.admissionQueue(), "without --release-rate a release starts at once")
+
+	t.Setenv("CANARYFLOW_RELEASE_RATE", "1.5")
+	cfg, err = parseConfig([]string{"--task-queue", "team-a"})
+	require.NoError(t, err)
+	assert.Equal(t, "team-a-admission", cfg.admissionQueue())
+	assert.InDelta(t, 1.5, cfg.admissionOptions().TaskQueueActivitiesPerSecond, 1e-9)
+	assert.True(t, cfg.admissionOptions().DisableWorkflowWorker)
+
+	cfg, err = parseConfig([]string{"--release-rate", "4"})
+	require.NoError(t, err, "the flag wins over the variable")
+	assert.InDelta(t, 4, cfg.releaseRate, 1e-9)
+
+	_, err = parseConfig([]string{"--release-rate", "-1"})
+	require.ErrorContains(t, err, "--release-rate -1: releases a second, 0 (no limit) or more")
+	t.Setenv("CANARYFLOW_RELEASE_RATE", "fast")
+	_, err = parseConfig(nil)
+	require.ErrorContains(t, err, `CANARYFLOW_RELEASE_RATE "fast": not a number`)
+}
+
+// admissionCanary is a one-step canary (50 %, then promotion) with 1 s steps, so that sixteen releases end in
+// seconds.
+const admissionCanary = `apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: %s, namespace: admission}
+spec:
+  provider: traefik
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: %s}
+  service: {port: 9898}
+  analysis: {interval: 1s, threshold: 1, stepWeight: 50, maxWeight: 50}
+`
+
+// Sixteen canaries released in the same second, on a worker started with --release-rate 2 and wired as main wires
+// it, on a real Temporal server: the server hands out their admissions no faster than 2 a second, so their first
+// traffic shifts spread over seconds instead of landing together, and every release is still promoted. The same
+// releases on a worker without the flag shift within a few seconds of each other even on a loaded machine (the
+// control: the spread comes from the rate, not from the machine).
+func TestReleasesStartAtTheWorkersReleaseRate(t *testing.T) {
+	srv, err := labbin.DevServer(t.Context(), quietSDKLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	tc := srv.Client()
+
+	run := func(t *testing.T, queue string, args ...string) (spread time.Duration, admissionTasks int) {
+		cfg, err := parseConfig(append([]string{"--task-queue", queue}, args...))
+		require.NoError(t, err)
+		cluster := activitiestest.NewCluster()
+		cluster.AdmissionQueue = cfg.admissionQueue()
+		w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
+		w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+		w.RegisterActivity(cluster.Activities())
+		require.NoError(t, w.Start())
+		defer w.Stop()
+		stop, err := startAdmission(tc, cfg, zap.NewNop())
+		require.NoError(t, err)
+		defer stop()
+
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		const n = 16
+		runs := make([]client.WorkflowRun, n)
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			name := fmt.Sprintf("%s-%02d", queue, i)
+			set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(admissionCanary, name, name)), "canary.yaml",
+				v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
+			require.NoError(t, err)
+			c := *set.Canaries()[0]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: c},
+					workflows.ActionSignal{By: "test"})
+			}()
+		}
+		wg.Wait()
+		var first []time.Time
+		for i := range n {
+			require.NoError(t, errs[i])
+			var res workflows.RolloutResult
+			require.NoError(t, runs[i].Get(ctx, &res))
+			require.True(t, res.Promoted, "release %d: %+v", i, res)
+			c := cluster.Get("admission", fmt.Sprintf("%s-%02d", queue, i))
+			require.Equal(t, []string{"50/50", "100/0"}, c.Routes)
+			first = append(first, c.RouteTimes[0])
+
+			it := tc.GetWorkflowHistory(ctx, runs[i].GetID(), runs[i].GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for it.HasNext() {
+				ev, err := it.Next()
+				require.NoError(t, err)
+				if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "Admit" {
+					assert.Equal(t, queue+"-admission", a.GetTaskQueue().GetName())
+					admissionTasks++
+				}
+			}
+		}
+		return slices.MaxFunc(first, time.Time.Compare).Sub(slices.MinFunc(first, time.Time.Compare)), admissionTasks
+	}
+
+	spread, admitted := run(t, "canaryflow-unlimited")
+	assert.Zero(t, admitted, "without --release-rate no release waits for an admission")
+	assert.Less(t, spread, 4*time.Second, "releases on a worker without a rate start together")
+
+	// 2 a second, which the server divides over the task queue's partitions (4 by default; each starts with a
+	// burst of one task): sixteen admissions take at least 6 s whichever partitions they land on (the busiest
+	// holds at least four, at half a task a second), 7.5 s on one partition, and 4 s even on eight.
+	spread, admitted = run(t, "canaryflow-rated", "--release-rate", "2")
+	assert.Equal(t, 16, admitted, "every release waited for one admission on the admission queue")
+	assert.GreaterOrEqual(t, spread, 4*time.Second, "the server handed out the admissions at the rate")
+	t.Logf("first traffic shifts of 16 releases at 2 a second spread over %s", spread)
+}

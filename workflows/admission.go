@@ -1,0 +1,73 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/canaryflow/canaryflow/activities"
+)
+
+// adm names the admission activity (registered on the admission queue's worker, --release-rate).
+var adm *activities.Admission
+
+// admitOptions: the Admit of a release, on the admission queue. It waits in that queue as long as the rate makes
+// it (no schedule-to-start or schedule-to-close deadline: a thousand releases at one a second wait up to about
+// 17 minutes); the activity itself completes at once.
+func admitOptions(queue string) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		TaskQueue:           queue,
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    30 * time.Second,
+		},
+	}
+}
+
+// admit waits for the release's turn when the worker that detected it admits releases at a rate (the revision
+// read named an admission queue): an Admit activity on that queue, which the Temporal server hands out no faster
+// than the workers' --release-rate. Nothing of the release has touched the cluster yet. A release of many
+// canaries at once then starts its traffic shifting at a pace the cluster and the Temporal server keep up with,
+// so that the analysis steps of the releases admitted keep their interval, instead of every canary scaling up in
+// the same second and every step waiting for CPU (BENCHMARKS.md, issue 15).
+//
+// An abort or a promote-now signal ends the wait at once (the analysis then acts on it as it would have); a pause
+// waits in the queue and holds the release when admitted. The branch needs no version gate: a run takes it only
+// when its recorded DetectRevision result names a queue, which no run recorded before this change does.
+func (r *rollout) admit(rev activities.RevisionResult) error {
+	if rev.AdmissionQueue == "" {
+		return nil
+	}
+	from := workflow.Now(r.ctx)
+	r.st.Message = fmt.Sprintf("Waiting for admission of %s revision %s (task queue %s)", r.name(), rev.TargetRevision, rev.AdmissionQueue)
+	actx, cancel := workflow.WithCancel(r.ctx)
+	defer cancel()
+	opts := admitOptions(rev.AdmissionQueue)
+	opts.Summary = r.summary()
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), adm.Admit,
+		activities.AdmitInput{Canary: r.name(), Revision: rev.TargetRevision})
+	if err := workflow.Await(r.ctx, func() bool { return f.IsReady() || r.abort != nil || r.promote != nil }); err != nil {
+		return errCanceled
+	}
+	waited := workflow.Now(r.ctx).Sub(from).Round(time.Second)
+	if !f.IsReady() {
+		what := "an abort"
+		if r.abort == nil {
+			what = "promote now"
+		}
+		r.info(fmt.Sprintf("Left the admission queue of %s after %s for %s", r.name(), waited, what), "admission skipped")
+		return nil
+	}
+	if err := f.Get(r.ctx, nil); err != nil {
+		if temporal.IsCanceledError(err) || r.ctx.Err() != nil {
+			return errCanceled
+		}
+		return fmt.Errorf("admission of %s on task queue %s: %w", r.name(), rev.AdmissionQueue, err)
+	}
+	r.info(fmt.Sprintf("Admitted %s revision %s after %s in the admission queue", r.name(), rev.TargetRevision, waited), "admitted")
+	return nil
+}

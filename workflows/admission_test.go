@@ -1,0 +1,102 @@
+package workflows
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/canaryflow/canaryflow/activities"
+)
+
+// admittedRevision is rev2 detected by a worker with --release-rate: the release waits for an Admit on its queue.
+func admittedRevision() activities.RevisionResult {
+	rev := newRevision("rev2")
+	rev.AdmissionQueue = "canaryflow-admission"
+	return rev
+}
+
+// waitInQueue has the Admit of the harness complete after d on the test clock, as if its turn came then, and
+// records the task queue it was scheduled on.
+func (h *harness) waitInQueue(d time.Duration, queue *string) {
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == "Admit" {
+			*queue = info.TaskQueue
+		}
+	})
+	h.env.OnActivity("Admit", mock.Anything, mock.Anything).After(d).Return(nil)
+}
+
+// A release detected by a worker that admits releases at a rate touches nothing until its turn comes: the canary
+// is scaled up and the traffic shifted only after the Admit on the admission queue, and from there the analysis
+// runs as it would have.
+func TestReleaseStartsOnlyWhenAdmitted(t *testing.T) {
+	h := newHarness(t, admittedRevision())
+	var queue string
+	h.waitInQueue(3*m, &queue)
+	h.at(2*m, func() {
+		require.NotContains(t, h.f.calls, "ScaleCanary up", "nothing of the release ran before its turn")
+		require.Equal(t, "Waiting for admission of podinfo.test revision rev2 (task queue canaryflow-admission)", h.status().Message)
+	})
+	res := h.run(podinfo())
+
+	require.Equal(t, "canaryflow-admission", queue)
+	h.requirePhases(promotedPhases...)
+	var want []route
+	for _, rt := range podinfoRoutes {
+		want = append(want, r(rt.Primary, rt.Canary, rt.At+3*m))
+	}
+	h.requireRoutes(want...)
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, []string{"DetectRevision", "ReconcileRouter", "ScaleCanary up"}, h.f.calls[:3])
+	h.requireLogged("Admitted podinfo.test revision rev2 after 3m0s in the admission queue")
+}
+
+// An abort while the release waits in the admission queue leaves the queue at once and ends the release as an
+// abort does before any traffic moved: Failed, the canary never scaled up, the primary keeping all traffic.
+func TestAbortWhileWaitingForAdmissionEndsTheReleaseWithoutScalingUp(t *testing.T) {
+	h := newHarness(t, admittedRevision())
+	var queue string
+	h.waitInQueue(time.Hour, &queue)
+	h.signal(time.Minute, SignalAbort, ActionSignal{By: "bob", Reason: "wrong image"})
+	res := h.run(podinfo())
+
+	require.Equal(t, PhaseFailed, res.Status.Phase)
+	require.Equal(t, "bob", res.Status.AbortedBy)
+	require.NotContains(t, h.f.calls, "ScaleCanary up")
+	for _, rt := range h.f.snapshotRoutes() {
+		require.Zero(t, rt.Canary, "no traffic went to the canary")
+		require.Equal(t, time.Minute, rt.At, "the rollback came at the abort, not at the admission")
+	}
+	h.requireLogged("Left the admission queue of podinfo.test after 1m0s for an abort")
+}
+
+// Promote now while waiting in the admission queue skips the queue, as it skips the analysis: whoever promotes by
+// hand wants it now.
+func TestPromoteWhileWaitingForAdmissionSkipsTheQueue(t *testing.T) {
+	h := newHarness(t, admittedRevision())
+	var queue string
+	h.waitInQueue(time.Hour, &queue)
+	h.signal(time.Minute, SignalPromote, ActionSignal{By: "erin", Reason: "hotfix"})
+	res := h.run(podinfo())
+
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, "erin", res.Status.PromotedBy)
+	require.Equal(t, []string{"DetectRevision", "Promote", "CheckReady primary", "ScaleCanary down"}, h.f.calls,
+		"promoted straight onto the primary, which kept all traffic throughout")
+	require.Less(t, h.env.Now().Sub(t0), 2*m, "promoted at the signal, not after the hour in the queue")
+	h.requireLogged("Left the admission queue of podinfo.test after 1m0s for promote now")
+}
+
+// A release detected by a worker without a rate (no queue named) schedules no Admit: its history is what it was
+// before admissions existed.
+func TestReleaseWithoutAnAdmissionQueueDoesNotWait(t *testing.T) {
+	h := newHarness(t)
+	res := h.run(podinfo())
+	require.True(t, res.Promoted)
+	require.NotContains(t, h.f.calls, "Admit")
+}
