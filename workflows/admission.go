@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -13,13 +15,19 @@ import (
 // adm names the admission activity (registered on the admission queue's worker, --release-rate).
 var adm *activities.Admission
 
+// admissionUnserved is how long a release waits in the admission queue before it starts without its turn: long
+// enough for any queue the rate makes (a thousand releases at one a second wait up to about 17 minutes), and a
+// bound on the wait of releases left in a queue no worker serves any more (every worker restarted without
+// --release-rate).
+const admissionUnserved = time.Hour
+
 // admitOptions: the Admit of a release, on the admission queue. It waits in that queue as long as the rate makes
-// it (no schedule-to-start or schedule-to-close deadline: a thousand releases at one a second wait up to about
-// 17 minutes); the activity itself completes at once.
+// it, up to admissionUnserved; the activity itself completes at once.
 func admitOptions(queue string) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		TaskQueue:           queue,
-		StartToCloseTimeout: 30 * time.Second,
+		TaskQueue:              queue,
+		ScheduleToStartTimeout: admissionUnserved,
+		StartToCloseTimeout:    30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
@@ -35,7 +43,8 @@ func admitOptions(queue string) workflow.ActivityOptions {
 // so that the analysis steps of the releases admitted keep their interval, instead of every canary scaling up in
 // the same second and every step waiting for CPU (BENCHMARKS.md, issue 15).
 //
-// An abort or a promote-now signal ends the wait at once (the analysis then acts on it as it would have); a pause
+// An abort or a promote-now signal ends the wait at once; a release that waited admissionUnserved starts anyway,
+// with a warning that names the queue (the analysis then acts on it as it would have); a pause
 // waits in the queue and holds the release when admitted. The branch needs no version gate: a run takes it only
 // when its recorded DetectRevision result names a queue, which no run recorded before this change does.
 func (r *rollout) admit(rev activities.RevisionResult) error {
@@ -65,6 +74,13 @@ func (r *rollout) admit(rev activities.RevisionResult) error {
 	if err := f.Get(r.ctx, nil); err != nil {
 		if temporal.IsCanceledError(err) || r.ctx.Err() != nil {
 			return errCanceled
+		}
+		var te *temporal.TimeoutError
+		if errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+			r.warn(fmt.Sprintf("No worker admitted %s revision %s from task queue %s in %s: starting it without its turn "+
+				"(run the workers of task queue %s with --release-rate, or without it everywhere)", r.name(), rev.TargetRevision,
+				rev.AdmissionQueue, admissionUnserved, workflow.GetInfo(r.ctx).TaskQueueName), "admission queue unserved")
+			return nil
 		}
 		return fmt.Errorf("admission of %s on task queue %s: %w", r.name(), rev.AdmissionQueue, err)
 	}

@@ -7,8 +7,10 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/canaryflow/canaryflow/activities"
 )
@@ -99,4 +101,19 @@ func TestReleaseWithoutAnAdmissionQueueDoesNotWait(t *testing.T) {
 	res := h.run(podinfo())
 	require.True(t, res.Promoted)
 	require.NotContains(t, h.f.calls, "Admit")
+}
+
+// A release left in an admission queue no worker serves any more (every worker restarted without --release-rate)
+// starts after an hour without its turn, with a warning that names the queue and the fix, instead of waiting for
+// ever.
+func TestReleaseInAnUnservedAdmissionQueueStartsAfterAnHour(t *testing.T) {
+	h := newHarness(t, admittedRevision())
+	h.env.OnActivity("Admit", mock.Anything, mock.Anything).After(admissionUnserved).
+		Return(temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
+	res := h.run(podinfo())
+
+	require.Equal(t, succeeded("rev2"), summarize(res.Status))
+	require.Equal(t, r(90, 10, time.Hour), h.f.snapshotRoutes()[0], "the release started when the hour was up")
+	h.requireLogged("No worker admitted podinfo.test revision rev2 from task queue canaryflow-admission in 1h0m0s: " +
+		"starting it without its turn (run the workers of task queue default-test-taskqueue with --release-rate, or without it everywhere)")
 }
