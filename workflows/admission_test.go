@@ -33,6 +33,16 @@ func (h *harness) waitInQueue(d time.Duration, queue *string) {
 	h.env.OnActivity("Admit", mock.Anything, mock.Anything).After(d).Return(nil)
 }
 
+// signalWhileQueued runs a release whose turn in the admission queue would come after an hour, with the signal
+// name sent a minute in.
+func signalWhileQueued(t *testing.T, name string, s ActionSignal) (*harness, RolloutResult) {
+	h := newHarness(t, admittedRevision())
+	var queue string
+	h.waitInQueue(time.Hour, &queue)
+	h.signal(time.Minute, name, s)
+	return h, h.run(podinfo())
+}
+
 // A release detected by a worker that admits releases at a rate touches nothing until its turn comes: the canary
 // is scaled up and the traffic shifted only after the Admit on the admission queue, and from there the analysis
 // runs as it would have.
@@ -61,30 +71,20 @@ func TestReleaseStartsOnlyWhenAdmitted(t *testing.T) {
 // An abort while the release waits in the admission queue leaves the queue at once and ends the release as an
 // abort does before any traffic moved: Failed, the canary never scaled up, the primary keeping all traffic.
 func TestAbortWhileWaitingForAdmissionEndsTheReleaseWithoutScalingUp(t *testing.T) {
-	h := newHarness(t, admittedRevision())
-	var queue string
-	h.waitInQueue(time.Hour, &queue)
-	h.signal(time.Minute, SignalAbort, ActionSignal{By: "bob", Reason: "wrong image"})
-	res := h.run(podinfo())
+	h, res := signalWhileQueued(t, SignalAbort, ActionSignal{By: "bob", Reason: "wrong image"})
 
 	require.Equal(t, PhaseFailed, res.Status.Phase)
 	require.Equal(t, "bob", res.Status.AbortedBy)
-	require.NotContains(t, h.f.calls, "ScaleCanary up")
-	for _, rt := range h.f.snapshotRoutes() {
-		require.Zero(t, rt.Canary, "no traffic went to the canary")
-		require.Equal(t, time.Minute, rt.At, "the rollback came at the abort, not at the admission")
-	}
+	require.Equal(t, []string{"DetectRevision", "SetRoutes 100/0", "ScaleCanary down"}, h.f.calls,
+		"the rollback's writes only: the canary was never scaled up")
+	h.requireRoutes(r(100, 0, time.Minute))
 	h.requireLogged("Left the admission queue of podinfo.test after 1m0s for an abort")
 }
 
 // Promote now while waiting in the admission queue skips the queue, as it skips the analysis: whoever promotes by
 // hand wants it now.
 func TestPromoteWhileWaitingForAdmissionSkipsTheQueue(t *testing.T) {
-	h := newHarness(t, admittedRevision())
-	var queue string
-	h.waitInQueue(time.Hour, &queue)
-	h.signal(time.Minute, SignalPromote, ActionSignal{By: "erin", Reason: "hotfix"})
-	res := h.run(podinfo())
+	h, res := signalWhileQueued(t, SignalPromote, ActionSignal{By: "erin", Reason: "hotfix"})
 
 	require.Equal(t, succeeded("rev2"), summarize(res.Status))
 	require.Equal(t, "erin", res.Status.PromotedBy)
