@@ -235,3 +235,11 @@ func TestHelmTLSValuesWireTheWorker(t *testing.T) {
 	assert.NotContains(t, plain, "CANARYFLOW_TLS_CA")
 	assert.NotContains(t, plain, "volumeMounts:\n            - ")
 }
+
+// The chart's worker.releaseRate reaches the worker as CANARYFLOW_RELEASE_RATE, and the default (0) sets nothing.
+func TestHelmReleaseRateWiresTheWorker(t *testing.T) {
+	root, err := labtest.RepoRoot()
+	require.NoError(t, err)
+	assert.Contains(t, helmTemplate(t, root, "worker.releaseRate=1.5"), `CANARYFLOW_RELEASE_RATE, value: "1.5"`)
+	assert.NotContains(t, helmTemplate(t, root), "CANARYFLOW_RELEASE_RATE")
+}
