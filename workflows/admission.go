@@ -43,10 +43,10 @@ func admitOptions(queue string) workflow.ActivityOptions {
 // so that the analysis steps of the releases admitted keep their interval, instead of every canary scaling up in
 // the same second and every step waiting for CPU (BENCHMARKS.md, issue 15).
 //
-// An abort or a promote-now signal ends the wait at once; a release that waited admissionUnserved starts anyway,
-// with a warning that names the queue (the analysis then acts on it as it would have); a pause
-// waits in the queue and holds the release when admitted. The branch needs no version gate: a run takes it only
-// when its recorded DetectRevision result names a queue, which no run recorded before this change does.
+// An abort or a promote-now signal ends the wait at once, and the analysis then acts on it as it would have; a
+// pause waits in the queue and holds the release when admitted; a release that waited admissionUnserved starts
+// anyway, with a warning that names the queue. The branch needs no version gate: a run takes it only when its
+// recorded DetectRevision result names a queue, which no run recorded before this change does.
 func (r *rollout) admit(rev activities.RevisionResult) error {
 	if rev.AdmissionQueue == "" {
 		return nil
