@@ -51,8 +51,8 @@ type canaryMetrics struct {
 
 	mu       sync.Mutex
 	snap     snapshot
-	closed   map[string]*workflowpb.WorkflowExecutionInfo // run ID: every closed run known
-	running  map[string]bool                              // run IDs running at the last read
+	closed   map[string]listedRun // run ID: every closed run known, as much of it as the metrics need
+	running  map[string]bool      // run IDs running at the last read
 	lastFull time.Time
 	lastRead time.Time
 }
@@ -63,6 +63,40 @@ const (
 	fullReadsEvery   = 10
 	defaultClosedLag = 2 * time.Minute
 )
+
+// listedRun is what the metrics need of one listed execution. A worker keeps every closed run between reads, and
+// a decoded listing (memo and search attributes as protobuf maps of payloads) holds about 8 KB on the heap where
+// this holds about 0.7 KB: for a namespace that keeps 30,000 runs, 20 MB instead of 240 MB.
+type listedRun struct {
+	id, runID        string // workflow and run IDs
+	name, ns, phase  string // search attributes
+	strategy, target string // memo
+	status           enumspb.WorkflowExecutionStatus
+	start, close     time.Time // zero when not listed
+	checks           map[string]float64
+	weight           int64
+}
+
+// summarise keeps of e what the metrics read.
+func summarise(e *workflowpb.WorkflowExecutionInfo) listedRun {
+	sa := e.GetSearchAttributes()
+	r := listedRun{
+		id: e.GetExecution().GetWorkflowId(), runID: e.GetExecution().GetRunId(),
+		name: keyword(sa, searchattr.CanaryName.GetName()), ns: keyword(sa, searchattr.CanaryNamespace.GetName()),
+		phase:    keyword(sa, searchattr.CanaryPhase.GetName()),
+		strategy: memoString(e, "strategy"), target: memoString(e, "target"),
+		status: e.GetStatus(),
+		checks: decode[map[string]float64](e.GetMemo().GetFields()["lastChecks"]),
+		weight: decode[int64](sa.GetIndexedFields()[searchattr.CanaryWeight.GetName()]),
+	}
+	if t := e.GetStartTime(); t != nil {
+		r.start = t.AsTime()
+	}
+	if t := e.GetCloseTime(); t != nil {
+		r.close = t.AsTime()
+	}
+	return r
+}
 
 type snapshot struct {
 	at       time.Time
@@ -155,22 +189,22 @@ func (m *canaryMetrics) read(ctx context.Context) snapshot {
 		return s
 	}
 	running := map[string]bool{}
-	var all []*workflowpb.WorkflowExecutionInfo // the running runs, then every closed run known
+	var all []listedRun // the running runs, then every closed run known
 	closed := m.closed
 	if full {
-		closed = map[string]*workflowpb.WorkflowExecutionInfo{}
+		closed = map[string]listedRun{}
 	}
 	for _, e := range execs {
-		if run := e.GetExecution().GetRunId(); e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			running[run] = true
+		if e.status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			running[e.runID] = true
 			all = append(all, e)
 		} else {
-			closed[run] = e
+			closed[e.runID] = e
 		}
 	}
 	if !full {
 		for run := range m.running {
-			if !running[run] && closed[run] == nil { // closed, but not yet in visibility as closed
+			if _, known := closed[run]; !running[run] && !known { // closed, but not yet in visibility as closed
 				m.closed = nil
 				return m.read(ctx)
 			}
@@ -181,11 +215,11 @@ func (m *canaryMetrics) read(ctx context.Context) snapshot {
 		m.lastFull = now
 	}
 	all = slices.AppendSeq(all, maps.Values(closed))
-	slices.SortFunc(all, func(a, b *workflowpb.WorkflowExecutionInfo) int {
-		if c := b.GetStartTime().AsTime().Compare(a.GetStartTime().AsTime()); c != 0 {
+	slices.SortFunc(all, func(a, b listedRun) int {
+		if c := b.start.Compare(a.start); c != 0 {
 			return c
 		}
-		return strings.Compare(a.GetExecution().GetRunId(), b.GetExecution().GetRunId())
+		return strings.Compare(a.runID, b.runID)
 	})
 	seen := map[string]bool{}
 	for _, e := range all {
@@ -194,9 +228,10 @@ func (m *canaryMetrics) read(ctx context.Context) snapshot {
 	return s
 }
 
-// listAll lists every execution the query matches, page by page.
-func (m *canaryMetrics) listAll(ctx context.Context, query string) ([]*workflowpb.WorkflowExecutionInfo, error) {
-	var execs []*workflowpb.WorkflowExecutionInfo
+// listAll lists every execution the query matches, page by page, keeping of each what the metrics need (a page's
+// listings are garbage before the next page is asked for).
+func (m *canaryMetrics) listAll(ctx context.Context, query string) ([]listedRun, error) {
+	var execs []listedRun
 	var token []byte
 	for {
 		resp, err := m.list(ctx, &workflowservice.ListWorkflowExecutionsRequest{
@@ -205,30 +240,31 @@ func (m *canaryMetrics) listAll(ctx context.Context, query string) ([]*workflowp
 		if err != nil {
 			return nil, err
 		}
-		execs = append(execs, resp.GetExecutions()...)
+		for _, e := range resp.GetExecutions() {
+			execs = append(execs, summarise(e))
+		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
 			return execs, nil
 		}
 	}
 }
 
-func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool) {
-	name := keyword(e.GetSearchAttributes(), searchattr.CanaryName.GetName())
-	ns := keyword(e.GetSearchAttributes(), searchattr.CanaryNamespace.GetName())
+func (s *snapshot) add(e listedRun, seen map[string]bool) {
+	name, ns := e.name, e.ns
 	if name == "" {
 		return // started but not yet past its first task: nothing recorded
 	}
-	phase := workflows.Phase(keyword(e.GetSearchAttributes(), searchattr.CanaryPhase.GetName()))
-	strategy, target := memoString(e, "strategy"), memoString(e, "target")
+	phase := workflows.Phase(e.phase)
+	strategy, target := e.strategy, e.target
 	if _, after, ok := strings.Cut(target, "/"); ok { // "Deployment/podinfo"
 		target = after
 	}
 	if target == "" {
 		target = name
 	}
-	running := e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
-	failed := !running && (phase == workflows.PhaseFailed || e.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED &&
-		e.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW)
+	running := e.status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	failed := !running && (phase == workflows.PhaseFailed || e.status != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED &&
+		e.status != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW)
 	if !running {
 		k := [3]string{name, ns, strategy}
 		switch {
@@ -238,11 +274,10 @@ func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool
 			s.success[k]++
 		}
 	}
-	id := e.GetExecution().GetWorkflowId()
-	if seen[id] {
+	if seen[e.id] {
 		return // an older rollout of a canary already counted by its newest
 	}
-	seen[id] = true
+	seen[e.id] = true
 	s.total[ns]++
 	nk := [2]string{name, ns}
 	switch {
@@ -253,13 +288,13 @@ func (s *snapshot) add(e *workflowpb.WorkflowExecutionInfo, seen map[string]bool
 	default:
 		s.status[nk] = 1
 	}
-	if !running && e.GetCloseTime() != nil && e.GetStartTime() != nil {
-		s.duration[nk] = e.GetCloseTime().AsTime().Sub(e.GetStartTime().AsTime()).Seconds()
+	if !running && !e.close.IsZero() && !e.start.IsZero() {
+		s.duration[nk] = e.close.Sub(e.start).Seconds()
 	}
-	for metric, v := range decode[map[string]float64](e.GetMemo().GetFields()["lastChecks"]) {
+	for metric, v := range e.checks {
 		s.analysis[[3]string{metric, name, ns}] = v
 	}
-	weight := float64(decode[int64](e.GetSearchAttributes().GetIndexedFields()[searchattr.CanaryWeight.GetName()]))
+	weight := float64(e.weight)
 	s.weight[[2]string{target, ns}] = weight
 	s.weight[[2]string{target + "-primary", ns}] = 100 - weight
 }
