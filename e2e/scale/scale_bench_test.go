@@ -235,8 +235,11 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	// every rollout run back to back, a large share of the Temporal server's CPU in every run before the fourth session.
 	// 30s is the worker's default (defaultMetricsRefresh).
 	refresh := "CANARYFLOW_METRICS_REFRESH=" + cmp.Or(os.Getenv("CANARYFLOW_METRICS_REFRESH"), "30s")
+	// CANARYFLOW_BENCH_WORKER_ENV adds variables to the workers' environment only (say GOGC=50 for the Go runtime),
+	// where a variable of the make command would reach the lab's Temporal server and control plane too.
+	workerEnv := append([]string{refresh}, strings.Fields(os.Getenv("CANARYFLOW_BENCH_WORKER_ENV"))...)
 	s, err := e2e.StartWith(ctx, run.env, b.Logf, e2e.Options{TaskQueue: queue, PrometheusURL: run.prom.URL, NoWorker: true,
-		WorkerEnv: []string{refresh}})
+		WorkerEnv: workerEnv})
 	if err != nil {
 		b.Fatal(err)
 	}
