@@ -83,9 +83,8 @@ func (w *workers) inFlight(ctx context.Context, c client.Client, id string, stop
 			if a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED || (activity != "" && a.GetActivityType().GetName() != activity) {
 				continue
 			}
-			// The SDK's default identity is "<pid>@<host>@".
-			pid, err := strconv.Atoi(strings.SplitN(a.GetLastWorkerIdentity(), "@", 2)[0])
-			if err != nil {
+			pid, ok := identityPid(a.GetLastWorkerIdentity())
+			if !ok {
 				continue
 			}
 			if slot := w.slotOf(pid); slot >= 0 {
@@ -93,6 +92,12 @@ func (w *workers) inFlight(ctx context.Context, c client.Client, id string, stop
 			}
 		}
 	}
+}
+
+// identityPid is the process ID in a worker identity, the SDK's default "<pid>@<host>@".
+func identityPid(identity string) (int, bool) {
+	pid, err := strconv.Atoi(strings.SplitN(identity, "@", 2)[0])
+	return pid, err == nil
 }
 
 // name is the process name of the worker in slot.
@@ -114,7 +119,7 @@ func (w *workers) stillRunningOn(ctx context.Context, c client.Client, id, activ
 		if a.GetActivityType().GetName() != activity || a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
 			continue
 		}
-		if p, err := strconv.Atoi(strings.SplitN(a.GetLastWorkerIdentity(), "@", 2)[0]); err == nil && p == pid {
+		if p, ok := identityPid(a.GetLastWorkerIdentity()); ok && p == pid {
 			return true
 		}
 	}
