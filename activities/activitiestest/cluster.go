@@ -33,6 +33,9 @@ type Canary struct {
 	SuccessRate     float64
 	// ClosedGates answer webhooks of these types with 403.
 	ClosedGates map[v1beta1.HookType]bool
+	// Unready makes CheckReady answer not ready; ReadyChecks counts its calls.
+	Unready     bool
+	ReadyChecks int
 	// Routes are the weights set, "primary/canary", in order; RouteTimes when each was set.
 	Routes     []string
 	RouteTimes []time.Time
@@ -100,8 +103,16 @@ func (a *Activities) ScaleCanary(context.Context, activities.ScaleInput) (activi
 	return activities.ActionResult{}, nil
 }
 
-// CheckReady reports every workload ready.
-func (a *Activities) CheckReady(context.Context, activities.ReadyInput) (activities.ReadyResult, error) {
+// CheckReady reports every workload ready, but those of a canary set Unready, and counts the calls.
+func (a *Activities) CheckReady(_ context.Context, in activities.ReadyInput) (activities.ReadyResult, error) {
+	ready := true
+	a.c.Set(in.Canary.Namespace, in.Canary.Name, func(c *Canary) {
+		c.ReadyChecks++
+		ready = !c.Unready
+	})
+	if !ready {
+		return activities.ReadyResult{Reason: "not ready (activitiestest: Unready)"}, nil
+	}
 	return activities.ReadyResult{Ready: true}, nil
 }
 
