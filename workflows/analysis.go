@@ -198,10 +198,10 @@ func (r *rollout) startCanary() (outcome, error) {
 	r.decide(activities.EventNewRevision, v1beta1.SeverityInfo, true,
 		fmt.Sprintf("New revision detected! Scaling up %s.%s", r.c.Spec.TargetRef.Name, r.c.Namespace), "revision "+r.st.Revision)
 	var res activities.ActionResult
-	if err := r.kube(kubeOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
+	if err := r.kube(kubeOptions(), rt.ReconcileRouter, r.routerIn(), &res); err != nil {
 		return keepGoing, err
 	}
-	if err := r.kube(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: true}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.ScaleCanary, r.scaleIn(true), &res); err != nil {
 		return keepGoing, err
 	}
 	ready, reason, err := r.waitReady(activities.WorkloadCanary, r.hasUrgent)
@@ -243,7 +243,7 @@ func (r *rollout) step() (outcome, error) {
 	}
 	if !ready && r.deadlinePassed() {
 		return r.rollbackFor(fmt.Sprintf("Rolling back %s progress deadline exceeded %s", r.name(),
-			deadlineReason(activities.WorkloadCanary, r.c, reason)), activities.EventRolledBack), nil
+			deadlineReason(activities.WorkloadCanary, &r.c, reason)), activities.EventRolledBack), nil
 	}
 	if !ready {
 		r.decide(activities.EventHalted, v1beta1.SeverityWarn, false,

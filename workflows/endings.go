@@ -14,7 +14,7 @@ import (
 
 // promoteNow copies the canary to the primary, waits for the primary, routes all traffic to it (in
 // stepWeightPromotion steps when set), scales the canary down and ends Succeeded.
-func (r *rollout) promoteNow() (RolloutResult, error) {
+func (r *rollout) promoteNow() (*RolloutResult, error) {
 	if r.c.IsStatefulSet() {
 		return r.promoteStatefulSet()
 	}
@@ -38,7 +38,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 		return r.rollback(r.abortReason(), activities.EventAborted)
 	}
 	r.primaryWritten = revertible
-	if err := r.kube(kubeOptions(), wl.Promote, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.Promote, r.workloadIn(), &res); err != nil {
 		return r.fail(err)
 	}
 	ready, reason, err := r.waitReady(activities.WorkloadPrimary, aborted)
@@ -87,7 +87,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 	}
 
 	r.setPhase(PhaseFinalising)
-	if err := r.kube(kubeOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
+	if err := r.kube(kubeOptions(), wl.ScaleCanary, r.scaleIn(false), &res); err != nil {
 		return r.fail(err)
 	}
 	if revertible && aborted() {
@@ -117,7 +117,7 @@ func (r *rollout) promoteNow() (RolloutResult, error) {
 
 // rollback routes all traffic to the primary, scales the canary down and ends Failed. Its writes retry until they
 // succeed (cleanupOptions).
-func (r *rollout) rollback(reason string, ev activities.EventType) (RolloutResult, error) {
+func (r *rollout) rollback(reason string, ev activities.EventType) (*RolloutResult, error) {
 	if r.c.IsStatefulSet() {
 		return r.rollbackStatefulSet(reason, ev)
 	}
@@ -138,7 +138,7 @@ func (r *rollout) rollback(reason string, ev activities.EventType) (RolloutResul
 	}
 	r.warn(fmt.Sprintf("Canary failed! Scaling down %s.%s", r.c.Spec.TargetRef.Name, r.c.Namespace), reason)
 	var res activities.ActionResult
-	if err := r.exec(cleanupOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
+	if err := r.exec(cleanupOptions(), wl.ScaleCanary, r.scaleIn(false), &res); err != nil {
 		return r.result(reason, false), fmt.Errorf("roll back %s: %w", r.name(), err)
 	}
 	r.setPhase(PhaseFailed)
@@ -158,7 +158,7 @@ func (r *rollout) revertPromotion() error {
 	prev := r.st.PrimaryRevision
 	r.warn(fmt.Sprintf("Restoring %s-primary.%s to revision %s", r.c.Spec.TargetRef.Name, r.c.Namespace, prev), "promotion reverted")
 	var res activities.ActionResult
-	if err := r.exec(cleanupOptions(), wl.RevertPromotion, activities.RevertInput{Canary: r.c, Revision: prev}, &res); err != nil {
+	if err := r.exec(cleanupOptions(), wl.RevertPromotion, r.revertIn(prev), &res); err != nil {
 		return err
 	}
 	r.primaryWritten = false
@@ -167,9 +167,9 @@ func (r *rollout) revertPromotion() error {
 
 // fail ends the run after an unexpected error (an activity that failed for good): it rolls back when it can and
 // returns the error when even that fails. A cancellation unwinds to CanaryRollout.
-func (r *rollout) fail(err error) (RolloutResult, error) {
+func (r *rollout) fail(err error) (*RolloutResult, error) {
 	if errors.Is(err, errCanceled) || r.ctx.Err() != nil {
-		return RolloutResult{}, errCanceled
+		return nil, errCanceled
 	}
 	res, rbErr := r.rollback(fmt.Sprintf("Rolling back %s: %v", r.name(), err), activities.EventRolledBack)
 	if rbErr != nil {
@@ -180,11 +180,11 @@ func (r *rollout) fail(err error) (RolloutResult, error) {
 
 // canceled rolls back in a disconnected context after the workflow was cancelled, then ends the execution as
 // canceled with the result (phase Failed) as details.
-func (r *rollout) canceled() (RolloutResult, error) {
+func (r *rollout) canceled() (*RolloutResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(r.ctx)
 	r.ctx = dctx
 	reason := fmt.Sprintf("Rolling back %s: workflow cancelled", r.name())
-	var res RolloutResult
+	var res *RolloutResult
 	if phase := r.st.Phase; phase == "" || phase == PhaseInitializing {
 		// Nothing to roll back: what the initialisation made is undone, and the next run initialises again.
 		r.setPhase(PhaseFailed)
@@ -202,7 +202,7 @@ func (r *rollout) canceled() (RolloutResult, error) {
 			return res, err
 		}
 	}
-	return res, temporal.NewCanceledError(res)
+	return res, temporal.NewCanceledError(*res)
 }
 
 // restart routes traffic back to the primary, resets the counters and sets the new revision; analyse then
@@ -226,7 +226,7 @@ func (r *rollout) restart(rev activities.RevisionResult) error {
 }
 
 // revert ends a run whose target went back to what the primary runs: traffic to the primary, canary down.
-func (r *rollout) revert(rev activities.RevisionResult) (RolloutResult, error) {
+func (r *rollout) revert(rev activities.RevisionResult) (*RolloutResult, error) {
 	if r.c.IsStatefulSet() {
 		return r.revertStatefulSet(rev)
 	}
@@ -236,7 +236,7 @@ func (r *rollout) revert(rev activities.RevisionResult) (RolloutResult, error) {
 		return r.fail(err)
 	}
 	var res activities.ActionResult
-	if err := r.exec(cleanupOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
+	if err := r.exec(cleanupOptions(), wl.ScaleCanary, r.scaleIn(false), &res); err != nil {
 		return r.fail(err)
 	}
 	r.st.Revision = rev.TargetRevision

@@ -20,9 +20,9 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 	poll := readyPollFirst
 	for {
 		var res activities.ReadyResult
-		err := r.kube(readyOptions(), wl.CheckReady, activities.ReadyInput{Canary: r.c, Workload: w}, &res)
+		err := r.kube(readyOptions(), wl.CheckReady, r.readyIn(w), &res)
 		if isDeadline(err) {
-			return false, deadlineReason(w, r.c, err.Error()), nil
+			return false, deadlineReason(w, &r.c, err.Error()), nil
 		}
 		if errors.Is(err, errCanceled) {
 			return false, "", err
@@ -36,7 +36,7 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 		}
 		elapsed := workflow.Now(r.ctx).Sub(since)
 		if elapsed >= deadline {
-			return false, deadlineReason(w, r.c, res.Reason), nil
+			return false, deadlineReason(w, &r.c, res.Reason), nil
 		}
 		if err := r.wait(min(poll, deadline-elapsed), false, stop); err != nil {
 			return false, "", err
@@ -48,7 +48,7 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 	}
 }
 
-func deadlineReason(w activities.Workload, c v1beta1.Canary, why string) string {
+func deadlineReason(w activities.Workload, c *v1beta1.Canary, why string) string {
 	if c.IsStatefulSet() {
 		return fmt.Sprintf("StatefulSet %s.%s not ready: %s", c.Spec.TargetRef.Name, c.Namespace, why)
 	}
@@ -72,7 +72,7 @@ func (r *rollout) checkCanaryReady() (bool, string, error) {
 		return r.checkStatefulSetReady()
 	}
 	var res activities.ReadyResult
-	err := r.kube(readyOptions(), wl.CheckReady, activities.ReadyInput{Canary: r.c, Workload: activities.WorkloadCanary}, &res)
+	err := r.kube(readyOptions(), wl.CheckReady, r.readyIn(activities.WorkloadCanary), &res)
 	if isDeadline(err) {
 		r.st.NotReadySince = workflow.Now(r.ctx).Add(-r.c.ProgressDeadline())
 		return false, err.Error(), nil

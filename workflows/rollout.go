@@ -32,10 +32,19 @@ var (
 //
 // History stays bounded: past historyLimit events, or when the server suggests it, a run continues as new (between
 // steps) with its Status in the input.
-func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
+//
+// The input and the result are pointers, for the worker's memory; their payloads are the same JSON as values'.
+// A worker keeps the coroutine of every rollout it caches, parked where the run waits (an interval, a readiness
+// look, the admission queue), with the frames of every call down to there on its stack. The runtime halves a
+// parked coroutine's stack only while less than a quarter of it is used, so a few KiB of frames decide whether a
+// rollout holds 16 or 32 KiB of stack (BenchmarkCachedRolloutMemory in worker/). Values took a copy in the frame
+// of each caller down to the wait, and the SDK calls this function by reflection with a frame on the heap that
+// holds its arguments and results as long as the run is cached (near 1.5 KiB with values). Nothing of this changes
+// what the workflow does or its commands: recorded histories replay as before.
+func CanaryRollout(ctx workflow.Context, in *RolloutInput) (*RolloutResult, error) {
 	r := newRollout(ctx, in)
 	if err := r.setup(); err != nil {
-		return RolloutResult{}, err
+		return nil, err
 	}
 	res, err := r.run()
 	if err != nil && (errors.Is(err, errCanceled) || ctx.Err() != nil) {
@@ -62,9 +71,18 @@ func CanaryRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error)
 		return res, nil
 	}
 	r.info("New revision signalled while finishing: starting a new run for "+r.name(), "revision "+rev.TargetRevision)
-	return res, workflow.NewContinueAsNewError(ctx, WorkflowName, RolloutInput{
-		Canary: in.Canary, Templates: in.Templates, AlertProviders: in.AlertProviders, Defaulted: in.Defaulted,
-		WriteStatus: in.WriteStatus,
+	return res, continueAsNew(ctx, in, nil)
+}
+
+// continueAsNew is the error that ends this run and starts the next with in's Canary, templates and alert
+// providers, carrying st when not nil (the same release, continued) or none (a new release). Apart from its
+// callers, so that the input it builds takes no room in their frames while they wait.
+//
+//go:noinline
+func continueAsNew(ctx workflow.Context, in *RolloutInput, st *Status) error {
+	return workflow.NewContinueAsNewError(ctx, WorkflowName, RolloutInput{
+		Canary: in.Canary, Templates: in.Templates, AlertProviders: in.AlertProviders, Status: st,
+		Defaulted: in.Defaulted, WriteStatus: in.WriteStatus,
 	})
 }
 
@@ -118,13 +136,15 @@ type rollout struct {
 	written *activities.CanaryStatusInput
 }
 
-func newRollout(ctx workflow.Context, in RolloutInput) *rollout {
+func newRollout(ctx workflow.Context, in *RolloutInput) *rollout {
+	r := &rollout{ctx: ctx, in: *in, log: workflow.GetLogger(ctx), saWeight: -1}
 	if !in.Defaulted {
 		// An input written by hand, or by a starter older than the flag: default it here, once, so that every
 		// activity gets an explicit spec. The inputs of the starter are defaulted when loaded.
-		in = withDefaults(in)
+		r.in = withDefaults(r.in)
 	}
-	r := &rollout{ctx: ctx, in: in, c: in.Canary, log: workflow.GetLogger(ctx), saWeight: -1}
+	in = &r.in
+	r.c = in.Canary
 	r.a = r.c.Spec.Analysis
 	if r.a == nil {
 		r.a = &v1beta1.CanaryAnalysis{}
@@ -194,7 +214,7 @@ func (r *rollout) setup() error {
 }
 
 // run decides what this run is: refused (suspended), an initialisation, nothing (no new run) or a release.
-func (r *rollout) run() (RolloutResult, error) {
+func (r *rollout) run() (*RolloutResult, error) {
 	if r.resumed {
 		r.info(fmt.Sprintf("Continuing rollout of %s at %s (run %d)", r.name(), r.st.Phase, r.st.Runs), "continued as new")
 		if r.c.IsStatefulSet() {
@@ -205,11 +225,11 @@ func (r *rollout) run() (RolloutResult, error) {
 	if r.c.Spec.Suspend {
 		r.st.Message = "Canary " + r.name() + " is suspended: no rollout started"
 		r.info(r.st.Message, "suspended")
-		return RolloutResult{Suspended: true, Reason: r.st.Message, Status: r.st}, nil
+		return &RolloutResult{Suspended: true, Reason: r.st.Message, Status: r.st}, nil
 	}
 	rev, err := r.detect()
 	if err != nil {
-		return RolloutResult{}, err
+		return nil, err
 	}
 	r.st.Revision, r.st.PrimaryRevision = rev.TargetRevision, rev.PrimaryRevision
 	switch {
@@ -231,23 +251,23 @@ func (r *rollout) run() (RolloutResult, error) {
 	}
 	r.st.Message = ""
 	if err := r.admit(rev); err != nil {
-		return RolloutResult{}, err
+		return nil, err
 	}
 	return r.release()
 }
 
 // initialise sets up a canary's first rollout: primary, Services, router at 100/0, target scaled to zero.
-func (r *rollout) initialise() (RolloutResult, error) {
+func (r *rollout) initialise() (*RolloutResult, error) {
 	if r.c.IsStatefulSet() {
 		return r.initialiseStatefulSet()
 	}
 	r.setPhase(PhaseInitializing)
 	r.info("Initializing "+r.name(), "first rollout: no primary")
 	var res activities.ActionResult
-	if err := r.exec(initOptions(), wl.InitializeWorkloads, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(initOptions(), wl.InitializeWorkloads, r.workloadIn(), &res); err != nil {
 		return r.failInit(err)
 	}
-	if err := r.exec(initOptions(), rt.ReconcileRouter, activities.RouterInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(initOptions(), rt.ReconcileRouter, r.routerIn(), &res); err != nil {
 		return r.failInit(err)
 	}
 	if err := r.setRoutes(kubeOptions(), 100, 0, false); err != nil {
@@ -263,7 +283,7 @@ func (r *rollout) initialise() (RolloutResult, error) {
 	if r.abort != nil {
 		return r.failInit(fmt.Errorf("aborted by %s: %s", r.abort.By, r.abort.Reason))
 	}
-	if err := r.exec(initOptions(), wl.ScaleCanary, activities.ScaleInput{Canary: r.c, Up: false}, &res); err != nil {
+	if err := r.exec(initOptions(), wl.ScaleCanary, r.scaleIn(false), &res); err != nil {
 		return r.failInit(err)
 	}
 	r.setPhase(PhaseInitialized)
@@ -275,9 +295,9 @@ func (r *rollout) initialise() (RolloutResult, error) {
 // failInit ends a failed initialisation and undoes what it made (router objects, primary, Services), so that the
 // next run finds no half-made canary and initialises again: a primary left behind would make it report "no new
 // run" on objects that never served. (Runs recorded before versionUndoInit left them.)
-func (r *rollout) failInit(err error) (RolloutResult, error) {
+func (r *rollout) failInit(err error) (*RolloutResult, error) {
 	if errors.Is(err, errCanceled) || r.ctx.Err() != nil {
-		return RolloutResult{}, errCanceled
+		return nil, errCanceled
 	}
 	r.setPhase(PhaseFailed)
 	msg := fmt.Sprintf("Initialization of %s failed: %v", r.name(), err)
@@ -300,16 +320,16 @@ func (r *rollout) undoInit() error {
 	}
 	r.warn("Undoing the initialization of "+r.name(), "initialization failed")
 	var res activities.ActionResult
-	err := r.exec(cleanupOptions(), rt.FinalizeRouter, activities.RouterInput{Canary: r.c}, &res)
+	err := r.exec(cleanupOptions(), rt.FinalizeRouter, r.routerIn(), &res)
 	var ae *temporal.ApplicationError
 	if err != nil && !(errors.As(err, &ae) && ae.Type() == activities.ErrTypeUnsupportedProvider) {
 		return err
 	}
-	return r.exec(cleanupOptions(), wl.FinalizeWorkloads, activities.WorkloadInput{Canary: r.c}, &res)
+	return r.exec(cleanupOptions(), wl.FinalizeWorkloads, r.workloadIn(), &res)
 }
 
 // release analyses the revision in r.st.Revision until it is promoted or rolled back, restarting on new revisions.
-func (r *rollout) release() (RolloutResult, error) {
+func (r *rollout) release() (*RolloutResult, error) {
 	for {
 		out, err := r.analyse()
 		if err != nil {
@@ -329,10 +349,7 @@ func (r *rollout) release() (RolloutResult, error) {
 		case toContinueAsNew:
 			r.info(fmt.Sprintf("History of %s has %d events: continuing as new", r.name(),
 				workflow.GetInfo(r.ctx).GetCurrentHistoryLength()), "history limit")
-			return RolloutResult{}, workflow.NewContinueAsNewError(r.ctx, WorkflowName, RolloutInput{
-				Canary: r.in.Canary, Templates: r.in.Templates, AlertProviders: r.in.AlertProviders, Status: &r.st,
-				Defaulted: r.in.Defaulted, WriteStatus: r.in.WriteStatus,
-			})
+			return nil, continueAsNew(r.ctx, &r.in, &r.st)
 		}
 	}
 }
@@ -343,15 +360,14 @@ func (r *rollout) detect() (activities.RevisionResult, error) {
 		return r.detectStatefulSet()
 	}
 	var rev activities.RevisionResult
-	err := r.exec(initOptions(), wl.DetectRevision, activities.WorkloadInput{Canary: r.c}, &rev)
+	err := r.exec(initOptions(), wl.DetectRevision, r.workloadIn(), &rev)
 	return rev, err
 }
 
 // setRoutes writes a split on the router and records it in the status and search attributes.
 func (r *rollout) setRoutes(opts workflow.ActivityOptions, primary, canary int, mirrored bool) error {
 	var res activities.RoutesResult
-	in := activities.RoutesInput{Canary: r.c, PrimaryWeight: primary, CanaryWeight: canary, Mirrored: mirrored}
-	if err := r.kube(opts, rt.SetRoutes, in, &res); err != nil {
+	if err := r.kube(opts, rt.SetRoutes, r.routesIn(primary, canary, mirrored), &res); err != nil {
 		return err
 	}
 	r.st.PrimaryWeight, r.st.CanaryWeight, r.st.Mirrored = primary, canary, mirrored
@@ -398,10 +414,38 @@ func (r *rollout) local(opts workflow.ActivityOptions, fn any, in any, out any) 
 	return err
 }
 
+// The inputs of the activities that carry the Canary (near a KiB each), built and boxed apart from their
+// callers: a frame that builds one keeps room for it while the call it makes waits, and a rollout's coroutine
+// waits in such frames (see canaryRollout on why their size matters).
+
+//go:noinline
+func (r *rollout) workloadIn() any { return activities.WorkloadInput{Canary: r.c} }
+
+//go:noinline
+func (r *rollout) routerIn() any { return activities.RouterInput{Canary: r.c} }
+
+//go:noinline
+func (r *rollout) scaleIn(up bool) any { return activities.ScaleInput{Canary: r.c, Up: up} }
+
+//go:noinline
+func (r *rollout) readyIn(w activities.Workload) any {
+	return activities.ReadyInput{Canary: r.c, Workload: w}
+}
+
+//go:noinline
+func (r *rollout) revertIn(revision string) any {
+	return activities.RevertInput{Canary: r.c, Revision: revision}
+}
+
+//go:noinline
+func (r *rollout) routesIn(primary, canary int, mirrored bool) any {
+	return activities.RoutesInput{Canary: r.c, PrimaryWeight: primary, CanaryWeight: canary, Mirrored: mirrored}
+}
+
 func (r *rollout) name() string { return r.c.Name + "." + r.c.Namespace }
 
-func (r *rollout) result(reason string, noNewRun bool) RolloutResult {
-	return RolloutResult{
+func (r *rollout) result(reason string, noNewRun bool) *RolloutResult {
+	return &RolloutResult{
 		Phase: r.st.Phase, Revision: r.st.Revision, Promoted: r.st.Phase == PhaseSucceeded,
 		NoNewRun: noNewRun, Reason: reason, Status: r.st,
 	}

@@ -124,7 +124,7 @@ func (h *harness) execute(in RolloutInput) {
 	if in.Status != nil {
 		h.from = in.Status.Phase
 	}
-	h.env.ExecuteWorkflow(CanaryRollout, in)
+	h.env.ExecuteWorkflow(CanaryRollout, &in)
 }
 
 func (h *harness) runInput(in RolloutInput) RolloutResult {

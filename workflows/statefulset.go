@@ -49,11 +49,11 @@ func (r *rollout) detectStatefulSet() (activities.RevisionResult, error) {
 
 // initialiseStatefulSet records the StatefulSet's template as stable and raises its partition to the replica
 // count, so that a later template change updates no pod until a rollout lowers the partition.
-func (r *rollout) initialiseStatefulSet() (RolloutResult, error) {
+func (r *rollout) initialiseStatefulSet() (*RolloutResult, error) {
 	r.setPhase(PhaseInitializing)
 	r.info("Initializing "+r.name()+": recording the template of StatefulSet "+r.c.Spec.TargetRef.Name+" as stable", "first rollout")
 	var res activities.ActionResult
-	if err := r.exec(initOptions(), sts.RecordStableStatefulSet, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(initOptions(), sts.RecordStableStatefulSet, r.workloadIn(), &res); err != nil {
 		return r.failInit(err)
 	}
 	r.setPhase(PhaseInitialized)
@@ -181,7 +181,7 @@ func (r *rollout) waitStatefulSet(partition int, stop func() bool) (bool, string
 		}
 		elapsed := workflow.Now(r.ctx).Sub(since)
 		if elapsed >= deadline {
-			return false, deadlineReason(activities.WorkloadCanary, r.c, st.Reason), nil
+			return false, deadlineReason(activities.WorkloadCanary, &r.c, st.Reason), nil
 		}
 		if err := r.wait(min(poll, deadline-elapsed), false, stop); err != nil {
 			return false, "", err
@@ -195,7 +195,7 @@ func (r *rollout) waitStatefulSet(partition int, stop func() bool) (bool, string
 
 // promoteStatefulSet lowers the partition to 0, waits until every pod runs the new revision, records it as
 // stable (the partition back at the replica count, ready for the next revision) and ends Succeeded.
-func (r *rollout) promoteStatefulSet() (RolloutResult, error) {
+func (r *rollout) promoteStatefulSet() (*RolloutResult, error) {
 	r.st.PendingGate = ""
 	r.setPhase(PhasePromoting)
 	r.setCondition(ConditionUnknown, "Promoting", "Canary analysis completed, updating every pod of the StatefulSet.")
@@ -224,7 +224,7 @@ func (r *rollout) promoteStatefulSet() (RolloutResult, error) {
 	}
 	r.setPhase(PhaseFinalising)
 	var res activities.ActionResult
-	if err := r.kube(kubeOptions(), sts.RecordStableStatefulSet, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.kube(kubeOptions(), sts.RecordStableStatefulSet, r.workloadIn(), &res); err != nil {
 		return r.fail(err)
 	}
 	r.setPartitionStatus(r.st.Replicas)
@@ -246,14 +246,14 @@ func (r *rollout) promoteStatefulSet() (RolloutResult, error) {
 // rollbackStatefulSet puts the stable template back with partition 0, waits until every pod runs it again (within
 // the progress deadline; the reason says when some do not yet), raises the partition to the replica count and
 // ends Failed. Its writes retry until they succeed (cleanupOptions).
-func (r *rollout) rollbackStatefulSet(reason string, ev activities.EventType) (RolloutResult, error) {
+func (r *rollout) rollbackStatefulSet(reason string, ev activities.EventType) (*RolloutResult, error) {
 	r.st.PendingGate = ""
 	r.log.Error(reason, r.keyvals("rollback")...)
 	r.say(reason)
 	r.st.Message = reason
 	r.warn(fmt.Sprintf("Canary failed! Restoring StatefulSet %s.%s to revision %s", r.c.Spec.TargetRef.Name, r.c.Namespace, r.st.PrimaryRevision), reason)
 	var res activities.ActionResult
-	if err := r.exec(cleanupOptions(), sts.RestoreStatefulSet, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(cleanupOptions(), sts.RestoreStatefulSet, r.workloadIn(), &res); err != nil {
 		return r.result(reason, false), fmt.Errorf("roll back %s: %w", r.name(), err)
 	}
 	// Every pod is headed back to the stable revision: report it as all of the traffic.
@@ -268,7 +268,7 @@ func (r *rollout) rollbackStatefulSet(reason string, ev activities.EventType) (R
 		// The stable template is back and the controller keeps going; raising the partition now would stop it.
 		reason = fmt.Sprintf("%s; not every pod runs the stable revision yet: %s", reason, why)
 	} else {
-		if err := r.exec(cleanupOptions(), sts.RecordStableStatefulSet, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+		if err := r.exec(cleanupOptions(), sts.RecordStableStatefulSet, r.workloadIn(), &res); err != nil {
 			return r.result(reason, false), fmt.Errorf("roll back %s: %w", r.name(), err)
 		}
 		r.setPartitionStatus(r.st.Replicas)
@@ -285,7 +285,7 @@ func (r *rollout) rollbackStatefulSet(reason string, ev activities.EventType) (R
 
 // revertStatefulSet ends a run whose StatefulSet template went back to the stable one: the controller returns the
 // updated pods to it; once every pod runs it, the partition goes back to the replica count.
-func (r *rollout) revertStatefulSet(rev activities.RevisionResult) (RolloutResult, error) {
+func (r *rollout) revertStatefulSet(rev activities.RevisionResult) (*RolloutResult, error) {
 	msg := fmt.Sprintf("No new run for %s: the StatefulSet is back at its stable revision %s", r.name(), rev.TargetRevision)
 	r.info(msg, "revision reverted")
 	if err := r.setPartition(cleanupOptions(), 0); err != nil {
@@ -298,7 +298,7 @@ func (r *rollout) revertStatefulSet(rev activities.RevisionResult) (RolloutResul
 		return r.fail(err)
 	}
 	var res activities.ActionResult
-	if err := r.exec(cleanupOptions(), sts.RecordStableStatefulSet, activities.WorkloadInput{Canary: r.c}, &res); err != nil {
+	if err := r.exec(cleanupOptions(), sts.RecordStableStatefulSet, r.workloadIn(), &res); err != nil {
 		return r.fail(err)
 	}
 	r.setPartitionStatus(r.st.Replicas)
