@@ -23,7 +23,7 @@ func TestScaleLimitsAreFlagsThatReachTheClients(t *testing.T) {
 	assert.Equal(t, 100, o.MaxConcurrentActivityExecutionSize, "what the client limit serves within an activity's deadline")
 	assert.Equal(t, 2, o.MaxConcurrentWorkflowTaskPollers)
 	assert.Nil(t, o.WorkflowTaskPollerBehavior, "fixed pollers unless asked")
-	assert.Equal(t, 1000, o.MaxConcurrentLocalActivityExecutionSize)
+	assert.Equal(t, 200, o.MaxConcurrentLocalActivityExecutionSize, "not the SDK's 1,000: measured at 1,000 canaries")
 	assert.Equal(t, 10000, cfg.stickyCacheSize)
 	assert.Equal(t, 30*time.Second, o.StickyScheduleToStartTimeout, "not the SDK's 5s: measured at 1,000 canaries")
 
