@@ -8,20 +8,13 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/canaryflow/canaryflow/activities/activitiestest"
-	"github.com/canaryflow/canaryflow/api/v1beta1"
-	"github.com/canaryflow/canaryflow/lab/labbin"
-	"github.com/canaryflow/canaryflow/providers/catalog"
 	"github.com/canaryflow/canaryflow/workflows"
-	"github.com/canaryflow/canaryflow/workflows/rolloutclient"
 )
 
 // BenchmarkCachedRolloutMemory measures what one rollout held in the worker's sticky cache costs the worker: its
@@ -60,28 +53,13 @@ func BenchmarkCachedRolloutMemory(b *testing.B) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	srv, err := labbin.DevServer(ctx, quietSDKLogger{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Stop() }()
-	tc := srv.Client()
 	cluster := activitiestest.NewCluster()
 	const queue = "canaryflow-bench"
 	if wait == "admission" {
 		cluster.AdmissionQueue = queue + "-admission" // nobody serves it: every release waits there
 	}
-	cfg, err := parseConfig(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := worker.New(tc, queue, cfg.workerOptions())
-	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(cluster.Activities())
-	if err := w.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
+	tc, stop := benchWorker(ctx, b, cluster, queue)
+	defer stop()
 
 	b.ResetTimer()
 	for round := range b.N {
@@ -136,33 +114,16 @@ func settledMemory() memFigures {
 // workflow IDs.
 func releaseWaiting(ctx context.Context, b *testing.B, tc client.Client, cluster *activitiestest.Cluster, queue, ns string, n int, wait string) []string {
 	spec := strings.Replace(benchCanary, "interval: 10s", "interval: 1h", 1)
-	ids := make([]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := range n {
-		name := fmt.Sprintf("app-%04d", i)
-		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(spec, name, ns, name)), "bench", v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := set.Canaries()[0]
-		ids[i] = v1beta1.WorkflowID(ns, name)
-		if wait == "init" {
+	var prepare func(name string)
+	if wait == "init" {
+		prepare = func(name string) {
 			cluster.Set(ns, name, func(c *activitiestest.Canary) { c.Primary, c.Unready = "", true })
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			_, errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: *c}, workflows.ActionSignal{By: "bench"})
-		}()
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			b.Fatalf("release %s: %v", ids[i], err)
-		}
+	runs, _ := releaseAll(ctx, b, tc, queue, spec, ns, n, prepare)
+	ids := make([]string, n)
+	for i, run := range runs {
+		ids[i] = run.GetID()
 	}
 	waiting := func(i int) bool {
 		c := cluster.Get(ns, fmt.Sprintf("app-%04d", i))

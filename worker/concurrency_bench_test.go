@@ -68,26 +68,10 @@ func BenchmarkConcurrentRollouts(b *testing.B) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	srv, err := labbin.DevServer(ctx, quietSDKLogger{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = srv.Stop() }()
-	tc := srv.Client()
 	cluster := activitiestest.NewCluster()
 	const queue = "canaryflow-bench"
-	// The options the worker binary runs with, from its flags' defaults and CANARYFLOW_* variables.
-	cfg, err := parseConfig(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := worker.New(tc, queue, cfg.workerOptions())
-	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(cluster.Activities())
-	if err := w.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
+	tc, stop := benchWorker(ctx, b, cluster, queue)
+	defer stop()
 
 	b.ResetTimer()
 	for round := range b.N {
@@ -119,34 +103,11 @@ type roundResult struct {
 // each was promoted through 10, 20, …, 50 %.
 func runRound(ctx context.Context, b *testing.B, tc client.Client, cluster *activitiestest.Cluster, queue, ns string, n int) roundResult {
 	var res roundResult
-	started := make([]time.Time, n)
-	runs := make([]client.WorkflowRun, n)
-	errs := make([]error, n)
 	begin := time.Now()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for i := range n {
-		name := fmt.Sprintf("app-%04d", i)
-		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(benchCanary, name, ns, name)), "bench", v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c := set.Canaries()[0]
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			started[i] = time.Now()
-			runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: *c}, workflows.ActionSignal{By: "bench"})
-		}()
-	}
-	wg.Wait()
+	runs, started := releaseAll(ctx, b, tc, queue, benchCanary, ns, n, nil)
 	res.start = time.Since(begin)
-	for i, err := range errs {
-		if err != nil {
-			b.Fatalf("start rollout %d: %v", i, err)
-		}
-	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	results := make([]workflows.RolloutResult, n)
 	ended := make([]time.Time, n)
 	for i := range n {
@@ -174,6 +135,66 @@ func runRound(ctx context.Context, b *testing.B, tc client.Client, cluster *acti
 		res.durations = append(res.durations, ended[i].Sub(started[i]).Seconds())
 	}
 	return res
+}
+
+// benchWorker starts a private Temporal dev server and one worker on queue with the worker binary's options (its
+// flags' defaults and CANARYFLOW_* variables), running the workflow with cluster's stand-in activities. stop ends
+// both.
+func benchWorker(ctx context.Context, b *testing.B, cluster *activitiestest.Cluster, queue string) (client.Client, func()) {
+	srv, err := labbin.DevServer(ctx, quietSDKLogger{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tc := srv.Client()
+	cfg, err := parseConfig(nil)
+	if err != nil {
+		_ = srv.Stop()
+		b.Fatal(err)
+	}
+	w := worker.New(tc, queue, cfg.workerOptions())
+	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterActivity(cluster.Activities())
+	if err := w.Start(); err != nil {
+		_ = srv.Stop()
+		b.Fatal(err)
+	}
+	return tc, func() { w.Stop(); _ = srv.Stop() }
+}
+
+// releaseAll releases n canaries app-0000… of namespace ns from spec (a Canary with %s for its name, namespace and
+// target), 32 at a time, as the starter does (signal-with-start), calling prepare (when not nil) with each name
+// first. It returns their runs and when each was released.
+func releaseAll(ctx context.Context, b *testing.B, tc client.Client, queue, spec, ns string, n int, prepare func(name string)) ([]client.WorkflowRun, []time.Time) {
+	started := make([]time.Time, n)
+	runs := make([]client.WorkflowRun, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for i := range n {
+		name := fmt.Sprintf("app-%04d", i)
+		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(spec, name, ns, name)), "bench", v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := set.Canaries()[0]
+		if prepare != nil {
+			prepare(name)
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			started[i] = time.Now()
+			runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: *c}, workflows.ActionSignal{By: "bench"})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			b.Fatalf("release app-%04d of %s: %v", i, ns, err)
+		}
+	}
+	return runs, started
 }
 
 // quantile returns the q-quantile (0…1) of xs by the nearest-rank method.
