@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +32,7 @@ import (
 // activitiestest's in-memory stand-ins, so the figures are orchestration's (workflow state, SDK cache,
 // coroutines), which is what grows with the rollouts cached; make bench-scale measures the whole process.
 func BenchmarkCachedRolloutMemory(b *testing.B) {
-	n := 300
-	if v := os.Getenv("CANARYFLOW_BENCH_ROLLOUTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			b.Fatalf("CANARYFLOW_BENCH_ROLLOUTS=%q: want a positive number of rollouts", v)
-		}
-	}
+	n := benchRollouts(b, 300)
 	wait := os.Getenv("CANARYFLOW_BENCH_WAIT")
 	if wait == "" {
 		wait = "admission"

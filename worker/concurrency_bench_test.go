@@ -59,13 +59,7 @@ spec:
 // (ideal: the 10 s interval); late-steps-% the share of gaps over 11 s; rollout-p50-s and rollout-max-s the time
 // from a rollout's start to its promotion; start-s the time to start them all.
 func BenchmarkConcurrentRollouts(b *testing.B) {
-	n := 1000
-	if v := os.Getenv("CANARYFLOW_BENCH_ROLLOUTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 {
-			b.Fatalf("CANARYFLOW_BENCH_ROLLOUTS=%q: want a positive number of rollouts", v)
-		}
-	}
+	n := benchRollouts(b, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	cluster := activitiestest.NewCluster()
@@ -135,6 +129,19 @@ func runRound(ctx context.Context, b *testing.B, tc client.Client, cluster *acti
 		res.durations = append(res.durations, ended[i].Sub(started[i]).Seconds())
 	}
 	return res
+}
+
+// benchRollouts is CANARYFLOW_BENCH_ROLLOUTS, or def when it is not set.
+func benchRollouts(b *testing.B, def int) int {
+	v := os.Getenv("CANARYFLOW_BENCH_ROLLOUTS")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("CANARYFLOW_BENCH_ROLLOUTS=%q: want a positive number of rollouts", v)
+	}
+	return n
 }
 
 // benchWorker starts a private Temporal dev server and one worker on queue with the worker binary's options (its
