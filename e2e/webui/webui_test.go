@@ -389,8 +389,9 @@ func (e *env) find(step, query string) {
 }
 
 // signal sends a signal from the open run's page as documented: More Actions → Send a Signal → name, input.
-// The name is checked where the user reads it, on the form's selector, before the input and again before Submit:
-// in two CI runs a click meant for one name in the sliding list chose its neighbour ("revision" for "abort").
+// The name is checked where the user reads it, on the form's selector, before the input and again before Submit
+// (chosen again if it changed): in CI runs a click meant for one name in the sliding list chose its neighbour
+// ("revision" for "abort"), and a click on the input editor while the list faded out chose the name under it.
 func (e *env) signal(name, in string) {
 	e.t.Helper()
 	const modal = `#signal-confirmation-modal`
@@ -398,25 +399,50 @@ func (e *env) signal(name, in string) {
 		choose(modal, name),
 		paste(modal+` [role="textbox"][data-language="json"]`, in),
 		clickShown(modal+` input[value="json/plain"]`))
-	e.do(name+"-sent", chosen(modal, name, 5*time.Second), press(modal, "Submit"), shown("Workflow signaled"), gone(modal))
+	e.do(name+"-sent", choose(modal, name), press(modal, "Submit"), shown("Workflow signaled"), gone(modal))
 }
 
-// choose picks the signal name in the form's selector, trying again while the selector shows another.
+// choose picks the signal name in the form's selector, trying again while the selector shows another, and
+// returns once the list of names has closed: it fades out over 100 ms and takes clicks until it is hidden, and
+// it lies over the input editor, so a click on the editor right after the choice chose the name under it (a CI
+// run's screenshot showed "revision" chosen after "abort" was). It returns at once when name is chosen already.
 func choose(modal, name string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		var err error
 		for range 5 {
+			if chromedp.Do(ctx, chosen(modal, name, 300*time.Millisecond)) == nil {
+				if err = chromedp.Do(ctx, signalListClosed(modal)); err == nil {
+					return nil
+				}
+				continue
+			}
 			err = chromedp.Do(ctx, clickShown(modal+` [data-testid="signal-select-button"]`))
 			if err == nil {
 				err = chromedp.Do(ctx, press(modal, name))
 			}
 			if err == nil {
 				if err = chromedp.Do(ctx, chosen(modal, name, 2*time.Second)); err == nil {
-					return nil
+					if err = chromedp.Do(ctx, signalListClosed(modal)); err == nil {
+						return nil
+					}
 				}
 			}
 		}
 		return err
+	})
+}
+
+// signalListClosed waits up to 2 s until the list of signal names is hidden (its fade-out over).
+func signalListClosed(modal string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		js := fmt.Sprintf(`[...document.querySelectorAll(%s)].every(l => getComputedStyle(l).visibility === "hidden")`,
+			jsString(modal+` [role="listbox"]`))
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+			return fmt.Errorf("the list of signal names stays open: %w", err)
+		}
+		return nil
 	})
 }
 
