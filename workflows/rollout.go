@@ -42,6 +42,11 @@ var (
 // holds its arguments and results as long as the run is cached (near 1.5 KiB with values). Nothing of this changes
 // what the workflow does or its commands: recorded histories replay as before.
 func CanaryRollout(ctx workflow.Context, in *RolloutInput) (*RolloutResult, error) {
+	if in == nil { // started by hand with no input, or "null"
+		return nil, temporal.NewNonRetryableApplicationError("CanaryRollout has no input: it needs a RolloutInput "+
+			`with the Canary to roll out ({"canary": {...}}); start it with starter, or give the temporal CLI --input`,
+			"NoInput", nil)
+	}
 	r := newRollout(ctx, in)
 	if err := r.setup(); err != nil {
 		return nil, err

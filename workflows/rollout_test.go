@@ -1207,3 +1207,15 @@ func TestGitOpsModeShowsARollbackInTheCanaryStatus(t *testing.T) {
 	}
 	require.Contains(t, failed, 1, "each failed check is shown")
 }
+
+// A run started by hand without an input (the temporal CLI without --input, or "null") ends at once, failed,
+// saying what it needs, instead of failing its workflow task again and again on a nil input.
+func TestARunWithoutInputFailsSayingWhatItNeeds(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.ExecuteWorkflow(CanaryRollout, (*RolloutInput)(nil))
+	require.True(t, env.IsWorkflowCompleted())
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "CanaryRollout has no input: it needs a RolloutInput with the Canary to roll out")
+}
