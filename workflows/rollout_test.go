@@ -988,6 +988,20 @@ func TestRevisionSignalledDuringPromotionStartsANewRun(t *testing.T) {
 	require.Equal(t, 2, h.count("DetectRevision"))
 }
 
+// A revision that arrives between the steps of a stepped promotion waits for the promotion to finish: users are
+// moved all the way to the primary, never back to the canary, and the new revision gets a run of its own.
+func TestRevisionSignalledBetweenPromotionStepsWaitsForThePromotion(t *testing.T) {
+	h := newHarness(t, newRevision("rev2"), newRevision("rev3"))
+	h.signal(5*m+30*time.Second, SignalRevision, ActionSignal{By: "starter", Reason: "image podinfo:6.0.3"})
+	h.execute(RolloutInput{Canary: podinfo(func(c *v1beta1.Canary) { c.Spec.Analysis.StepWeightPromotion = 20 })})
+
+	var can *workflow.ContinueAsNewError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &can)
+	h.requirePhases(promotedPhases...)
+	h.requireRoutes(append(podinfoRoutes[:5:5], r(70, 30, 5*m), r(90, 10, 6*m), r(100, 0, 7*m))...)
+	require.Equal(t, 2, h.count("DetectRevision"))
+}
+
 func TestReadinessUnknownDuringAnAPIOutageHaltsInsteadOfRollingBack(t *testing.T) {
 	h := newHarness(t)
 	h.f.readyErr = func(now time.Duration) error {

@@ -108,8 +108,10 @@ func TestRacingSignalsOnTheLab(t *testing.T) {
 
 	t.Run("a new revision during the promotion", func(t *testing.T) {
 		t.Parallel()
-		// Promotion in two steps of an interval each, so a revision can arrive while it runs.
-		slowPromotion := func(c *v1beta1.Canary) { c.Spec.Analysis.StepWeightPromotion = 50 }
+		// The promotion moves the primary 70 → 80 → 90 → 100, an interval between steps, so that it lasts 20 s and
+		// a revision can arrive while it runs. (A promotion step as large as the canary's weight promotes in one
+		// step, in well under a second, and the poll below can miss the phase altogether.)
+		slowPromotion := func(c *v1beta1.Canary) { c.Spec.Analysis.StepWeightPromotion = 10 }
 		c := newCanary(t, ctx, s, "race-revision", slowPromotion)
 		file := c.write("canary", slowPromotion)
 		first := c.rollout(file, "6.0.1")
