@@ -19,8 +19,8 @@ import (
 
 // BuildTranslators builds every router translator the lab tier runs (APISIX's and NGINX's ingress controllers,
 // skipper, contour, istiod), each as its tests would and under the same lock, so that `make test` can build them
-// ahead, at low priority, while lint and the unit tier run: a test that needs one then finds it built, or waits
-// for the build in progress instead of compiling beside the tests. Cached ones cost a stamp check. It goes on
+// ahead, at low priority, while the unit tier and the lab tier run: a test that needs one then finds it built, or
+// waits for the build in progress. Cached ones cost a stamp check. It goes on
 // past a failure (the test that needs that translator builds it again and reports) and returns the first error.
 func BuildTranslators(log io.Writer) error {
 	root, err := RepoRoot()
@@ -99,7 +99,9 @@ func buildTool(name, version string, pkgs []string, env ...string) (string, erro
 		return "", err
 	}
 	var out bytes.Buffer
-	cmd := exec.Command("go", append([]string{"build", "-ldflags", "-s -w", "-o", tmp + "/"}, pkgs...)...)
+	// Ten steps below the caller's CPU priority: the lab tests running meanwhile measure latencies and timings,
+	// which a compile beside them at the same priority would skew.
+	cmd := exec.Command("nice", append([]string{"-n", "10", "go", "build", "-ldflags", "-s -w", "-o", tmp + "/"}, pkgs...)...)
 	cmd.Dir = src
 	cmd.Env = append(append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly"), env...)
 	cmd.Stdout, cmd.Stderr = &out, &out
