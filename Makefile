@@ -37,17 +37,12 @@ $(HELM):
 	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 ## test: both tiers: lint, fuzz, the unit tier with the race detector, then the lab tier (the packages that have
-## lab tests, run with -tags lab on the lab, started once). The router translators build meanwhile in the
-## background at the lowest CPU priority (lab/cmd/prebuild; log in $(CACHE)/lab/logs/prebuild.log): cold, they
-## take the CPU lint and the unit tier leave idle; a lab test that needs one finds it built or waits under its
-## lock. Cached, that is a stamp check.
-test: lab-build tools
-	mkdir -p $(CACHE)/lab/logs
-	nice -n 19 $(GO) run ./lab/cmd/prebuild > $(CACHE)/lab/logs/prebuild.log 2>&1 &
-	$(MAKE) lint
-	$(MAKE) fuzz
-	$(MAKE) test-unit
-	$(MAKE) test-lab
+## lab tests, run with -tags lab on the lab, started once), by lab/test-all.sh: the tools, lint and fuzzing run
+## at the lowest CPU priority beside the lab's build (their lines prefixed [lint]), and the router translators
+## build in the background from the end of the lab's build (log in $(CACHE)/lab/logs/prebuild.log), so that cold
+## they use the CPU the builds and the tests leave idle. Cached, the builds are stamp checks.
+test:
+	MAKE="$(MAKE)" GO="$(GO)" ./lab/test-all.sh
 
 ## test-unit: every test that needs no running lab, in every package, with -race. Lab tests carry the build tag
 ## `lab` (//go:build lab) and are left out; CANARYFLOW_LAB=off makes a lab call in an untagged test fail at once.

@@ -1,6 +1,7 @@
 // Command prebuild builds the router translators the lab tier's tests run (labtest.BuildTranslators), ahead of
-// those tests. `make test` starts it in the background at the lowest CPU priority while lint and the unit tier
-// run, so that a cold run compiles the translators in the CPU those leave idle instead of beside the lab tests.
+// those tests. `make test` (lab/test-all.sh) starts it in the background at the lowest CPU priority once the lab is
+// built, so that a cold run compiles the translators in the CPU the unit tier and the lab tier leave idle; a test
+// that needs one finds it built or waits under its lock.
 //
 //	go run ./lab/cmd/prebuild
 package main
