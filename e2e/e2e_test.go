@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,14 +78,15 @@ func startScenarios(t *testing.T, prefix string, within time.Duration) (context.
 	return ctx, sc
 }
 
-// startStack starts the stack (worker, load tester) on the lab for at most within; on failure the processes'
-// logs go into the test log.
+// startStack starts the stack (worker, load tester) on the lab for at most within, on a task queue of the test's
+// own, so that no worker of another test (or of an earlier run on a lab left up) takes its rollouts; on failure
+// the processes' logs go into the test log.
 func startStack(t *testing.T, within time.Duration) (context.Context, *Stack) {
 	t.Helper()
 	env := labtest.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	t.Cleanup(cancel)
-	s, err := Start(ctx, env, t.Logf)
+	s, err := StartOnQueue(ctx, env, t.Logf, testQueue(t))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -95,4 +97,19 @@ func startStack(t *testing.T, within time.Duration) (context.Context, *Stack) {
 		s.Close()
 	})
 	return ctx, s
+}
+
+// testQueue is a task queue name of t's own: its name, lower case, and the time, so that a rerun on a lab left up
+// never meets the tasks of an earlier run.
+func testQueue(t *testing.T) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'A' && r <= 'Z' {
+			return r - 'A' + 'a'
+		}
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			return r
+		}
+		return '-'
+	}, t.Name())
+	return fmt.Sprintf("e2e-%s-%d", name, time.Now().UnixNano())
 }
