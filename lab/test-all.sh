@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # lab/test-all.sh: what `make test` runs, arranged for a cold machine with 2 cores. Cold, the lab's build takes
 # most of the time and leaves part of the CPU idle, while the tools (helm, staticcheck, ...), lint and fuzzing
-# need no lab: they run beside it at the lowest CPU priority, their lines prefixed with [lint]. Once both are
-# done, the router translators start building in the background at the lowest priority (lab/cmd/prebuild; a lab
-# test that needs one finds it built or waits under its lock), and the unit tier and then the lab tier run one
-# after the other, on their own: their tests measure latencies and wait on deadlines, which work beside them
-# at the same priority would skew. Exits non-zero at the first side that failed.
+# need no lab: they run beside it at the lowest CPU priority, their lines prefixed with [lint]. Once the lab is
+# built, the router translators start building in the background at the lowest priority (lab/cmd/prebuild; a lab
+# test that needs one finds it built or waits under its lock). Once the lint side is done too, the unit tier and
+# then the lab tier run one after the other, at normal priority: their tests measure latencies and wait on
+# deadlines, which work beside them at the same priority would skew. Exits non-zero at the first part that failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MAKE=${MAKE:-make}
