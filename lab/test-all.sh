@@ -15,12 +15,8 @@ mkdir -p "$logs"
 T0=$SECONDS
 say() { echo "[test] $* ($((SECONDS - T0))s)"; }
 
-lint_rc=$(mktemp)
-echo 1 >"$lint_rc"
-(
-	nice -n 19 bash -c "$MAKE --no-print-directory tools && $MAKE --no-print-directory lint && $MAKE --no-print-directory fuzz"
-	echo $? >"$lint_rc"
-) > >(sed -u 's/^/[lint] /') 2>&1 &
+nice -n 19 bash -c "$MAKE --no-print-directory tools && $MAKE --no-print-directory lint && $MAKE --no-print-directory fuzz" \
+	> >(sed -u 's/^/[lint] /') 2>&1 &
 lint_pid=$!
 say "tools, lint and fuzzing started beside the lab's build at nice 19"
 
@@ -32,8 +28,7 @@ if ((build_rc == 0)); then
 	say "the router translators build in the background at nice 19 (log: $logs/prebuild.log)"
 fi
 wait "$lint_pid"
-rc=$(cat "$lint_rc")
-rm -f "$lint_rc"
+rc=$?
 say "tools, lint and fuzzing ended: exit $rc"
 ((build_rc == 0 && rc == 0)) || exit 1
 
