@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -99,17 +98,8 @@ func startStack(t *testing.T, within time.Duration) (context.Context, *Stack) {
 	return ctx, s
 }
 
-// testQueue is a task queue name of t's own: its name, lower case, and the time, so that a rerun on a lab left up
-// never meets the tasks of an earlier run.
+// testQueue is a task queue of t's own: its name and the time, so that a rerun on a lab left up never meets the
+// tasks of an earlier run. Temporal takes any string as a task queue name.
 func testQueue(t *testing.T) string {
-	name := strings.Map(func(r rune) rune {
-		if r >= 'A' && r <= 'Z' {
-			return r - 'A' + 'a'
-		}
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			return r
-		}
-		return '-'
-	}, t.Name())
-	return fmt.Sprintf("e2e-%s-%d", name, time.Now().UnixNano())
+	return fmt.Sprintf("e2e-%s-%d", t.Name(), time.Now().UnixNano())
 }
