@@ -76,7 +76,7 @@ type Workloads struct {
 	// or write, naming the namespace, instead of failing later on a Forbidden halfway through a rollout.
 	Namespaces []string
 	// AdmissionQueue, when not empty, is the task queue of this worker's Admission (--release-rate): every release
-	// DetectRevision finds is admitted there before it starts.
+	// DetectRevision finds, and every first rollout (initialisation), is admitted there before it starts.
 	AdmissionQueue string
 }
 
@@ -110,9 +110,10 @@ type RevisionResult struct {
 	PrimaryExists bool `json:"primaryExists"`
 	// Changed is true when the primary exists and runs another revision than the target: a rollout is due.
 	Changed bool `json:"changed"`
-	// AdmissionQueue, set on a change when the worker admits releases at a rate (Workloads.AdmissionQueue), is
-	// the task queue of the Admit the release waits for before its canary is scaled up. A run replays on what it
-	// recorded here, so the wait is in a run's history exactly when its worker asked for one.
+	// AdmissionQueue, set on a change or a first rollout when the worker admits releases at a rate
+	// (Workloads.AdmissionQueue), is the task queue of the Admit the release waits for before its canary is scaled
+	// up, or the initialisation before it creates anything. A run replays on what it recorded here, so the wait is
+	// in a run's history exactly when its worker asked for one.
 	AdmissionQueue string `json:"admissionQueue,omitempty"`
 }
 
@@ -147,7 +148,7 @@ func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (Revis
 	}
 	r := RevisionResult{TargetRevision: target, PrimaryRevision: primary, PrimaryExists: primary != ""}
 	r.Changed = r.PrimaryExists && target != primary
-	if r.Changed {
+	if r.Changed || !r.PrimaryExists {
 		r.AdmissionQueue = w.AdmissionQueue
 	}
 	return r, nil

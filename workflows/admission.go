@@ -43,23 +43,34 @@ func admitOptions(queue string) workflow.ActivityOptions {
 // so that the analysis steps of the releases admitted keep their interval, instead of every canary scaling up in
 // the same second and every step waiting for CPU (BENCHMARKS.md, issue 15).
 //
+// A first rollout (init) waits for its turn in the same queue before it creates anything: a thousand canaries
+// applied at once are then initialised at the rate, not all in the same minute, and the rollouts a worker keeps
+// in memory at once are the ones at work (a rollout waiting in the queue holds nothing the worker needs, and a
+// sticky cache sized to those at work lets it go, BENCHMARKS.md).
+//
 // An abort or a promote-now signal ends the wait at once, and the analysis then acts on it as it would have; a
 // pause waits in the queue and holds the release when admitted; a release that waited admissionUnserved starts
-// anyway, with a warning that names the queue. The branch needs no version gate: a run takes it only when its
-// recorded DetectRevision result names a queue, which no run recorded before this change does.
-func (r *rollout) admit(rev activities.RevisionResult) error {
+// anyway, with a warning that names the queue. An initialisation leaves the queue early only for an abort (the
+// caller ends the run, nothing created). The branch needs no version gate: a run takes it only when its recorded
+// DetectRevision result names a queue, which no run recorded before the change that brought it (releases), or
+// before the one that named it on a first rollout (initialisations), does.
+func (r *rollout) admit(rev activities.RevisionResult, init bool) error {
 	if rev.AdmissionQueue == "" {
 		return nil
 	}
 	from := workflow.Now(r.ctx)
-	r.st.Message = fmt.Sprintf("Waiting for admission of %s revision %s (task queue %s)", r.name(), rev.TargetRevision, rev.AdmissionQueue)
+	of := fmt.Sprintf("%s revision %s", r.name(), rev.TargetRevision)
+	if init {
+		of = fmt.Sprintf("the initialization of %s", r.name())
+	}
+	r.st.Message = fmt.Sprintf("Waiting for admission of %s (task queue %s)", of, rev.AdmissionQueue)
 	actx, cancel := workflow.WithCancel(r.ctx)
 	defer cancel()
 	opts := admitOptions(rev.AdmissionQueue)
 	opts.Summary = r.summary()
 	f := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), adm.Admit,
 		activities.AdmitInput{Canary: r.name(), Revision: rev.TargetRevision})
-	if err := workflow.Await(r.ctx, func() bool { return f.IsReady() || r.abort != nil || r.promote != nil }); err != nil {
+	if err := workflow.Await(r.ctx, func() bool { return f.IsReady() || r.abort != nil || (r.promote != nil && !init) }); err != nil {
 		return errCanceled
 	}
 	waited := workflow.Now(r.ctx).Sub(from).Round(time.Second)
@@ -68,7 +79,7 @@ func (r *rollout) admit(rev activities.RevisionResult) error {
 		if r.abort == nil {
 			what = "promote now"
 		}
-		r.info(fmt.Sprintf("Left the admission queue of %s after %s for %s", r.name(), waited, what), "admission skipped")
+		r.info(fmt.Sprintf("Left the admission queue with %s after %s for %s", of, waited, what), "admission skipped")
 		return nil
 	}
 	if err := f.Get(r.ctx, nil); err != nil {
@@ -77,13 +88,13 @@ func (r *rollout) admit(rev activities.RevisionResult) error {
 		}
 		var te *temporal.TimeoutError
 		if errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
-			r.warn(fmt.Sprintf("No worker admitted %s revision %s from task queue %s in %s: starting it without its turn "+
-				"(run the workers of task queue %s with --release-rate, or without it everywhere)", r.name(), rev.TargetRevision,
+			r.warn(fmt.Sprintf("No worker admitted %s from task queue %s in %s: starting it without its turn "+
+				"(run the workers of task queue %s with --release-rate, or without it everywhere)", of,
 				rev.AdmissionQueue, admissionUnserved, workflow.GetInfo(r.ctx).TaskQueueName), "admission queue unserved")
 			return nil
 		}
-		return fmt.Errorf("admission of %s on task queue %s: %w", r.name(), rev.AdmissionQueue, err)
+		return fmt.Errorf("admission of %s on task queue %s: %w", of, rev.AdmissionQueue, err)
 	}
-	r.info(fmt.Sprintf("Admitted %s revision %s after %s in the admission queue", r.name(), rev.TargetRevision, waited), "admitted")
+	r.info(fmt.Sprintf("Admitted %s after %s in the admission queue", of, waited), "admitted")
 	return nil
 }

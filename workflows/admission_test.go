@@ -78,7 +78,7 @@ func TestAbortWhileWaitingForAdmissionEndsTheReleaseWithoutScalingUp(t *testing.
 	require.Equal(t, []string{"DetectRevision", "SetRoutes 100/0", "ScaleCanary down"}, h.f.calls,
 		"the rollback's writes only: the canary was never scaled up")
 	h.requireRoutes(r(100, 0, time.Minute))
-	h.requireLogged("Left the admission queue of podinfo.test after 1m0s for an abort")
+	h.requireLogged("Left the admission queue with podinfo.test revision rev2 after 1m0s for an abort")
 }
 
 // Promote now while waiting in the admission queue skips the queue, as it skips the analysis: whoever promotes by
@@ -91,7 +91,7 @@ func TestPromoteWhileWaitingForAdmissionSkipsTheQueue(t *testing.T) {
 	require.Equal(t, []string{"DetectRevision", "Promote", "CheckReady primary", "ScaleCanary down"}, h.f.calls,
 		"promoted straight onto the primary, which kept all traffic throughout")
 	require.Less(t, h.env.Now().Sub(t0), 2*m, "promoted at the signal, not after the hour in the queue")
-	h.requireLogged("Left the admission queue of podinfo.test after 1m0s for promote now")
+	h.requireLogged("Left the admission queue with podinfo.test revision rev2 after 1m0s for promote now")
 }
 
 // A release detected by a worker without a rate (no queue named) schedules no Admit: its history is what it was
@@ -116,4 +116,51 @@ func TestReleaseInAnUnservedAdmissionQueueStartsAfterAnHour(t *testing.T) {
 	require.Equal(t, r(90, 10, time.Hour), h.f.snapshotRoutes()[0], "the release started when the hour was up")
 	h.requireLogged("No worker admitted podinfo.test revision rev2 from task queue canaryflow-admission in 1h0m0s: " +
 		"starting it without its turn (run the workers of task queue default-test-taskqueue with --release-rate, or without it everywhere)")
+}
+
+// firstRolloutQueued is a first rollout (no primary yet) detected by a worker with --release-rate.
+func firstRolloutQueued() activities.RevisionResult {
+	return activities.RevisionResult{TargetRevision: "rev1", AdmissionQueue: "canaryflow-admission"}
+}
+
+// A first rollout detected by a worker that admits releases at a rate waits for its turn in the same queue
+// before it creates anything: a thousand canaries applied at once are initialised at the rate. Promote now does
+// not skip that queue (there is nothing to promote yet); the initialisation then runs as it would have.
+func TestInitialisationStartsOnlyWhenAdmitted(t *testing.T) {
+	h := newHarness(t, firstRolloutQueued())
+	var queue string
+	h.waitInQueue(3*m, &queue)
+	h.signal(time.Minute, SignalPromote, ActionSignal{By: "erin", Reason: "hurry"})
+	h.at(30*time.Second, func() {
+		require.Equal(t, "Waiting for admission of the initialization of podinfo.test (task queue canaryflow-admission)", h.status().Message)
+	})
+	h.at(2*m, func() {
+		require.Equal(t, []string{"DetectRevision"}, h.f.calls, "nothing created before its turn, promote now or not")
+	})
+	res := h.run(podinfo())
+
+	require.Equal(t, "canaryflow-admission", queue)
+	h.requirePhases(PhaseInitializing, PhaseInitialized)
+	require.Equal(t, PhaseInitialized, res.Status.Phase)
+	require.Equal(t, []string{"DetectRevision", "InitializeWorkloads", "ReconcileRouter", "SetRoutes 100/0",
+		"CheckReady primary", "ScaleCanary down"}, h.f.calls)
+	h.requireRoutes(r(100, 0, 3*m))
+	h.requireLogged("Admitted the initialization of podinfo.test after 3m0s in the admission queue")
+}
+
+// An abort while a first rollout waits in the admission queue ends it Failed at once, with nothing created and so
+// nothing to undo; the next run initialises.
+func TestAbortWhileInitialisationWaitsForAdmissionCreatesNothing(t *testing.T) {
+	h := newHarness(t, firstRolloutQueued())
+	var queue string
+	h.waitInQueue(time.Hour, &queue)
+	h.signal(time.Minute, SignalAbort, ActionSignal{By: "bob", Reason: "wrong namespace"})
+	res := h.run(podinfo())
+
+	h.requirePhases(PhaseFailed)
+	require.Equal(t, PhaseFailed, res.Status.Phase)
+	require.Equal(t, []string{"DetectRevision"}, h.f.calls, "no write: nothing was created")
+	require.Equal(t, "Initialization of podinfo.test aborted by bob before its turn: wrong namespace (nothing was created)", res.Reason)
+	require.Less(t, h.env.Now().Sub(t0), 2*m, "ended at the abort, not after the hour in the queue")
+	h.requireLogged("Left the admission queue with the initialization of podinfo.test after 1m0s for an abort")
 }

@@ -20,7 +20,8 @@ type fakes struct {
 
 	// revisions are the successive DetectRevision results; the last one repeats.
 	revisions []activities.RevisionResult
-	// admissionQueue, when set, is named by every DetectRevision result of a change (a worker with --release-rate).
+	// admissionQueue, when set, is named by every DetectRevision result of a change or a first rollout (a worker with
+	// --release-rate).
 	admissionQueue string
 	// canaryReady / primaryReady answer the n-th (1-based) readiness check of each workload; nil = ready.
 	canaryReady, primaryReady func(n int) (bool, string)
@@ -110,7 +111,7 @@ func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (a
 	}
 	f.mu.Lock()
 	f.detected = rev.TargetRevision
-	if rev.Changed && f.admissionQueue != "" {
+	if (rev.Changed || !rev.PrimaryExists) && f.admissionQueue != "" {
 		rev.AdmissionQueue = f.admissionQueue
 	}
 	f.mu.Unlock()

@@ -189,6 +189,10 @@ func recordings() []recording {
 		{file: "admission-promotion.json", canary: podinfo(fast, named("podinfo-admission"), metricsOnly), admission: "served"},
 		{file: "admission-abort-waiting.json", canary: podinfo(fast, named("podinfo-admission-abort")), admission: "stalled",
 			signals: abortAfter(5 * time.Second)},
+		// Recorded when first rollouts were admitted too: an initialisation admitted by a worker of its admission
+		// queue before it creates anything.
+		{file: "admission-init.json", canary: podinfo(fast, named("podinfo-admission-init")), admission: "served",
+			script: func(f *fakes) { f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}} }},
 	}
 }
 

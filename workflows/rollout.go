@@ -239,6 +239,12 @@ func (r *rollout) run() (*RolloutResult, error) {
 	r.st.Revision, r.st.PrimaryRevision = rev.TargetRevision, rev.PrimaryRevision
 	switch {
 	case !rev.PrimaryExists:
+		if err := r.admit(rev, true); err != nil {
+			return nil, err
+		}
+		if r.abort != nil {
+			return r.abortedInQueue()
+		}
 		return r.initialise()
 	case !rev.Changed:
 		msg := fmt.Sprintf("No new run for %s: the primary already runs revision %s", r.name(), rev.TargetRevision)
@@ -255,7 +261,7 @@ func (r *rollout) run() (*RolloutResult, error) {
 		return r.result(msg, false), nil
 	}
 	r.st.Message = ""
-	if err := r.admit(rev); err != nil {
+	if err := r.admit(rev, false); err != nil {
 		return nil, err
 	}
 	return r.release()
@@ -295,6 +301,16 @@ func (r *rollout) initialise() (*RolloutResult, error) {
 	r.setCondition(ConditionTrue, "Initialized", "Deployment initialization completed.")
 	r.decide(activities.EventInitialized, v1beta1.SeverityInfo, true, "Initialization done! "+r.name(), "initialized")
 	return r.result("initialized", false), nil
+}
+
+// abortedInQueue ends a first rollout aborted while it waited for its turn in the admission queue: nothing was
+// created, so there is nothing to undo, and the next run initialises.
+func (r *rollout) abortedInQueue() (*RolloutResult, error) {
+	r.setPhase(PhaseFailed)
+	msg := fmt.Sprintf("Initialization of %s aborted by %s before its turn: %s (nothing was created)", r.name(), r.abort.By, r.abort.Reason)
+	r.setCondition(ConditionFalse, "Failed", msg)
+	r.decide(activities.EventRolledBack, v1beta1.SeverityWarn, true, msg, "aborted in the admission queue")
+	return r.result(msg, false), nil
 }
 
 // failInit ends a failed initialisation and undoes what it made (router objects, primary, Services), so that the

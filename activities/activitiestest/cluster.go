@@ -19,8 +19,8 @@ import (
 // A canary it does not know has a primary at rev1 and a target at rev2 (a release to analyse) and a success rate
 // of 99.5. Every method answers at once.
 type Cluster struct {
-	// AdmissionQueue, set before the first rollout, is named by DetectRevision on a change, as a worker with
-	// --release-rate names its admission queue.
+	// AdmissionQueue, set before the first rollout, is named by DetectRevision on a change or a first rollout,
+	// as a worker with --release-rate names its admission queue.
 	AdmissionQueue string
 
 	mu       sync.Mutex
@@ -86,7 +86,7 @@ func (a *Activities) DetectRevision(_ context.Context, in activities.WorkloadInp
 	c := a.c.canary(in.Canary.Namespace, in.Canary.Name)
 	r := activities.RevisionResult{TargetRevision: c.Target, PrimaryRevision: c.Primary,
 		PrimaryExists: c.Primary != "", Changed: c.Primary != "" && c.Primary != c.Target}
-	if r.Changed {
+	if r.Changed || !r.PrimaryExists {
 		r.AdmissionQueue = a.c.AdmissionQueue
 	}
 	return r, nil
