@@ -11,8 +11,8 @@ import (
 )
 
 // startAdmission starts, with --release-rate, the worker of the admission queue: the Admit activities every
-// release waits for (activities.Admission), handed out by the Temporal server at the rate. Without the flag it
-// starts nothing. The returned stop stops it.
+// release (and every first rollout's initialisation) waits for (activities.Admission), handed out by the Temporal
+// server at the rate. Without the flag it starts nothing. The returned stop stops it.
 func startAdmission(tc client.Client, cfg *config, log *zap.Logger) (stop func(), err error) {
 	q := cfg.admissionQueue()
 	if q == "" {

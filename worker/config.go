@@ -162,7 +162,7 @@ func parseConfig(args []string) (*config, error) {
 	conn.BindFlags(fs)
 	fs.Float64Var(&c.releaseRate, "release-rate", envFloat("RELEASE_RATE", 0),
 		"releases started a second, across every worker of the task queue (they wait for their turn in the task queue <task-queue>"+admissionSuffix+
-			" before the canary is scaled up); 0 starts each at once. Give every worker of the task queue the same rate (CANARYFLOW_RELEASE_RATE)")
+			" before the canary is scaled up, and first rollouts before their initialisation); 0 starts each at once. Give every worker of the task queue the same rate (CANARYFLOW_RELEASE_RATE)")
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
 	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", metrics.DefaultPrometheus), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
