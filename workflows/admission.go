@@ -44,9 +44,8 @@ func admitOptions(queue string) workflow.ActivityOptions {
 // the same second and every step waiting for CPU (BENCHMARKS.md, issue 15).
 //
 // A first rollout (init) waits for its turn in the same queue before it creates anything: a thousand canaries
-// applied at once are then initialised at the rate, not all in the same minute, and the rollouts a worker keeps
-// in memory at once are the ones at work (a rollout waiting in the queue holds nothing the worker needs, and a
-// sticky cache sized to those at work lets it go, BENCHMARKS.md).
+// applied at once are then initialised at the rate, not all in the same minute, with a few dozen initialisations
+// at work at once instead of a thousand (the worker's peak memory at 1,000 canaries was there, BENCHMARKS.md).
 //
 // An abort or a promote-now signal ends the wait at once, and the analysis then acts on it as it would have; a
 // pause waits in the queue and holds the release when admitted; a release that waited admissionUnserved starts
