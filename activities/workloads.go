@@ -117,6 +117,10 @@ type RevisionResult struct {
 	AdmissionQueue string `json:"admissionQueue,omitempty"`
 }
 
+// Admissible says whether the run this result starts touches the cluster (it initialises a first rollout or
+// releases a change), and so waits for admission when the worker names an admission queue.
+func (r RevisionResult) Admissible() bool { return r.Changed || !r.PrimaryExists }
+
 // ScaleInput asks to scale the target (the canary) up from zero or down to zero.
 type ScaleInput struct {
 	Canary v1beta1.Canary `json:"canary"`
@@ -148,7 +152,7 @@ func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (Revis
 	}
 	r := RevisionResult{TargetRevision: target, PrimaryRevision: primary, PrimaryExists: primary != ""}
 	r.Changed = r.PrimaryExists && target != primary
-	if r.Changed || !r.PrimaryExists {
+	if r.Admissible() {
 		r.AdmissionQueue = w.AdmissionQueue
 	}
 	return r, nil

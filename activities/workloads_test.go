@@ -92,6 +92,30 @@ func TestDetectRevisionSaysFirstRolloutWhenThereIsNoPrimary(t *testing.T) {
 	}
 }
 
+// A worker with --release-rate names its admission queue on the runs that touch the cluster, a first rollout's
+// initialisation as well as a release, and on no run that only finds the primary current.
+func TestDetectRevisionNamesTheAdmissionQueueOnFirstRolloutsAndChanges(t *testing.T) {
+	for _, tc := range []struct {
+		name, target, primary, want string
+	}{
+		{"no primary", "abc", "", "canaryflow-admission"},
+		{"same", "abc", "abc", ""},
+		{"changed", "def", "abc", "canaryflow-admission"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestActivityEnvironment()
+			w := &Workloads{Kube: &fakeKube{target: tc.target, primary: tc.primary}, AdmissionQueue: "canaryflow-admission"}
+			env.RegisterActivity(w)
+			v, err := env.ExecuteActivity(w.DetectRevision, WorkloadInput{Canary: testCanary()})
+			require.NoError(t, err)
+			var got RevisionResult
+			require.NoError(t, v.Get(&got))
+			require.Equal(t, tc.want, got.AdmissionQueue)
+		})
+	}
+}
+
 // A Canary this worker's build cannot run is refused by the first activity of the run, before any read or write.
 func TestDetectRevisionRefusesACanaryThisWorkerCannotRun(t *testing.T) {
 	var s testsuite.WorkflowTestSuite

@@ -111,7 +111,7 @@ func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (a
 	}
 	f.mu.Lock()
 	f.detected = rev.TargetRevision
-	if (rev.Changed || !rev.PrimaryExists) && f.admissionQueue != "" {
+	if rev.Admissible() && f.admissionQueue != "" {
 		rev.AdmissionQueue = f.admissionQueue
 	}
 	f.mu.Unlock()

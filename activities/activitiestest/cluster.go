@@ -86,7 +86,7 @@ func (a *Activities) DetectRevision(_ context.Context, in activities.WorkloadInp
 	c := a.c.canary(in.Canary.Namespace, in.Canary.Name)
 	r := activities.RevisionResult{TargetRevision: c.Target, PrimaryRevision: c.Primary,
 		PrimaryExists: c.Primary != "", Changed: c.Primary != "" && c.Primary != c.Target}
-	if r.Changed || !r.PrimaryExists {
+	if r.Admissible() {
 		r.AdmissionQueue = a.c.AdmissionQueue
 	}
 	return r, nil
