@@ -50,13 +50,14 @@ func TestNGINXSeedCanariesOnTheIngressNginxController(t *testing.T) {
 	restCfg, admin := labtest.Kube(t)
 	tc := labtest.Temporal(t)
 	ns := labtest.Namespace(t, "nginx-e2e")
+	workloadtest.CreatePodinfo(t, admin, ns, "podinfo", "6.0.0", 1, 1)
+	_, err := admin.NetworkingV1().Ingresses(ns).Create(context.Background(), labtest.TutorialIngress(ns), metav1.CreateOptions{})
+	require.NoError(t, err)
+	// The controller starts with the Ingress there (its first configuration has the primary backend). On a cold
+	// cache it builds here, or waits for make test's prebuild of it: minutes the rollouts' deadline must not count.
+	ctrl := labtest.StartIngressNginx(t, ns, "--sync-rate-limit=10")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-
-	workloadtest.CreatePodinfo(t, admin, ns, "podinfo", "6.0.0", 1, 1)
-	_, err := admin.NetworkingV1().Ingresses(ns).Create(ctx, labtest.TutorialIngress(ns), metav1.CreateOptions{})
-	require.NoError(t, err)
-	ctrl := labtest.StartIngressNginx(t, ns, "--sync-rate-limit=10")
 	prom := promtest.Start(t, ctrl.MetricsTarget())
 
 	var hookCalls atomic.Int32

@@ -41,15 +41,16 @@ func TestSkipperTutorialCanaryEndToEndThroughSkipper(t *testing.T) {
 	restCfg, admin := labtest.Kube(t)
 	tc := labtest.Temporal(t)
 	ns := labtest.Namespace(t, "skipper-e2e")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-
 	workloadtest.CreatePodinfo(t, admin, ns, "podinfo", "6.0.0", 1, 1)
 	ing := labtest.TutorialIngress(ns)
 	ing.Annotations = map[string]string{"kubernetes.io/ingress.class": "skipper"}
-	_, err := admin.NetworkingV1().Ingresses(ns).Create(ctx, ing, metav1.CreateOptions{})
+	_, err := admin.NetworkingV1().Ingresses(ns).Create(context.Background(), ing, metav1.CreateOptions{})
 	require.NoError(t, err)
+	// On a cold cache Skipper builds here, or waits for make test's prebuild of it: minutes the rollouts'
+	// deadline must not count.
 	sk := labtest.StartSkipper(t, ns)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
 	prom := promtest.Start(t, sk.MetricsTarget())
 
 	var hookCalls atomic.Int32
