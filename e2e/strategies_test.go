@@ -329,25 +329,32 @@ func checkBlueGreen(t *testing.T, r *strategyRun) {
 	requireCleanSwitch(t, r)
 }
 
-// requireIterations checks that the status query saw the iterations counted up one by one to n while
-// Progressing.
+// requireIterations checks that the iterations were counted up one by one to n (the starter's stream of the
+// history), and that the status query followed them while Progressing: never back, up to n. A poll may miss a
+// value when the machine is loaded (once on 2 cores it missed one a whole interval long; the poll drops failed
+// queries, so most likely none answered then), so the query is not required to see each one; the longest time
+// without an answer is logged.
 func requireIterations(t *testing.T, r *strategyRun, n int) {
 	t.Helper()
+	var advances []string
+	for i := 1; i <= n; i++ {
+		advances = append(advances, fmt.Sprintf("canary iteration %d/%d", i, n))
+	}
+	requireOrdered(t, "starter rollout", r.rollout.Output, advances...)
 	var seen []int
 	for _, st := range r.statuses.all() {
 		if st.Phase == workflows.PhaseProgressing && (len(seen) == 0 || seen[len(seen)-1] != st.Iterations) {
 			seen = append(seen, st.Iterations)
 		}
 	}
-	want := []int{}
-	for i := 0; i <= n; i++ {
-		want = append(want, i)
+	t.Logf("iterations while Progressing, from the status query: %v (longest without an answer: %s)", seen,
+		r.statuses.longestGap().Round(time.Millisecond))
+	require.NotEmpty(t, seen, "the status query never answered while Progressing")
+	for i, it := range seen {
+		require.True(t, it >= 0 && it <= n && (i == 0 || it > seen[i-1]),
+			"iterations while Progressing, from the status query, go up from 0 to %d: %v", n, seen)
 	}
-	// A poll may start after the first iteration was counted.
-	if len(seen) > 0 && seen[0] == 1 {
-		want = want[1:]
-	}
-	require.Equal(t, want, seen, "iterations while Progressing, from the status query")
+	require.Equal(t, n, seen[len(seen)-1], "iterations while Progressing, from the status query: %v", seen)
 	require.Equal(t, n, r.final.Iterations)
 }
 
@@ -586,6 +593,15 @@ func watchSplits(ctx context.Context, t *testing.T, s *Stack, ns, name, apex str
 type statusLog struct {
 	mu   sync.Mutex
 	seen []workflows.Status
+	// lastAnswer and gap: when the query last answered, and the longest time it went without an answer.
+	lastAnswer time.Time
+	gap        time.Duration
+}
+
+func (l *statusLog) longestGap() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gap
 }
 
 func (l *statusLog) all() []workflows.Status {
@@ -603,6 +619,11 @@ func pollStatus(ctx context.Context, sc *Scenarios) *statusLog {
 			var st workflows.Status
 			if v, err := sc.Temporal.QueryWorkflow(ctx, sc.id(), "", workflows.QueryStatus); err == nil && v.Get(&st) == nil {
 				l.mu.Lock()
+				now := time.Now()
+				if !l.lastAnswer.IsZero() && now.Sub(l.lastAnswer) > l.gap {
+					l.gap = now.Sub(l.lastAnswer)
+				}
+				l.lastAnswer = now
 				if n := len(l.seen); n == 0 || l.seen[n-1].Phase != st.Phase || l.seen[n-1].Iterations != st.Iterations ||
 					l.seen[n-1].CanaryWeight != st.CanaryWeight || l.seen[n-1].Mirrored != st.Mirrored {
 					l.seen = append(l.seen, st)
