@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -19,10 +21,15 @@ func startAdmission(tc client.Client, cfg *config, log *zap.Logger) (stop func()
 		return func() {}, nil
 	}
 	w := worker.New(tc, q, cfg.admissionOptions())
-	w.RegisterActivity(&activities.Admission{})
+	w.RegisterActivity(&activities.Admission{MaxAtWork: cfg.maxReleasesAtWork, TaskQueue: cfg.taskQueue, Settle: cfg.admissionSettle,
+		Count: func(ctx context.Context, query string) (int64, error) {
+			res, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
+			return res.GetCount(), err
+		}})
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start the admission worker on task queue %s: %w", q, err)
 	}
-	log.Info("admitting releases at a rate", zap.String("taskQueue", q), zap.Float64("releasesPerSecond", cfg.releaseRate))
+	log.Info("admitting releases at a rate", zap.String("taskQueue", q), zap.Float64("releasesPerSecond", cfg.releaseRate),
+		zap.Int("maxReleasesAtWork", cfg.maxReleasesAtWork), zap.Int("stickyCacheSize", cfg.stickyCacheSize))
 	return w.Stop, nil
 }

@@ -48,6 +48,29 @@ func TestReleaseRateIsAFlagThatNamesTheAdmissionQueue(t *testing.T) {
 	require.ErrorContains(t, err, `CANARYFLOW_RELEASE_RATE "fast": not a number`)
 }
 
+// --max-releases-at-work bounds the rollouts at work through the admission queue, so it needs --release-rate, and
+// it sizes the sticky cache a little above the bound unless the cache is given.
+func TestMaxReleasesAtWorkIsAFlagThatSizesTheStickyCache(t *testing.T) {
+	cfg, err := parseConfig([]string{"--release-rate", "2", "--max-releases-at-work", "200"})
+	require.NoError(t, err)
+	assert.Equal(t, 200, cfg.maxReleasesAtWork)
+	assert.Equal(t, 300, cfg.stickyCacheSize, "the bound and half as many again")
+	cfg, err = parseConfig([]string{"--release-rate", "2", "--max-releases-at-work", "20"})
+	require.NoError(t, err)
+	assert.Equal(t, 120, cfg.stickyCacheSize, "at least 100 over the bound")
+	t.Setenv("CANARYFLOW_STICKY_CACHE_SIZE", "5000")
+	cfg, err = parseConfig([]string{"--release-rate", "2", "--max-releases-at-work", "200"})
+	require.NoError(t, err)
+	assert.Equal(t, 5000, cfg.stickyCacheSize, "a cache asked for is kept")
+
+	_, err = parseConfig([]string{"--max-releases-at-work", "200"})
+	require.ErrorContains(t, err, "--max-releases-at-work 200 needs --release-rate")
+	_, err = parseConfig([]string{"--release-rate", "2", "--max-releases-at-work", "-1"})
+	require.ErrorContains(t, err, "--max-releases-at-work -1: rollouts at once, 0 (no bound) or more")
+	_, err = parseConfig([]string{"--release-rate", "2", "--max-releases-at-work", "5", "--task-queue", "team'a"})
+	require.ErrorContains(t, err, "must not hold quotes")
+}
+
 // admissionCanary is a one-step canary (50 %, then promotion) with 1 s steps, so that sixteen releases end in
 // seconds.
 const admissionCanary = `apiVersion: flagger.app/v1beta1
@@ -139,4 +162,95 @@ func TestReleasesStartAtTheWorkersReleaseRate(t *testing.T) {
 	assert.Equal(t, 16, admitted, "every release waited for one admission on the admission queue")
 	assert.GreaterOrEqual(t, spread, 4*time.Second, "the server handed out the admissions at the rate")
 	t.Logf("first traffic shifts of 16 releases at 2 a second spread over %s", spread)
+}
+
+// boundedCanary takes two steps of 25 % to 50 % at the shortest interval (10 s): a release shifts traffic for
+// about 20 s.
+const boundedCanary = `apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: %s, namespace: admission}
+spec:
+  provider: traefik
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: %s}
+  service: {port: 9898}
+  analysis: {interval: 10s, threshold: 1, stepWeight: 25, maxWeight: 50}
+`
+
+// Four canaries released in the same second, on a worker started with --release-rate 10 --max-releases-at-work 2
+// and wired as main wires it, on a real Temporal server: at no moment do more than two of them shift traffic
+// (from a release's first route to its last), though the rate alone would let all four in within a second, and
+// every release is promoted. A release stays at work several times as long as the worker counts its own
+// admissions on its own, so the bound is kept by the count of the rollouts at work in the server's visibility in between.
+func TestReleasesAtWorkStayUnderTheWorkersBound(t *testing.T) {
+	srv, err := labbin.DevServer(t.Context(), quietSDKLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	tc := srv.Client()
+
+	const queue = "canaryflow-bounded"
+	cfg, err := parseConfig([]string{"--task-queue", queue, "--release-rate", "10", "--max-releases-at-work", "2"})
+	require.NoError(t, err)
+	cfg.admissionSettle = 3 * time.Second
+	cluster := activitiestest.NewCluster()
+	cluster.AdmissionQueue = cfg.admissionQueue()
+	w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
+	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterActivity(cluster.Activities())
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	stop, err := startAdmission(tc, cfg, zap.NewNop())
+	require.NoError(t, err)
+	defer stop()
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	const n = 4
+	runs := make([]client.WorkflowRun, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		name := fmt.Sprintf("bounded-%d", i)
+		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(boundedCanary, name, name)), "canary.yaml",
+			v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
+		require.NoError(t, err)
+		c := *set.Canaries()[0]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: c},
+				workflows.ActionSignal{By: "test"})
+		}()
+	}
+	wg.Wait()
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	var longest time.Duration
+	for i := range n {
+		require.NoError(t, errs[i])
+		var res workflows.RolloutResult
+		require.NoError(t, runs[i].Get(ctx, &res))
+		require.True(t, res.Promoted, "release %d: %+v", i, res)
+		c := cluster.Get("admission", fmt.Sprintf("bounded-%d", i))
+		require.Equal(t, []string{"75/25", "50/50", "100/0"}, c.Routes)
+		first, last := c.RouteTimes[0], c.RouteTimes[len(c.RouteTimes)-1]
+		longest = max(longest, last.Sub(first))
+		edges = append(edges, edge{first, 1}, edge{last, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta // one ending as another starts is not two at once
+	})
+	most, now := 0, 0
+	for _, e := range edges {
+		now += e.delta
+		most = max(most, now)
+	}
+	assert.Equal(t, 2, most, "releases shifting traffic at once, with at most 2 at work")
+	assert.Greater(t, longest, cfg.admissionSettle, "a release outlasts the worker's own count of it, so visibility's count is what bounds it")
+	t.Logf("four releases, at most 2 at work: at most %d shifted traffic at once; the longest shifted for %s", most, longest.Round(100*time.Millisecond))
 }

@@ -59,6 +59,12 @@ type config struct {
 	// releaseRate, when positive, is how many releases a second the workers of this task queue start (their
 	// Admission queue, activities.Admission); 0 starts each at once.
 	releaseRate float64
+	// maxReleasesAtWork, when positive (with releaseRate), is how many rollouts of the task queue may be at work at
+	// once: an admission waits while that many are (activities.Admission).
+	maxReleasesAtWork int
+	// admissionSettle is how long a release this worker admitted counts as at work on its own (0: the activity's
+	// default, 15 s); tests shorten it.
+	admissionSettle time.Duration
 	// gitops runs the GitOps trigger (package gitops) beside the worker, on the replica holding the Lease in
 	// gitopsLeaseNamespace.
 	gitops               bool
@@ -86,6 +92,7 @@ const (
 	// gaps (BENCHMARKS.md, tenth session).
 	defaultMaxConcurrentLocalActivities = 200
 	defaultStickyScheduleToStart        = 30 * time.Second
+	defaultStickyCacheSize              = 10000
 )
 
 func parseConfig(args []string) (*config, error) {
@@ -152,9 +159,11 @@ func parseConfig(args []string) (*config, error) {
 	fs.IntVar(&c.maxConcurrentLocalActivities, "max-concurrent-local-activities", envInt("MAX_CONCURRENT_LOCAL_ACTIVITIES", defaultMaxConcurrentLocalActivities),
 		"local activities (the short Kubernetes calls: a route, a readiness look) run at once; more than --kube-api-qps "+
 			"serves in a second or two only wait on the client's limit, each with its goroutine (CANARYFLOW_MAX_CONCURRENT_LOCAL_ACTIVITIES)")
-	fs.IntVar(&c.stickyCacheSize, "sticky-cache-size", envInt("STICKY_CACHE_SIZE", 10000),
-		"rollouts whose workflow state this worker keeps in memory between tasks (each a few tens of KiB); past it, "+
-			"a rollout's next task replays its history (CANARYFLOW_STICKY_CACHE_SIZE)")
+	fs.IntVar(&c.stickyCacheSize, "sticky-cache-size", envInt("STICKY_CACHE_SIZE", 0),
+		fmt.Sprintf("rollouts whose workflow state this worker keeps in memory between tasks (each about 50 KiB); past it, "+
+			"the least recently active rollout leaves the cache and its next task replays its history. 0: %d, or with "+
+			"--max-releases-at-work N, N and half as many again (at least N+100), which the rollouts at work fit in "+
+			"while those waiting for admission leave it (CANARYFLOW_STICKY_CACHE_SIZE)", defaultStickyCacheSize))
 	fs.DurationVar(&c.stickyScheduleToStart, "sticky-schedule-to-start-timeout", envDur("STICKY_SCHEDULE_TO_START_TIMEOUT", defaultStickyScheduleToStart),
 		"how long a rollout's next workflow task waits for this worker, which holds the rollout's state, before any "+
 			"worker may take it from the task queue and replay the history (CANARYFLOW_STICKY_SCHEDULE_TO_START_TIMEOUT)")
@@ -163,6 +172,10 @@ func parseConfig(args []string) (*config, error) {
 	fs.Float64Var(&c.releaseRate, "release-rate", envFloat("RELEASE_RATE", 0),
 		"releases started a second, across every worker of the task queue (they wait for their turn in the task queue <task-queue>"+admissionSuffix+
 			" before the canary is scaled up, and first rollouts before their initialisation); 0 starts each at once. Give every worker of the task queue the same rate (CANARYFLOW_RELEASE_RATE)")
+	fs.IntVar(&c.maxReleasesAtWork, "max-releases-at-work", envInt("MAX_RELEASES_AT_WORK", 0),
+		"with --release-rate: the most rollouts of the task queue at work at once (initialising, progressing, promoting, "+
+			"finalising; not those waiting at a gate), counted in Temporal visibility; an admission waits while that many "+
+			"are. 0: no bound. Give every worker of the task queue the same bound (CANARYFLOW_MAX_RELEASES_AT_WORK)")
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
 	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", metrics.DefaultPrometheus), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
@@ -194,6 +207,12 @@ func parseConfig(args []string) (*config, error) {
 	for _, ns := range strings.Split(*namespaces, ",") {
 		if ns = strings.TrimSpace(ns); ns != "" {
 			c.namespaces = append(c.namespaces, ns)
+		}
+	}
+	if c.stickyCacheSize == 0 {
+		c.stickyCacheSize = defaultStickyCacheSize
+		if c.maxReleasesAtWork > 0 {
+			c.stickyCacheSize = c.maxReleasesAtWork + max(c.maxReleasesAtWork/2, 100)
 		}
 	}
 	var connErr error
@@ -235,6 +254,16 @@ func (c *config) check() error {
 	}
 	if c.releaseRate < 0 || math.IsNaN(c.releaseRate) || math.IsInf(c.releaseRate, 0) {
 		problems = append(problems, fmt.Sprintf("--release-rate %g: releases a second, 0 (no limit) or more", c.releaseRate))
+	}
+	switch {
+	case c.maxReleasesAtWork < 0:
+		problems = append(problems, fmt.Sprintf("--max-releases-at-work %d: rollouts at once, 0 (no bound) or more", c.maxReleasesAtWork))
+	case c.maxReleasesAtWork > 0 && c.releaseRate <= 0:
+		problems = append(problems, fmt.Sprintf("--max-releases-at-work %d needs --release-rate: the bound is kept by the "+
+			"admission queue, which only a rate starts (--release-rate 2, say)", c.maxReleasesAtWork))
+	case c.maxReleasesAtWork > 0 && strings.ContainsAny(c.taskQueue, `'"\`):
+		problems = append(problems, fmt.Sprintf("--task-queue %q: with --max-releases-at-work the rollouts are counted by "+
+			"a visibility query that names the task queue, so it must not hold quotes or backslashes", c.taskQueue))
 	}
 	if c.stopTimeout < 0 {
 		problems = append(problems, "--stop-timeout must not be negative")
