@@ -236,10 +236,15 @@ func TestHelmTLSValuesWireTheWorker(t *testing.T) {
 	assert.NotContains(t, plain, "volumeMounts:\n            - ")
 }
 
-// The chart's worker.releaseRate reaches the worker as CANARYFLOW_RELEASE_RATE, and the default (0) sets nothing.
+// The chart's worker.releaseRate and worker.maxReleasesAtWork reach the worker as CANARYFLOW_RELEASE_RATE and
+// CANARYFLOW_MAX_RELEASES_AT_WORK, and the defaults (0) set nothing.
 func TestHelmReleaseRateWiresTheWorker(t *testing.T) {
 	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
-	assert.Contains(t, helmTemplate(t, root, "worker.releaseRate=1.5"), `CANARYFLOW_RELEASE_RATE, value: "1.5"`)
-	assert.NotContains(t, helmTemplate(t, root), "CANARYFLOW_RELEASE_RATE")
+	out := helmTemplate(t, root, "worker.releaseRate=1.5", "worker.maxReleasesAtWork=200")
+	assert.Contains(t, out, `CANARYFLOW_RELEASE_RATE, value: "1.5"`)
+	assert.Contains(t, out, `CANARYFLOW_MAX_RELEASES_AT_WORK, value: "200"`)
+	plain := helmTemplate(t, root)
+	assert.NotContains(t, plain, "CANARYFLOW_RELEASE_RATE")
+	assert.NotContains(t, plain, "CANARYFLOW_MAX_RELEASES_AT_WORK")
 }
