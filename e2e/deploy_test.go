@@ -236,15 +236,17 @@ func TestHelmTLSValuesWireTheWorker(t *testing.T) {
 	assert.NotContains(t, plain, "volumeMounts:\n            - ")
 }
 
-// The chart's worker.releaseRate and worker.maxReleasesAtWork reach the worker as CANARYFLOW_RELEASE_RATE and
-// CANARYFLOW_MAX_RELEASES_AT_WORK, and the defaults (0) set nothing.
+// The chart's worker.releaseRate, worker.maxReleasesAtWork and worker.goMemLimit reach the worker as
+// CANARYFLOW_RELEASE_RATE, CANARYFLOW_MAX_RELEASES_AT_WORK and GOMEMLIMIT, and the defaults set nothing.
 func TestHelmReleaseRateWiresTheWorker(t *testing.T) {
 	root, err := labtest.RepoRoot()
 	require.NoError(t, err)
-	out := helmTemplate(t, root, "worker.releaseRate=1.5", "worker.maxReleasesAtWork=200")
+	out := helmTemplate(t, root, "worker.releaseRate=1.5", "worker.maxReleasesAtWork=200", "worker.goMemLimit=72MiB")
 	assert.Contains(t, out, `CANARYFLOW_RELEASE_RATE, value: "1.5"`)
 	assert.Contains(t, out, `CANARYFLOW_MAX_RELEASES_AT_WORK, value: "200"`)
+	assert.Contains(t, out, `GOMEMLIMIT, value: "72MiB"`)
 	plain := helmTemplate(t, root)
 	assert.NotContains(t, plain, "CANARYFLOW_RELEASE_RATE")
 	assert.NotContains(t, plain, "CANARYFLOW_MAX_RELEASES_AT_WORK")
+	assert.NotContains(t, plain, "GOMEMLIMIT")
 }
