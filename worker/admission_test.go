@@ -71,8 +71,7 @@ func TestMaxReleasesAtWorkIsAFlagThatSizesTheStickyCache(t *testing.T) {
 	require.ErrorContains(t, err, "must not hold quotes")
 }
 
-// admissionCanary is a one-step canary (50 %, then promotion) with 1 s steps, so that sixteen releases end in
-// seconds.
+// admissionCanary is a Canary of the admission tests: its name, twice, and its analysis.
 const admissionCanary = `apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata: {name: %s, namespace: admission}
@@ -80,8 +79,20 @@ spec:
   provider: traefik
   targetRef: {apiVersion: apps/v1, kind: Deployment, name: %s}
   service: {port: 9898}
-  analysis: {interval: 1s, threshold: 1, stepWeight: 50, maxWeight: 50}
+  analysis: %s
 `
+
+// oneStep is a one-step analysis (50 %, then promotion) with 1 s steps, so that sixteen releases end in seconds.
+const oneStep = "{interval: 1s, threshold: 1, stepWeight: 50, maxWeight: 50}"
+
+// devServerClient starts a Temporal dev server for the test and returns its client.
+func devServerClient(t *testing.T) client.Client {
+	t.Helper()
+	srv, err := labbin.DevServer(t.Context(), quietSDKLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+	return srv.Client()
+}
 
 // Sixteen canaries released in the same second, on a worker started with --release-rate 2 and wired as main wires
 // it, on a real Temporal server: the server hands out their admissions no faster than 2 a second, so their first
@@ -89,52 +100,24 @@ spec:
 // releases on a worker without the flag shift within a few seconds of each other even on a loaded machine (the
 // control: the spread comes from the rate, not from the machine).
 func TestReleasesStartAtTheWorkersReleaseRate(t *testing.T) {
-	srv, err := labbin.DevServer(t.Context(), quietSDKLogger{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Stop() })
-	tc := srv.Client()
+	tc := devServerClient(t)
 
 	run := func(t *testing.T, queue string, args ...string) (spread time.Duration, admissionTasks int) {
 		cfg, err := parseConfig(append([]string{"--task-queue", queue}, args...))
 		require.NoError(t, err)
-		cluster := activitiestest.NewCluster()
-		cluster.AdmissionQueue = cfg.admissionQueue()
-		w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
-		w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-		w.RegisterActivity(cluster.Activities())
-		require.NoError(t, w.Start())
-		defer w.Stop()
-		stop, err := startAdmission(tc, cfg, zap.NewNop())
-		require.NoError(t, err)
-		defer stop()
+		cluster := startWiredWorker(t, tc, cfg)
 
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
 		const n = 16
-		runs := make([]client.WorkflowRun, n)
-		var wg sync.WaitGroup
-		errs := make([]error, n)
-		for i := range n {
-			name := fmt.Sprintf("%s-%02d", queue, i)
-			set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(admissionCanary, name, name)), "canary.yaml",
-				v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
-			require.NoError(t, err)
-			c := *set.Canaries()[0]
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: c},
-					workflows.ActionSignal{By: "test"})
-			}()
+		names := make([]string, n)
+		for i := range names {
+			names[i] = fmt.Sprintf("%s-%02d", queue, i)
 		}
-		wg.Wait()
+		runs := releaseTogether(ctx, t, tc, queue, oneStep, names)
 		var first []time.Time
 		for i := range n {
-			require.NoError(t, errs[i])
-			var res workflows.RolloutResult
-			require.NoError(t, runs[i].Get(ctx, &res))
-			require.True(t, res.Promoted, "release %d: %+v", i, res)
-			c := cluster.Get("admission", fmt.Sprintf("%s-%02d", queue, i))
+			c := cluster.Get("admission", names[i])
 			require.Equal(t, []string{"50/50", "100/0"}, c.Routes)
 			first = append(first, c.RouteTimes[0])
 
@@ -164,17 +147,9 @@ func TestReleasesStartAtTheWorkersReleaseRate(t *testing.T) {
 	t.Logf("first traffic shifts of 16 releases at 2 a second spread over %s", spread)
 }
 
-// boundedCanary takes two steps of 25 % to 50 % at the shortest interval (10 s): a release shifts traffic for
-// about 20 s.
-const boundedCanary = `apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: %s, namespace: admission}
-spec:
-  provider: traefik
-  targetRef: {apiVersion: apps/v1, kind: Deployment, name: %s}
-  service: {port: 9898}
-  analysis: {interval: 10s, threshold: 1, stepWeight: 25, maxWeight: 50}
-`
+// twoSteps takes two steps of 25 % to 50 % at the shortest interval (10 s): a release shifts traffic for about
+// 20 s.
+const twoSteps = "{interval: 10s, threshold: 1, stepWeight: 25, maxWeight: 50}"
 
 // Four canaries released in the same second, on a worker started with --release-rate 10 --max-releases-at-work 2
 // and wired as main wires it, on a real Temporal server: at no moment do more than two of them shift traffic
@@ -182,58 +157,26 @@ spec:
 // every release is promoted. A release stays at work several times as long as the worker counts its own
 // admissions on its own, so the bound is kept by the count of the rollouts at work in the server's visibility in between.
 func TestReleasesAtWorkStayUnderTheWorkersBound(t *testing.T) {
-	srv, err := labbin.DevServer(t.Context(), quietSDKLogger{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = srv.Stop() })
-	tc := srv.Client()
+	tc := devServerClient(t)
 
 	const queue = "canaryflow-bounded"
 	cfg, err := parseConfig([]string{"--task-queue", queue, "--release-rate", "10", "--max-releases-at-work", "2"})
 	require.NoError(t, err)
 	cfg.admissionSettle = 3 * time.Second
-	cluster := activitiestest.NewCluster()
-	cluster.AdmissionQueue = cfg.admissionQueue()
-	w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
-	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	w.RegisterActivity(cluster.Activities())
-	require.NoError(t, w.Start())
-	defer w.Stop()
-	stop, err := startAdmission(tc, cfg, zap.NewNop())
-	require.NoError(t, err)
-	defer stop()
+	cluster := startWiredWorker(t, tc, cfg)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	const n = 4
-	runs := make([]client.WorkflowRun, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		name := fmt.Sprintf("bounded-%d", i)
-		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(boundedCanary, name, name)), "canary.yaml",
-			v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
-		require.NoError(t, err)
-		c := *set.Canaries()[0]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: c},
-				workflows.ActionSignal{By: "test"})
-		}()
-	}
-	wg.Wait()
+	names := []string{"bounded-0", "bounded-1", "bounded-2", "bounded-3"}
+	releaseTogether(ctx, t, tc, queue, twoSteps, names)
 	type edge struct {
 		at    time.Time
 		delta int
 	}
 	var edges []edge
 	var longest time.Duration
-	for i := range n {
-		require.NoError(t, errs[i])
-		var res workflows.RolloutResult
-		require.NoError(t, runs[i].Get(ctx, &res))
-		require.True(t, res.Promoted, "release %d: %+v", i, res)
-		c := cluster.Get("admission", fmt.Sprintf("bounded-%d", i))
+	for _, name := range names {
+		c := cluster.Get("admission", name)
 		require.Equal(t, []string{"75/25", "50/50", "100/0"}, c.Routes)
 		first, last := c.RouteTimes[0], c.RouteTimes[len(c.RouteTimes)-1]
 		longest = max(longest, last.Sub(first))
@@ -253,4 +196,50 @@ func TestReleasesAtWorkStayUnderTheWorkersBound(t *testing.T) {
 	assert.Equal(t, 2, most, "releases shifting traffic at once, with at most 2 at work")
 	assert.Greater(t, longest, cfg.admissionSettle, "a release outlasts the worker's own count of it, so visibility's count is what bounds it")
 	t.Logf("four releases, at most 2 at work: at most %d shifted traffic at once; the longest shifted for %s", most, longest.Round(100*time.Millisecond))
+}
+
+// startWiredWorker starts, on tc, a rollout worker with cfg's options over a fake cluster and the admission worker
+// as main starts it; both stop with the test.
+func startWiredWorker(t *testing.T, tc client.Client, cfg *config) *activitiestest.Cluster {
+	t.Helper()
+	cluster := activitiestest.NewCluster()
+	cluster.AdmissionQueue = cfg.admissionQueue()
+	w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
+	w.RegisterWorkflowWithOptions(workflows.CanaryRollout, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	w.RegisterActivity(cluster.Activities())
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+	stop, err := startAdmission(tc, cfg, zap.NewNop())
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	return cluster
+}
+
+// releaseTogether releases the canaries named names with the analysis given, all at once on queue, and waits until
+// every release is promoted.
+func releaseTogether(ctx context.Context, t *testing.T, tc client.Client, queue, analysis string, names []string) []client.WorkflowRun {
+	t.Helper()
+	runs := make([]client.WorkflowRun, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		set, err := v1beta1.Load(strings.NewReader(fmt.Sprintf(admissionCanary, name, name, analysis)), "canary.yaml",
+			v1beta1.ValidateOptions{Capabilities: catalog.Capabilities()})
+		require.NoError(t, err)
+		c := *set.Canaries()[0]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[i], errs[i] = rolloutclient.Client{Temporal: tc, TaskQueue: queue}.Release(ctx, workflows.RolloutInput{Canary: c},
+				workflows.ActionSignal{By: "test"})
+		}()
+	}
+	wg.Wait()
+	for i := range names {
+		require.NoError(t, errs[i])
+		var res workflows.RolloutResult
+		require.NoError(t, runs[i].Get(ctx, &res))
+		require.True(t, res.Promoted, "release of %s: %+v", names[i], res)
+	}
+	return runs
 }
