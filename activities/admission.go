@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,15 +20,17 @@ import (
 // releases start at once.
 //
 // With MaxAtWork set (the worker's --max-releases-at-work) an Admit also waits until fewer than that many rollouts
-// of the task queue are at work, counted in Temporal visibility by their CanaryPhase: the releases admitted then
+// of the task queue are at work, counted in Temporal visibility by their phase: the releases admitted then
 // stay bounded on a day the cluster or the Temporal server serves them more slowly than the rate assumes, and a
 // worker's sticky cache sized a little above the bound holds every rollout at work, while those still waiting
 // leave it (BENCHMARKS.md, issue 15).
 type Admission struct {
 	// MaxAtWork is the most rollouts at work at once that an Admit lets in; 0: no bound, an Admit completes at once.
 	MaxAtWork int
-	// TaskQueue is the task queue of the rollouts counted (the worker's --task-queue).
+	// TaskQueue is the task queue of the rollouts counted (the worker's --task-queue), for the messages.
 	TaskQueue string
+	// AtWork is the visibility query that matches the rollouts of TaskQueue at work (workflows.AtWorkQuery).
+	AtWork string
 	// Count counts the workflow executions a visibility query matches (client.Client.CountWorkflow).
 	Count func(ctx context.Context, query string) (int64, error)
 	// Poll is how often a waiting Admit counts again, Hold how long it waits before it gives its slot up, Settle
@@ -44,17 +45,6 @@ type Admission struct {
 type AdmitInput struct {
 	Canary   string `json:"canary"`
 	Revision string `json:"revision"`
-}
-
-// AtWorkPhases are the phases of a rollout at work: changing Kubernetes objects on its own. A rollout waiting at a
-// gate (Waiting, WaitingPromotion) is not counted, so that a release waiting for a person does not hold the others
-// back.
-var AtWorkPhases = []string{"Initializing", "Progressing", "Promoting", "Finalising"}
-
-// AtWorkQuery is the visibility query that counts the rollouts of taskQueue at work.
-func AtWorkQuery(taskQueue string) string {
-	return fmt.Sprintf("WorkflowType = 'CanaryRollout' AND ExecutionStatus = 'Running' AND TaskQueue = '%s' AND CanaryPhase IN ('%s')",
-		taskQueue, strings.Join(AtWorkPhases, "', '"))
 }
 
 // ErrTypeAtWorkBound is the type of the error an Admit returns when the bound stayed full while it held its slot:
@@ -82,10 +72,9 @@ func (a *Admission) Admit(ctx context.Context, in AdmitInput) error {
 	if hold <= 0 {
 		hold = 20 * time.Second
 	}
-	q := AtWorkQuery(a.TaskQueue)
 	deadline := time.Now().Add(hold)
 	for {
-		seen, err := a.Count(ctx, q)
+		seen, err := a.Count(ctx, a.AtWork)
 		if err != nil {
 			return fmt.Errorf("count the rollouts at work of task queue %s in Temporal visibility: %w", a.TaskQueue, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/workflows"
 )
 
 // startAdmission starts, with --release-rate, the worker of the admission queue: the Admit activities every
@@ -22,6 +23,7 @@ func startAdmission(tc client.Client, cfg *config, log *zap.Logger) (stop func()
 	}
 	w := worker.New(tc, q, cfg.admissionOptions())
 	w.RegisterActivity(&activities.Admission{MaxAtWork: cfg.maxReleasesAtWork, TaskQueue: cfg.taskQueue, Settle: cfg.admissionSettle,
+		AtWork: workflows.AtWorkQuery(cfg.taskQueue),
 		Count: func(ctx context.Context, query string) (int64, error) {
 			res, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
 			return res.GetCount(), err

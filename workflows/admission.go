@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -10,7 +11,24 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/canaryflow/canaryflow/activities"
+	"github.com/canaryflow/canaryflow/workflows/searchattr"
 )
+
+// AtWorkPhases are the phases of a rollout at work: changing Kubernetes objects on its own. A rollout waiting at a
+// gate (Waiting, WaitingPromotion) is not counted, so that a release waiting for a person does not hold the others
+// back (--max-releases-at-work).
+var AtWorkPhases = []Phase{PhaseInitializing, PhaseProgressing, PhasePromoting, PhaseFinalising}
+
+// AtWorkQuery is the visibility query that matches the rollouts of taskQueue at work, by the phase each upserts
+// (searchattr.CanaryPhase).
+func AtWorkQuery(taskQueue string) string {
+	phases := make([]string, len(AtWorkPhases))
+	for i, p := range AtWorkPhases {
+		phases[i] = "'" + string(p) + "'"
+	}
+	return fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND TaskQueue = '%s' AND %s IN (%s)",
+		WorkflowName, taskQueue, searchattr.CanaryPhase.GetName(), strings.Join(phases, ", "))
+}
 
 // adm names the admission activity (registered on the admission queue's worker, --release-rate).
 var adm *activities.Admission
