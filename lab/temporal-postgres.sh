@@ -4,7 +4,9 @@
 # `lab/build.sh temporalserver`) on it: persistence and SQL visibility with canaryflow's search attributes, the
 # schemas set up by Temporal's own temporal-sql-tool. The frontend listens where the dev server would
 # ($TEMPORAL_PORT), so everything else (worker, starter, tests) connects the same way. Benchmarks only: the
-# dev server (SQLite) stays the lab's default.
+# dev server (SQLite) stays the lab's default. To see where their CPU goes: LAB_TEMPORAL_PPROF_PORT=N serves the
+# server's Go profiles on localhost:N (/debug/pprof/), LAB_POSTGRES_STATEMENTS=1 loads pg_stat_statements
+# (`SELECT calls, total_exec_time, query FROM pg_stat_statements ORDER BY 2 DESC` in the database temporal).
 
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 # Outside $LAB_RUN: the postgres user cannot enter root's home, where the lab's cache lives.
@@ -28,7 +30,7 @@ start_temporal_postgres() {
 		--auth=trust -E UTF8 --locale=C.UTF-8 >>"$LAB_LOGS/postgres.log" 2>&1 || fail postgres "initdb"
 	start postgres setpriv --reuid=postgres --regid=postgres --init-groups "$PG_BIN/postgres" -D "$PG_DATA" \
 		-p "$POSTGRES_PORT" -k "$PG_SOCKETS" -c listen_addresses="$LAB_HOST" -c max_connections=300 \
-		-c shared_buffers=256MB
+		-c shared_buffers=256MB ${LAB_POSTGRES_STATEMENTS:+-c shared_preload_libraries=pg_stat_statements}
 	wait_for postgres 60 "$PG_BIN/pg_isready" -h "$LAB_HOST" -p "$POSTGRES_PORT"
 	psql -h "$LAB_HOST" -p "$POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -q \
 		-c "CREATE ROLE temporal LOGIN SUPERUSER PASSWORD 'temporal'" >>"$LAB_LOGS/postgres.log" 2>&1 ||
@@ -65,6 +67,11 @@ start_temporal_postgres() {
 		  - value: true
 		    constraints: {}
 	EOF
+	if [[ -n ${LAB_POSTGRES_STATEMENTS:-} ]]; then
+		psql -h "$LAB_HOST" -p "$POSTGRES_PORT" -U postgres -v ON_ERROR_STOP=1 -q -d temporal \
+			-c "CREATE EXTENSION pg_stat_statements" >>"$LAB_LOGS/postgres.log" 2>&1 ||
+			fail postgres "creating pg_stat_statements (LAB_POSTGRES_STATEMENTS)"
+	fi
 	start temporal "$LAB_BIN/temporal-server" --root "$TEMPORAL_ROOT" --config config --env development --allow-no-auth \
 		start
 	wait_for temporal 120 "$LAB_BIN/temporal" operator cluster health --address "$LAB_HOST:$TEMPORAL_PORT"
@@ -112,6 +119,8 @@ temporal_server_config() {
 		        maxIdleConns: 10
 		        maxConnLifetime: 1h
 		global:
+		  pprof:
+		    port: ${LAB_TEMPORAL_PPROF_PORT:-0}
 		  membership:
 		    maxJoinDuration: 30s
 		    broadcastAddress: "$LAB_HOST"
