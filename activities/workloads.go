@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -78,6 +79,20 @@ type Workloads struct {
 	// AdmissionQueue, when not empty, is the task queue of this worker's Admission (--release-rate): every release
 	// DetectRevision finds, and every first rollout (initialisation), is admitted there before it starts.
 	AdmissionQueue string
+	// ReadinessQueue, when not empty, is the task queue of this worker's readiness waits (Ready; --watch-readiness):
+	// DetectRevision names it, and a rollout that finds a workload not ready at its first look waits for it there
+	// in one AwaitReady instead of polling CheckReady on workflow timers.
+	ReadinessQueue string
+	// Ready waits for readiness on watch events (AwaitReady); nil on a worker that does not serve ReadinessQueue.
+	Ready ReadyWaiter
+}
+
+// ReadyWaiter waits until a workload is ready (providers/workload.ReadyWatcher).
+type ReadyWaiter interface {
+	// AwaitReady returns ready true when the canary's target (primary false) or its primary is ready, by
+	// WorkloadClient.IsReady's rules; when ctx ends first, ready false and the last reason observed, no error. An
+	// error is a failed read, or a workload that does not exist (permanent).
+	AwaitReady(ctx context.Context, c *v1beta1.Canary, primary bool) (ready bool, reason string, err error)
 }
 
 // Workload names which side of a rollout an activity looks at.
@@ -115,6 +130,10 @@ type RevisionResult struct {
 	// up, or the initialisation before it creates anything. A run replays on what it recorded here, so the wait is
 	// in a run's history exactly when its worker asked for one.
 	AdmissionQueue string `json:"admissionQueue,omitempty"`
+	// ReadinessQueue, set when the worker waits for readiness on watch events (Workloads.ReadinessQueue), is the
+	// task queue of the AwaitReady a wait for readiness of this run uses once its first look finds the workload
+	// not ready. As with AdmissionQueue, a run replays on what it recorded here.
+	ReadinessQueue string `json:"readinessQueue,omitempty"`
 }
 
 // Admissible says whether the run this result starts touches the cluster (it initialises a first rollout or
@@ -132,6 +151,18 @@ type ReadyInput struct {
 	Canary   v1beta1.Canary `json:"canary"`
 	Workload Workload       `json:"workload"`
 }
+
+// AwaitReadyInput asks to wait until one workload has finished rolling out, at most until Until (the end of the
+// progress deadline, on the workflow's clock).
+type AwaitReadyInput struct {
+	Canary   v1beta1.Canary `json:"canary"`
+	Workload Workload       `json:"workload"`
+	Until    time.Time      `json:"until"`
+}
+
+// awaitHeartbeat is how often AwaitReady heartbeats (the SDK sends at most one per 80% of the heartbeat
+// timeout); a worker that dies mid-wait is noticed at the heartbeat timeout and the wait retried elsewhere.
+const awaitHeartbeat = 5 * time.Second
 
 // ReadyResult is one readiness observation; not ready yet is a result, not an error.
 type ReadyResult struct {
@@ -155,6 +186,7 @@ func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (Revis
 	if r.Admissible() {
 		r.AdmissionQueue = w.AdmissionQueue
 	}
+	r.ReadinessQueue = w.ReadinessQueue
 	return r, nil
 }
 
@@ -200,10 +232,10 @@ func (w *Workloads) ScaleCanary(ctx context.Context, in ScaleInput) (ActionResul
 	return ActionResult{Summary: "scaled " + name + " to zero"}, nil
 }
 
-// CheckReady observes once whether the canary or the primary is ready. It returns quickly: the workflow polls
-// it on a timer, which survives worker crashes and costs less history than a long heartbeating wait. It only
-// observes: how long a workload may stay not ready (the progress deadline) is the workflow's to judge, on the
-// workflow's clock.
+// CheckReady observes once whether the canary or the primary is ready. It returns quickly: the workflow looks once
+// and, when the workload is not ready, waits in AwaitReady (a worker with a readiness queue) or polls CheckReady
+// on a workflow timer. It only observes: how long a workload may stay not ready (the progress deadline) is the
+// workflow's to judge, on the workflow's clock.
 func (w *Workloads) CheckReady(ctx context.Context, in ReadyInput) (ReadyResult, error) {
 	ready, reason, err := w.Kube.IsReady(ctx, &in.Canary, in.Workload == WorkloadPrimary)
 	if err != nil {
@@ -247,4 +279,44 @@ func (w *Workloads) FinalizeWorkloads(ctx context.Context, in WorkloadInput) (Ac
 		return ActionResult{}, classify(err, "finalise "+describe(&in.Canary))
 	}
 	return ActionResult{Summary: "reverted " + describe(&in.Canary)}, nil
+}
+
+// AwaitReady waits until the canary or the primary is ready (Ready, on watch events), heartbeating, and returns
+// ready; or, at in.Until or shortly before its own start-to-close deadline, not ready with the last reason seen, for
+// the workflow to judge against the progress deadline. One activity and a workflow task in history for the
+// whole wait, where polling costs a timer, a workflow task and a look at every poll.
+func (w *Workloads) AwaitReady(ctx context.Context, in AwaitReadyInput) (ReadyResult, error) {
+	if w.Ready == nil {
+		return ReadyResult{}, temporal.NewNonRetryableApplicationError(
+			"this worker does not wait for readiness (started without --watch-readiness) yet served its readiness queue",
+			ErrTypePermanent, nil)
+	}
+	until := in.Until
+	if d, ok := ctx.Deadline(); ok && (until.IsZero() || d.Add(-awaitHeartbeat).Before(until)) {
+		until = d.Add(-awaitHeartbeat) // answer before the server times the attempt out
+	}
+	wctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(awaitHeartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			case <-done:
+				return
+			}
+		}
+	}()
+	ready, reason, err := w.Ready.AwaitReady(wctx, &in.Canary, in.Workload == WorkloadPrimary)
+	if err != nil {
+		return ReadyResult{}, classify(err, fmt.Sprintf("wait for %s of %s", in.Workload, describe(&in.Canary)))
+	}
+	if ctx.Err() != nil {
+		return ReadyResult{}, ctx.Err() // cancelled: the workflow stopped waiting
+	}
+	return ReadyResult{Ready: ready, Reason: reason}, nil
 }

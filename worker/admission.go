@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
@@ -33,5 +34,21 @@ func startAdmission(tc client.Client, cfg *config, log *zap.Logger) (stop func()
 	}
 	log.Info("admitting releases at a rate", zap.String("taskQueue", q), zap.Float64("releasesPerSecond", cfg.releaseRate),
 		zap.Int("maxReleasesAtWork", cfg.maxReleasesAtWork), zap.Int("stickyCacheSize", cfg.stickyCacheSize))
+	return w.Stop, nil
+}
+
+// startReadiness starts, with --watch-readiness, the worker of the readiness queue: the AwaitReady activities in
+// which rollouts wait for their workloads (activities.Workloads.AwaitReady). Without the flag it starts nothing.
+func startReadiness(tc client.Client, cfg *config, wl *activities.Workloads, log *zap.Logger) (stop func(), err error) {
+	q := cfg.readinessQueue()
+	if q == "" {
+		return func() {}, nil
+	}
+	w := worker.New(tc, q, cfg.readinessOptions())
+	w.RegisterActivityWithOptions(wl.AwaitReady, activity.RegisterOptions{Name: "AwaitReady"})
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("start the readiness worker on task queue %s: %w", q, err)
+	}
+	log.Info("waiting for readiness on watch events", zap.String("taskQueue", q))
 	return w.Stop, nil
 }

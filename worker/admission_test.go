@@ -243,3 +243,19 @@ func releaseTogether(ctx context.Context, t *testing.T, tc client.Client, queue,
 	}
 	return runs
 }
+
+func TestReadinessWaitsAreOnByDefaultAndAFlagTurnsThemOff(t *testing.T) {
+	cfg, err := parseConfig(nil)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.TaskQueue+"-readiness", cfg.readinessQueue(), "on by default, beside the task queue")
+	cfg, err = parseConfig([]string{"--watch-readiness=false"})
+	require.NoError(t, err)
+	assert.Empty(t, cfg.readinessQueue(), "off: rollouts poll, no readiness worker")
+	t.Setenv("CANARYFLOW_WATCH_READINESS", "false")
+	cfg, err = parseConfig([]string{"--task-queue", "team-a"})
+	require.NoError(t, err)
+	assert.Empty(t, cfg.readinessQueue())
+	t.Setenv("CANARYFLOW_WATCH_READINESS", "yes please")
+	_, err = parseConfig(nil)
+	require.ErrorContains(t, err, `CANARYFLOW_WATCH_READINESS "yes please": write true or false`)
+}

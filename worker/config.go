@@ -65,6 +65,9 @@ type config struct {
 	// admissionSettle is how long a release this worker admitted counts as at work on its own (0: the activity's
 	// default, 15 s); tests shorten it.
 	admissionSettle time.Duration
+	// watchReadiness serves the readiness queue: rollouts wait there for their workloads on watch events
+	// (activities.Workloads.AwaitReady) instead of polling on workflow timers.
+	watchReadiness bool
 	// gitops runs the GitOps trigger (package gitops) beside the worker, on the replica holding the Lease in
 	// gitopsLeaseNamespace.
 	gitops               bool
@@ -176,6 +179,18 @@ func parseConfig(args []string) (*config, error) {
 		"with --release-rate: the most rollouts of the task queue at work at once (initialising, progressing, promoting, "+
 			"finalising; not those waiting at a gate), counted in Temporal visibility; an admission waits while that many "+
 			"are. 0: no bound. Give every worker of the task queue the same bound (CANARYFLOW_MAX_RELEASES_AT_WORK)")
+	watchReadiness := true
+	if v, ok := os.LookupEnv("CANARYFLOW_WATCH_READINESS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			envErrs = append(envErrs, fmt.Errorf("CANARYFLOW_WATCH_READINESS %q: write true or false", v))
+		}
+		watchReadiness = b || err != nil
+	}
+	fs.BoolVar(&c.watchReadiness, "watch-readiness", watchReadiness,
+		"rollouts that find a workload not ready wait for it on this worker's task queue <task-queue>"+readinessSuffix+
+			", which watches the Deployments of the namespaces with a wait open (one watch a namespace, none while no wait "+
+			"is open), instead of looking again on a backing-off workflow timer (CANARYFLOW_WATCH_READINESS=false to poll)")
 	fs.StringVar(&c.taskQueue, "task-queue", env("TASK_QUEUE", workflows.TaskQueue), "task queue the rollouts run on (CANARYFLOW_TASK_QUEUE)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", env("KUBECONFIG", os.Getenv("KUBECONFIG")), "kubeconfig file; empty means in-cluster config (CANARYFLOW_KUBECONFIG or KUBECONFIG)")
 	fs.StringVar(&c.prometheus, "prometheus", env("PROMETHEUS", metrics.DefaultPrometheus), "default Prometheus address for builtin metrics (CANARYFLOW_PROMETHEUS)")
@@ -321,6 +336,31 @@ func (c *config) workerOptions() worker.Options {
 	}
 	return o
 }
+
+// readinessSuffix ends the name of the task queue a worker with --watch-readiness serves readiness waits on.
+const readinessSuffix = "-readiness"
+
+// readinessQueue is the task queue of this configuration's readiness waits, "" without --watch-readiness.
+func (c *config) readinessQueue() string {
+	if !c.watchReadiness {
+		return ""
+	}
+	return c.taskQueue + readinessSuffix
+}
+
+// readinessOptions are the options of the worker of the readiness queue: its AwaitReady activities only, each a
+// goroutine blocked on the watch's events, so many at once cost little.
+func (c *config) readinessOptions() worker.Options {
+	return worker.Options{
+		DisableWorkflowWorker:              true,
+		MaxConcurrentActivityExecutionSize: maxReadinessWaits,
+		MaxConcurrentActivityTaskPollers:   2,
+		WorkerStopTimeout:                  c.stopTimeout,
+	}
+}
+
+// maxReadinessWaits bounds the readiness waits one worker holds at once (a goroutine and a few KiB each).
+const maxReadinessWaits = 2000
 
 // admissionSuffix ends the name of the task queue a worker with --release-rate admits releases on.
 const admissionSuffix = "-admission"

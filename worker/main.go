@@ -107,6 +107,12 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 		return err
 	}
 	defer stopAdmission()
+	stopReadiness, err := startReadiness(tc, cfg, deps.workloads, log)
+	if err != nil {
+		w.Stop()
+		return err
+	}
+	defer stopReadiness()
 	stopGitOps, err := startGitOps(ctx, cfg, counted, tc, log)
 	if err != nil {
 		w.Stop()

@@ -38,13 +38,17 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 		return nil, fmt.Errorf("dynamic client: %w", err)
 	}
 	wl := workload.NewForClients(k, dyn)
+	var ready activities.ReadyWaiter
+	if cfg.watchReadiness {
+		ready = workload.NewReadyWatcher(k, wl)
+	}
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery(),
 		IngressAnnotationsPrefix: cfg.ingressAnnotationsPrefix})
 	analysis := activities.NewAnalysis(activities.KubeSecrets{Client: k}, cfg.prometheus, cfg.cluster, log)
 	analysis.Kube = dyn
 	return &dependencies{
 		workloads: &activities.Workloads{Kube: wl, Capabilities: catalog.Capabilities(), Namespaces: cfg.namespaces,
-			AdmissionQueue: cfg.admissionQueue()},
+			AdmissionQueue: cfg.admissionQueue(), ReadinessQueue: cfg.readinessQueue(), Ready: ready},
 		routing:  &activities.Routing{Routers: routers},
 		analysis: analysis,
 		status:   &activities.CanaryStatus{Client: dyn},

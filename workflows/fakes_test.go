@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/canaryflow/canaryflow/activities"
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
@@ -23,6 +25,15 @@ type fakes struct {
 	// admissionQueue, when set, is named by every DetectRevision result of a change or a first rollout (a worker with
 	// --release-rate).
 	admissionQueue string
+	// readinessQueue, when set, is named by every DetectRevision result (a worker with --watch-readiness).
+	readinessQueue string
+	// awaitErr, when set, is what AwaitReady fails with (a readiness queue no worker serves).
+	awaitErr error
+	// awaitBlocks makes AwaitReady wait (heartbeating) until it is cancelled, as a watch on a workload that never
+	// gets ready does.
+	awaitBlocks bool
+	// awaits are the AwaitReady inputs, in order.
+	awaits []activities.AwaitReadyInput
 	// canaryReady / primaryReady answer the n-th (1-based) readiness check of each workload; nil = ready.
 	canaryReady, primaryReady func(n int) (bool, string)
 	// metricsErr, when set, makes the metric checks fail to run (the metrics backend down) when it returns an
@@ -103,6 +114,15 @@ func (f *fakes) record(call string) int {
 	return n
 }
 
+// observe counts one more readiness observation of a workload (numbered with its CheckReady calls) without
+// recording a call.
+func (f *fakes) observe(call string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.counts[call]++
+	return f.counts[call]
+}
+
 func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (activities.RevisionResult, error) {
 	n := f.record("DetectRevision")
 	rev := newRevision("rev2")
@@ -114,6 +134,7 @@ func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (a
 	if rev.Admissible() && f.admissionQueue != "" {
 		rev.AdmissionQueue = f.admissionQueue
 	}
+	rev.ReadinessQueue = f.readinessQueue
 	f.mu.Unlock()
 	return rev, nil
 }
@@ -183,6 +204,45 @@ func (f *fakes) CheckReady(_ context.Context, in activities.ReadyInput) (activit
 	}
 	ok, reason := fn(n)
 	return activities.ReadyResult{Ready: ok, Reason: reason}, nil
+}
+
+// AwaitReady answers as a watch would: the workload's next readiness observations, one per event, until one is
+// ready; a workload that never gets ready within a hundred events is reported not ready (the activity's end before
+// the deadline), which sends the workflow back to polling.
+func (f *fakes) AwaitReady(ctx context.Context, in activities.AwaitReadyInput) (activities.ReadyResult, error) {
+	f.record("AwaitReady " + string(in.Workload))
+	f.mu.Lock()
+	f.awaits = append(f.awaits, in)
+	f.mu.Unlock()
+	if f.awaitErr != nil {
+		return activities.ReadyResult{}, f.awaitErr
+	}
+	for f.awaitBlocks && ctx.Err() == nil {
+		activity.RecordHeartbeat(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return activities.ReadyResult{}, err
+	}
+	fn := f.canaryReady
+	if in.Workload == activities.WorkloadPrimary {
+		fn = f.primaryReady
+	}
+	if fn == nil {
+		return activities.ReadyResult{Ready: true}, nil
+	}
+	reason := ""
+	for range 100 {
+		ok, why := fn(f.observe("CheckReady " + string(in.Workload)))
+		if ok {
+			return activities.ReadyResult{Ready: true}, nil
+		}
+		reason = why
+	}
+	return activities.ReadyResult{Reason: reason}, nil
 }
 
 func (f *fakes) Promote(_ context.Context, _ activities.WorkloadInput) (activities.ActionResult, error) {

@@ -17,13 +17,34 @@ import (
 // rollouts held for days (pause, a gate nobody opens, a canary that never gets ready) reach it.
 var historyLimit = 8000
 
-// Polling of readiness: one quick activity per observation, on a workflow timer that backs off from the first
-// to the last interval. A workflow timer survives worker restarts with no state in the worker, and one short
-// activity per poll costs less history than a long activity that heartbeats.
+// Polling of readiness: one quick look per observation, on a workflow timer that backs off from the first to the
+// last interval. A run whose worker names a readiness queue (--watch-readiness) looks once and then waits in one
+// AwaitReady there (awaitReadyOptions); it polls only when that wait fails. A poll costs a timer, a workflow task
+// and a look each (six history events); the wait one activity and one workflow task for the whole wait.
 const (
 	readyPollFirst = 2 * time.Second
 	readyPollMax   = 30 * time.Second
 )
+
+// awaitReadyOptions: a wait for readiness on the worker's readiness queue (AwaitReady), for at most left (the rest
+// of the progress deadline). A queue no worker serves any more (its workers restarted without --watch-readiness)
+// fails the wait within a minute and polls take over; a worker that dies mid-wait stops heartbeating, and the
+// wait is retried on another.
+func awaitReadyOptions(queue string, left time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		TaskQueue:              queue,
+		ScheduleToStartTimeout: time.Minute,
+		StartToCloseTimeout:    left + 30*time.Second,
+		HeartbeatTimeout:       30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: permanentErrorTypes,
+		},
+	}
+}
 
 // Activity options, one set per kind of side effect.
 

@@ -18,6 +18,7 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 	since := workflow.Now(r.ctx)
 	deadline := r.c.ProgressDeadline()
 	poll := readyPollFirst
+	watch := r.readyQueue != ""
 	for {
 		var res activities.ReadyResult
 		err := r.kube(readyOptions(), wl.CheckReady, r.readyIn(w), &res)
@@ -38,6 +39,27 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 		if elapsed >= deadline {
 			return false, deadlineReason(w, &r.c, res.Reason), nil
 		}
+		if watch {
+			// One wait on the worker's watch for the rest of the deadline; if it fails, polls take over.
+			watch = false
+			res, err := r.awaitReady(w, since.Add(deadline), stop)
+			switch {
+			case errors.Is(err, errCanceled):
+				return false, "", err
+			case stop():
+				return false, "", nil
+			case isDeadline(err):
+				return false, deadlineReason(w, &r.c, err.Error()), nil
+			case err == nil && res.Ready:
+				return true, "", nil
+			case err == nil && workflow.Now(r.ctx).Sub(since) >= deadline:
+				return false, deadlineReason(w, &r.c, res.Reason), nil
+			case err != nil:
+				r.warn(fmt.Sprintf("Waiting for %s of %s on task queue %s failed: %s; polling its readiness instead",
+					w, r.name(), r.readyQueue, err), "readiness watch")
+			}
+			continue
+		}
 		if err := r.wait(min(poll, deadline-elapsed), false, stop); err != nil {
 			return false, "", err
 		}
@@ -46,6 +68,30 @@ func (r *rollout) waitReady(w activities.Workload, stop func() bool) (bool, stri
 		}
 		poll = min(2*poll, readyPollMax)
 	}
+}
+
+// awaitReady waits for w on the worker's readiness queue (AwaitReady) until it is ready, until is reached, or stop
+// says a signal needs handling (then it cancels the wait and returns no result). Not ready at until is a result.
+func (r *rollout) awaitReady(w activities.Workload, until time.Time, stop func() bool) (activities.ReadyResult, error) {
+	var res activities.ReadyResult
+	r.flushCanaryStatus() // the state it waits in is what the cluster shows meanwhile
+	actx, cancel := workflow.WithCancel(r.ctx)
+	defer cancel()
+	opts := awaitReadyOptions(r.readyQueue, until.Sub(workflow.Now(r.ctx)))
+	opts.Summary = r.summary()
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), wl.AwaitReady,
+		activities.AwaitReadyInput{Canary: r.c, Workload: w, Until: until})
+	if err := workflow.Await(r.ctx, func() bool { return f.IsReady() || stop() }); err != nil {
+		return res, errCanceled
+	}
+	if !f.IsReady() {
+		return res, nil // stop holds: the caller handles the signal; the deferred cancel ends the wait
+	}
+	err := f.Get(r.ctx, &res)
+	if err != nil && (temporal.IsCanceledError(err) || r.ctx.Err() != nil) {
+		return res, errCanceled
+	}
+	return res, err
 }
 
 func deadlineReason(w activities.Workload, c *v1beta1.Canary, why string) string {

@@ -46,6 +46,8 @@ type recording struct {
 	// admission names an admission queue in the revision reads (a worker with --release-rate): "served" runs a
 	// worker of that queue at 1 release a second; "stalled" runs none, so the release waits there until a signal.
 	admission string
+	// readiness names a readiness queue in the revision reads (a worker with --watch-readiness) and serves it.
+	readiness bool
 }
 
 // recordings are the histories kept in testdata/histories. The canary of the ten-step one is the one whose
@@ -193,6 +195,19 @@ func recordings() []recording {
 		// queue before it creates anything.
 		{file: "admission-init.json", canary: podinfo(fast, named("podinfo-admission-init")), admission: "served",
 			script: func(f *fakes) { f.revisions = []activities.RevisionResult{{TargetRevision: "rev1"}} }},
+		// Recorded with readiness waits (--watch-readiness): the canary and the primary not ready at their first
+		// look, each waited for in one AwaitReady on the readiness queue, promoted; and a canary never ready whose
+		// wait an abort ends.
+		{file: "readiness-promotion.json", canary: podinfo(fast, named("podinfo-readiness")), readiness: true,
+			script: func(f *fakes) {
+				f.canaryReady = func(n int) (bool, string) { return n >= 3, "waiting for rollout to finish" }
+				f.primaryReady = func(n int) (bool, string) { return n >= 3, "rolling out" }
+			}},
+		{file: "readiness-abort-waiting.json", canary: podinfo(fast, named("podinfo-readiness-abort")), readiness: true,
+			script: func(f *fakes) {
+				f.canaryReady = func(int) (bool, string) { return false, "waiting for rollout to finish" }
+				f.awaitBlocks = true
+			}, signals: abortAfter(5 * time.Second)},
 	}
 }
 
@@ -368,6 +383,15 @@ func record(ctx context.Context, c client.Client, rec recording, i int) error {
 			return err
 		}
 		defer aw.Stop()
+	}
+	if rec.readiness {
+		f.readinessQueue = queue + "-readiness"
+		rw := worker.New(c, f.readinessQueue, worker.Options{DisableWorkflowWorker: true})
+		rw.RegisterActivity(f)
+		if err := rw.Start(); err != nil {
+			return err
+		}
+		defer rw.Stop()
 	}
 	if rec.finalize {
 		return recordFinalize(ctx, c, rec, queue)

@@ -120,6 +120,9 @@ type rollout struct {
 	lean bool
 	// listening is true from versionSignalListeners on: listener goroutines apply the signals as they arrive.
 	listening bool
+	// readyQueue is the task queue of the worker's readiness waits (AwaitReady), as the run's last revision read
+	// named it; "" polls readiness on workflow timers.
+	readyQueue string
 	// cadence is 1 from versionStepCadence on (steps keep the interval's cadence), -1 before it, 0 until asked
 	// (stepCadence).
 	cadence int
@@ -382,6 +385,9 @@ func (r *rollout) detect() (activities.RevisionResult, error) {
 	}
 	var rev activities.RevisionResult
 	err := r.exec(initOptions(), wl.DetectRevision, r.workloadIn(), &rev)
+	if err == nil {
+		r.readyQueue = rev.ReadinessQueue
+	}
 	return rev, err
 }
 

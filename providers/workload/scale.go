@@ -134,15 +134,7 @@ func (k *Client) ScaleFromZero(ctx context.Context, c *v1beta1.Canary) error {
 // IsReady reports whether the canary (the target) or the primary has finished rolling out, with Flagger's
 // messages; see activities.WorkloadClient.
 func (k *Client) IsReady(ctx context.Context, c *v1beta1.Canary, primary bool) (bool, string, error) {
-	name, threshold := c.Spec.TargetRef.Name, v1beta1.DefaultReadyThreshold
-	if a := c.Spec.Analysis; a != nil {
-		if primary && a.PrimaryReadyThreshold != nil {
-			threshold = *a.PrimaryReadyThreshold
-		}
-		if !primary && a.CanaryReadyThreshold != nil {
-			threshold = *a.CanaryReadyThreshold
-		}
-	}
+	name, threshold := c.Spec.TargetRef.Name, readyThreshold(c, primary)
 	if primary {
 		name = primaryName(c)
 	}

@@ -1,0 +1,108 @@
+//go:build lab
+
+package workload_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/canaryflow/canaryflow/api/v1beta1"
+	"github.com/canaryflow/canaryflow/lab/labtest"
+	"github.com/canaryflow/canaryflow/providers/kubeobj"
+	"github.com/canaryflow/canaryflow/providers/workload"
+	"github.com/canaryflow/canaryflow/providers/workload/workloadtest"
+)
+
+// The readiness waits of a namespace share one list and one watch, end on the Deployment controller's update that
+// made the workload ready (not at a poll), and leave nothing running once the last wait is over.
+func TestReadyWatcherWaitsOnOneWatchAndStopsWhenIdle(t *testing.T) {
+	ctx := context.Background()
+	_, admin := labtest.Kube(t)
+	var counted workloadtest.Counter
+	cfg := counted.Count(workloadtest.WorkerConfig(t, labtest.RestConfig(t), labtest.Namespace(t, "cf-worker")))
+	cs, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	k := workload.NewForClientset(cs)
+	rw := workload.NewReadyWatcher(cs, k)
+	rw.Idle = time.Second
+	ns := labtest.Namespace(t, "rw")
+	// Two targets at zero replicas: ready (nothing to wait for) until scaled up.
+	workloadtest.CreatePodinfo(t, admin, ns, "one", "6.0.0", 0, 0)
+	workloadtest.CreatePodinfo(t, admin, ns, "two", "6.0.0", 0, 0)
+	canary := func(target string) *v1beta1.Canary {
+		return podinfoCanary(ns, func(c *v1beta1.Canary) { c.Name, c.Spec.TargetRef.Name, c.Spec.AutoscalerRef = target, target, nil })
+	}
+	counted.Take()
+
+	type answer struct {
+		ready  bool
+		reason string
+		err    error
+		at     time.Time
+	}
+	wait := func(target string) chan answer {
+		out := make(chan answer, 1)
+		go func() {
+			wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+			defer cancel()
+			ok, reason, err := rw.AwaitReady(wctx, canary(target), false)
+			out <- answer{ok, reason, err, time.Now()}
+		}()
+		return out
+	}
+	scale := func(name string, n int) {
+		_, err := admin.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType,
+			[]byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)), metav1.PatchOptions{})
+		require.NoError(t, err)
+	}
+	scale("one", 2)
+	scale("two", 3)
+	one, two := wait("one"), wait("two")
+	for _, ch := range []chan answer{one, two} {
+		a := <-ch
+		require.NoError(t, a.err)
+		require.True(t, a.ready, a.reason)
+	}
+	// One list and one watch of the namespace's Deployments for both waits; no read of either Deployment.
+	// (The counter sees paths without their query: the watch is a GET of the list's path with ?watch=true.)
+	var listsAndWatches, gets int
+	for _, r := range counted.Take() {
+		switch {
+		case strings.HasPrefix(r, "GET /apis/apps/v1/namespaces/"+ns+"/deployments/"):
+			gets++
+		case r == "GET /apis/apps/v1/namespaces/"+ns+"/deployments":
+			listsAndWatches++
+		}
+	}
+	require.Zero(t, gets, "no Deployment is read by itself")
+	require.GreaterOrEqual(t, listsAndWatches, 2, "a list and a watch")
+	require.LessOrEqual(t, listsAndWatches, 3, "one list and one watch (a watch may be re-established once)")
+	// Both really are ready, read directly.
+	for _, name := range []string{"one", "two"} {
+		ok, reason, err := k.IsReady(ctx, canary(name), false)
+		require.NoError(t, err)
+		require.True(t, ok, reason)
+	}
+
+	// Idle: the informer stops, and no request follows.
+	require.Eventually(t, func() bool { return rw.Informers() == 0 }, 10*time.Second, 50*time.Millisecond)
+	counted.Take()
+	time.Sleep(3 * time.Second) // a window in which a running informer would resync or re-watch; nothing may come
+	require.Empty(t, slices.DeleteFunc(counted.Take(), func(r string) bool { return !strings.Contains(r, "/deployments") }))
+
+	// A Deployment that does not exist is a permanent error, as IsReady's.
+	_, _, err = rw.AwaitReady(ctx, canary("missing"), false)
+	require.Error(t, err)
+	var perm *kubeobj.PermanentError
+	require.ErrorAs(t, err, &perm)
+	require.Contains(t, err.Error(), "Deployment "+ns+"/missing not found")
+}
