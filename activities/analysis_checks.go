@@ -60,20 +60,7 @@ const ChecksHeartbeat = 3 * time.Second
 // first, in spec order, then metrics) is the workflow's to decide.
 func (a *Analysis) RunChecks(ctx context.Context, in ChecksInput) (ChecksResult, error) {
 	if activity.IsActivity(ctx) {
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			tick := time.NewTicker(ChecksHeartbeat)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-tick.C:
-					activity.RecordHeartbeat(ctx)
-				}
-			}
-		}()
+		defer heartbeat(ctx, ChecksHeartbeat)()
 	}
 	out := ChecksResult{Webhooks: make([]WebhookResult, len(in.Hooks))}
 	var wg sync.WaitGroup

@@ -297,20 +297,7 @@ func (w *Workloads) AwaitReady(ctx context.Context, in AwaitReadyInput) (ReadyRe
 	}
 	wctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(awaitHeartbeat)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				activity.RecordHeartbeat(ctx)
-			case <-done:
-				return
-			}
-		}
-	}()
+	defer heartbeat(ctx, awaitHeartbeat)()
 	ready, reason, err := w.Ready.AwaitReady(wctx, &in.Canary, in.Workload == WorkloadPrimary)
 	if err != nil {
 		return ReadyResult{}, classify(err, fmt.Sprintf("wait for %s of %s", in.Workload, describe(&in.Canary)))
