@@ -146,6 +146,17 @@ func parseConfig(args []string) (*config, error) {
 		}
 		return def
 	}
+	envBool := func(name string, def bool) bool {
+		if v, ok := os.LookupEnv("CANARYFLOW_" + name); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				envErrs = append(envErrs, fmt.Errorf("CANARYFLOW_%s %q: write true or false", name, v))
+				return def
+			}
+			return b
+		}
+		return def
+	}
 	fs.Float64Var(&c.kubeQPS, "kube-api-qps", float64(envInt("KUBE_API_QPS", defaultKubeQPS)),
 		"Kubernetes API requests a second this worker may make, as Flagger's flag of the same name (CANARYFLOW_KUBE_API_QPS)")
 	fs.IntVar(&c.kubeBurst, "kube-api-burst", envInt("KUBE_API_BURST", defaultKubeBurst),
@@ -179,15 +190,7 @@ func parseConfig(args []string) (*config, error) {
 		"with --release-rate: the most rollouts of the task queue at work at once (initialising, progressing, promoting, "+
 			"finalising; not those waiting at a gate), counted in Temporal visibility; an admission waits while that many "+
 			"are. 0: no bound. Give every worker of the task queue the same bound (CANARYFLOW_MAX_RELEASES_AT_WORK)")
-	watchReadiness := true
-	if v, ok := os.LookupEnv("CANARYFLOW_WATCH_READINESS"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			envErrs = append(envErrs, fmt.Errorf("CANARYFLOW_WATCH_READINESS %q: write true or false", v))
-		}
-		watchReadiness = b || err != nil
-	}
-	fs.BoolVar(&c.watchReadiness, "watch-readiness", watchReadiness,
+	fs.BoolVar(&c.watchReadiness, "watch-readiness", envBool("WATCH_READINESS", true),
 		"rollouts that find a workload not ready wait for it on this worker's task queue <task-queue>"+readinessSuffix+
 			", which watches the Deployments of the namespaces with a wait open (one watch a namespace, none while no wait "+
 			"is open), instead of looking again on a backing-off workflow timer (CANARYFLOW_WATCH_READINESS=false to poll)")

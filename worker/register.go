@@ -40,7 +40,7 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	wl := workload.NewForClients(k, dyn)
 	var ready activities.ReadyWaiter
 	if cfg.watchReadiness {
-		ready = workload.NewReadyWatcher(k, wl)
+		ready = workload.NewReadyWatcher(wl)
 	}
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery(),
 		IngressAnnotationsPrefix: cfg.ingressAnnotationsPrefix})

@@ -114,6 +114,14 @@ func (f *fakes) record(call string) int {
 	return n
 }
 
+// readiness is the script of w's readiness observations (canaryReady or primaryReady); nil = ready.
+func (f *fakes) readiness(w activities.Workload) func(n int) (bool, string) {
+	if w == activities.WorkloadPrimary {
+		return f.primaryReady
+	}
+	return f.canaryReady
+}
+
 // observe counts one more readiness observation of a workload (numbered with its CheckReady calls) without
 // recording a call.
 func (f *fakes) observe(call string) int {
@@ -195,10 +203,7 @@ func (f *fakes) CheckReady(_ context.Context, in activities.ReadyInput) (activit
 		}
 	}
 	n := f.record("CheckReady " + string(in.Workload))
-	fn := f.canaryReady
-	if in.Workload == activities.WorkloadPrimary {
-		fn = f.primaryReady
-	}
+	fn := f.readiness(in.Workload)
 	if fn == nil {
 		return activities.ReadyResult{Ready: true}, nil
 	}
@@ -227,10 +232,7 @@ func (f *fakes) AwaitReady(ctx context.Context, in activities.AwaitReadyInput) (
 	if err := ctx.Err(); err != nil {
 		return activities.ReadyResult{}, err
 	}
-	fn := f.canaryReady
-	if in.Workload == activities.WorkloadPrimary {
-		fn = f.primaryReady
-	}
+	fn := f.readiness(in.Workload)
 	if fn == nil {
 		return activities.ReadyResult{Ready: true}, nil
 	}

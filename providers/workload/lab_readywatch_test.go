@@ -32,7 +32,7 @@ func TestReadyWatcherWaitsOnOneWatchAndStopsWhenIdle(t *testing.T) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
 	k := workload.NewForClientset(cs)
-	rw := workload.NewReadyWatcher(cs, k)
+	rw := workload.NewReadyWatcher(k)
 	rw.Idle = time.Second
 	ns := labtest.Namespace(t, "rw")
 	// Two targets at zero replicas: ready (nothing to wait for) until scaled up.

@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
@@ -22,8 +21,7 @@ import (
 // server however many rollouts of the namespace wait, no request while none does, and a wait that ends on the
 // event that made the workload ready instead of at the next poll. A DaemonSet target is polled (IsReady) instead.
 type ReadyWatcher struct {
-	kube kubernetes.Interface
-	poll *Client
+	k *Client
 	// Idle is how long a namespace's informer outlives its last wait, so that the waits of a release that follow
 	// each other share it; PollEvery is the poll of a DaemonSet target.
 	Idle, PollEvery time.Duration
@@ -42,9 +40,9 @@ type nsWatch struct {
 	stopped bool
 }
 
-// NewReadyWatcher returns a watcher that reads through kube and polls DaemonSets with k.
-func NewReadyWatcher(kube kubernetes.Interface, k *Client) *ReadyWatcher {
-	return &ReadyWatcher{kube: kube, poll: k, Idle: 30 * time.Second, PollEvery: 2 * time.Second, nss: map[string]*nsWatch{}}
+// NewReadyWatcher returns a watcher that watches and polls through k's clientset.
+func NewReadyWatcher(k *Client) *ReadyWatcher {
+	return &ReadyWatcher{k: k, Idle: 30 * time.Second, PollEvery: 2 * time.Second, nss: map[string]*nsWatch{}}
 }
 
 // Informers is the number of namespace informers running (for tests: none while no wait is open, after Idle).
@@ -98,7 +96,7 @@ func (rw *ReadyWatcher) pollReady(ctx context.Context, c *v1beta1.Canary, primar
 	t := time.NewTicker(rw.PollEvery)
 	defer t.Stop()
 	for {
-		ready, reason, err := rw.poll.IsReady(ctx, c, primary)
+		ready, reason, err := rw.k.IsReady(ctx, c, primary)
 		if ctx.Err() != nil {
 			return false, reason, nil
 		}
@@ -160,7 +158,7 @@ func (rw *ReadyWatcher) leave(namespace, name string, ch chan struct{}) {
 
 // start runs the informer of namespace's Deployments, keeping of each only what readiness is judged on.
 func (rw *ReadyWatcher) start(namespace string) *nsWatch {
-	deps := rw.kube.AppsV1().Deployments(namespace)
+	deps := rw.k.kube.AppsV1().Deployments(namespace)
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return deps.List(ctx, o)

@@ -24,7 +24,7 @@ func TestReadyWatcherAnswersOnTheUpdateThatMakesTheWorkloadReady(t *testing.T) {
 		Status:     appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 1},
 	}
 	cs := fake.NewClientset(dep)
-	rw := NewReadyWatcher(cs, NewForClientset(cs))
+	rw := NewReadyWatcher(NewForClientset(cs))
 	rw.Idle = 100 * time.Millisecond
 	c := &v1beta1.Canary{}
 	c.Name, c.Namespace = "podinfo", "prod"
