@@ -40,7 +40,12 @@ func newDependencies(cfg *config, kube *rest.Config, log *zap.Logger) (*dependen
 	wl := workload.NewForClients(k, dyn)
 	var ready activities.ReadyWaiter
 	if cfg.watchReadiness {
-		ready = workload.NewReadyWatcher(wl)
+		rw := workload.NewReadyWatcher(wl)
+		rw.Denied = func(namespace string, err error) {
+			log.Warn("readiness waits in this namespace poll the Deployments: the worker may not list and watch them"+
+				" (grant list and watch on deployments.apps, as deploy/rbac does)", zap.String("namespace", namespace), zap.Error(err))
+		}
+		ready = rw
 	}
 	routers := router.NewRegistryForClients(router.Clients{Kube: k, Dynamic: dyn, Discovery: k.Discovery(),
 		IngressAnnotationsPrefix: cfg.ingressAnnotationsPrefix})

@@ -11,9 +11,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -105,4 +110,63 @@ func TestReadyWatcherWaitsOnOneWatchAndStopsWhenIdle(t *testing.T) {
 	var perm *kubeobj.PermanentError
 	require.ErrorAs(t, err, &perm)
 	require.Contains(t, err.Error(), "Deployment "+ns+"/missing not found")
+}
+
+// A namespace whose Role grants get on Deployments but neither list nor watch (a hand-written role): the real API
+// server refuses the informer's list, and the waits there poll the Deployment instead of waiting out their
+// deadline on a list that never comes.
+func TestReadyWatcherPollsWhereTheRoleGrantsOnlyGet(t *testing.T) {
+	ctx := context.Background()
+	rc, admin := labtest.Kube(t)
+	ns := labtest.Namespace(t, "rw-get")
+	_, err := admin.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "get-deployments"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get"}}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "getter"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = admin.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "get-deployments"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "get-deployments"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "getter", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	expiry := int64(3600)
+	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "getter",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	cfg := rest.AnonymousClientConfig(rc)
+	cfg.BearerToken = tok.Status.Token
+	cs, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	workloadtest.CreatePodinfo(t, admin, ns, "app", "6.0.0", 0, 0)
+	// The authorizer learns of the binding through a watch: wait until get is allowed (and list is not).
+	require.Eventually(t, func() bool {
+		_, err := cs.AppsV1().Deployments(ns).Get(ctx, "app", metav1.GetOptions{})
+		return err == nil
+	}, 20*time.Second, 100*time.Millisecond, "the role never took effect")
+	_, err = cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "the role must not allow list: %v", err)
+
+	rw := workload.NewReadyWatcher(workload.NewForClientset(cs))
+	rw.PollEvery = 200 * time.Millisecond
+	denied := make(chan string, 4)
+	rw.Denied = func(namespace string, err error) { denied <- namespace + ": " + err.Error() }
+	_, err = admin.AppsV1().Deployments(ns).Patch(ctx, "app", types.MergePatchType, []byte(`{"spec":{"replicas":2}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	c := podinfoCanary(ns, func(c *v1beta1.Canary) { c.Name, c.Spec.TargetRef.Name, c.Spec.AutoscalerRef = "app", "app", nil })
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	ok, reason, err := rw.AwaitReady(wctx, c, false)
+	require.NoError(t, err)
+	require.True(t, ok, "ready by polling, not at the deadline: %s", reason)
+	select {
+	case d := <-denied:
+		require.Contains(t, d, ns+": ")
+		require.Contains(t, d, "forbidden")
+	default:
+		t.Fatal("the refused list was not reported")
+	}
+	require.Equal(t, 0, rw.Informers(), "no informer keeps retrying a refused list")
 }

@@ -2,11 +2,11 @@ package workload
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -19,12 +19,17 @@ import (
 // ReadyWatcher waits for Deployments to become ready on the events of one informer per namespace, which runs only
 // while a wait in that namespace is open (and idle after the last one ends): one list and one watch for the API
 // server however many rollouts of the namespace wait, no request while none does, and a wait that ends on the
-// event that made the workload ready instead of at the next poll. A DaemonSet target is polled (IsReady) instead.
+// event that made the workload ready instead of at the next poll. A DaemonSet target is polled (IsReady) instead,
+// and so is a Deployment in a namespace whose Deployments the worker may not list and watch (a Role that grants
+// only get): the API server's refusal ends the informer, and its waits poll.
 type ReadyWatcher struct {
 	k *Client
 	// Idle is how long a namespace's informer outlives its last wait, so that the waits of a release that follow
-	// each other share it; PollEvery is the poll of a DaemonSet target.
+	// each other share it; PollEvery is the poll of a DaemonSet target, or of a Deployment that cannot be watched.
 	Idle, PollEvery time.Duration
+	// Denied, when set, hears of each namespace whose Deployments the API server refused to list or watch (once
+	// per informer: a later wait there tries again, so that a granted role takes effect without a restart).
+	Denied func(namespace string, err error)
 
 	mu  sync.Mutex
 	nss map[string]*nsWatch
@@ -32,8 +37,13 @@ type ReadyWatcher struct {
 
 // nsWatch is the informer of one namespace and the waits it serves.
 type nsWatch struct {
-	inf     cache.SharedIndexInformer
-	stop    chan struct{}
+	namespace string
+	inf       cache.SharedIndexInformer
+	stop      chan struct{}
+	// listErr is the informer's last failure to list or watch (for the reason of a wait that ends before the
+	// list); denied is closed when the API server refused it (Forbidden, Unauthorized): its waits poll instead.
+	listErr error
+	denied  chan struct{}
 	waits   map[string]map[chan struct{}]struct{} // by Deployment name
 	open    int
 	idle    *time.Timer
@@ -65,30 +75,63 @@ func (rw *ReadyWatcher) AwaitReady(ctx context.Context, c *v1beta1.Canary, prima
 		name = primaryName(c)
 	}
 	ns, ch := rw.join(c.Namespace, name)
-	defer rw.leave(c.Namespace, name, ch)
-	if !cache.WaitForCacheSync(ctx.Done(), ns.inf.HasSynced) {
-		if ctx.Err() != nil {
-			return false, "waiting for the list of Deployments in " + c.Namespace, nil
-		}
-		return false, "", fmt.Errorf("the Deployment informer of namespace %s stopped before it listed them", c.Namespace)
+	ready, reason, denied, err := rw.watchReady(ctx, ns, ch, name, threshold)
+	rw.leave(ns, name, ch)
+	if denied {
+		return rw.pollReady(ctx, c, primary)
+	}
+	return ready, reason, err
+}
+
+// watchReady is AwaitReady on ns's informer. It returns denied when the API server refused the informer's list or
+// watch, before or during the wait: its store may then be stale, and the wait polls instead.
+func (rw *ReadyWatcher) watchReady(ctx context.Context, ns *nsWatch, ch chan struct{}, name string, threshold int) (ready bool, reason string, denied bool, err error) {
+	listed, denied, reason := rw.listed(ctx, ns)
+	if !listed {
+		return false, reason, denied, nil
 	}
 	for {
-		obj, found, err := ns.inf.GetStore().GetByKey(c.Namespace + "/" + name)
+		obj, found, err := ns.inf.GetStore().GetByKey(ns.namespace + "/" + name)
 		if err != nil {
-			return false, "", kubeobj.APIError("get", KindDeployment, c.Namespace, name, err)
+			return false, "", false, kubeobj.APIError("get", KindDeployment, ns.namespace, name, err)
 		}
 		if !found {
-			return false, "", kubeobj.Permanentf("%s %s/%s not found", KindDeployment, c.Namespace, name)
+			return false, "", false, kubeobj.Permanentf("%s %s/%s not found", KindDeployment, ns.namespace, name)
 		}
 		if ready, reason = deploymentReady(obj.(*appsv1.Deployment), threshold); ready {
-			return true, "", nil
+			return true, "", false, nil
 		}
 		select {
 		case <-ch:
+		case <-ns.denied:
+			return false, "", true, nil
 		case <-ctx.Done():
-			return false, reason, nil
+			return false, reason, false, nil
 		}
 	}
+}
+
+// listed waits until ns's informer has listed the namespace's Deployments. It returns denied when the API server
+// refused the list, and a reason (the last error, if any) when ctx ends first.
+func (rw *ReadyWatcher) listed(ctx context.Context, ns *nsWatch) (ok, denied bool, reason string) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !ns.inf.HasSynced() {
+		select {
+		case <-ns.denied:
+			return false, true, ""
+		case <-ctx.Done():
+			reason = "waiting for the list of Deployments in " + ns.namespace
+			rw.mu.Lock()
+			if ns.listErr != nil {
+				reason += " (last error: " + ns.listErr.Error() + ")"
+			}
+			rw.mu.Unlock()
+			return false, false, reason
+		case <-t.C:
+		}
+	}
+	return true, false, ""
 }
 
 // pollReady is AwaitReady by IsReady every PollEvery.
@@ -134,10 +177,9 @@ func (rw *ReadyWatcher) join(namespace, name string) (*nsWatch, chan struct{}) {
 }
 
 // leave ends a wait; the namespace's informer stops Idle after its last wait ends, unless another joins.
-func (rw *ReadyWatcher) leave(namespace, name string, ch chan struct{}) {
+func (rw *ReadyWatcher) leave(ns *nsWatch, name string, ch chan struct{}) {
 	rw.mu.Lock()
 	defer rw.mu.Unlock()
-	ns := rw.nss[namespace]
 	delete(ns.waits[name], ch)
 	if len(ns.waits[name]) == 0 {
 		delete(ns.waits, name)
@@ -145,15 +187,45 @@ func (rw *ReadyWatcher) leave(namespace, name string, ch chan struct{}) {
 	if ns.open--; ns.open > 0 {
 		return
 	}
+	if ns.stopped {
+		return
+	}
 	ns.idle = time.AfterFunc(rw.Idle, func() {
 		rw.mu.Lock()
 		defer rw.mu.Unlock()
-		if ns.open == 0 && !ns.stopped {
-			ns.stopped = true
-			close(ns.stop)
-			delete(rw.nss, namespace)
+		if ns.open == 0 {
+			rw.stopLocked(ns)
 		}
 	})
+}
+
+// stopLocked stops ns's informer and forgets it, so that the next wait in its namespace starts another; rw.mu
+// is held.
+func (rw *ReadyWatcher) stopLocked(ns *nsWatch) {
+	if ns.stopped {
+		return
+	}
+	ns.stopped = true
+	close(ns.stop)
+	if rw.nss[ns.namespace] == ns {
+		delete(rw.nss, ns.namespace)
+	}
+}
+
+// listFailed records a failure of ns's informer to list or watch. A refusal (a role without list or watch) stops
+// the informer, whose reflector would retry it for as long as waits are open, and sends its waits to polling.
+func (rw *ReadyWatcher) listFailed(ns *nsWatch, err error) {
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	ns.listErr = err
+	if ns.stopped || !(apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
+		return
+	}
+	rw.stopLocked(ns)
+	close(ns.denied)
+	if rw.Denied != nil {
+		rw.Denied(ns.namespace, err)
+	}
 }
 
 // start runs the informer of namespace's Deployments, keeping of each only what readiness is judged on.
@@ -167,9 +239,14 @@ func (rw *ReadyWatcher) start(namespace string) *nsWatch {
 			return deps.Watch(ctx, o)
 		},
 	}
-	ns := &nsWatch{stop: make(chan struct{}), waits: map[string]map[chan struct{}]struct{}{}}
+	ns := &nsWatch{namespace: namespace, stop: make(chan struct{}), denied: make(chan struct{}),
+		waits: map[string]map[chan struct{}]struct{}{}}
 	ns.inf = cache.NewSharedIndexInformer(lw, &appsv1.Deployment{}, 0, cache.Indexers{})
 	_ = ns.inf.SetTransform(readinessOnly)
+	_ = ns.inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		cache.DefaultWatchErrorHandler(ctx, r, err) // its log line, as without a handler
+		rw.listFailed(ns, err)
+	})
 	notify := func(obj any) {
 		d, ok := obj.(*appsv1.Deployment)
 		if !ok {

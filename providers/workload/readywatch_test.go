@@ -2,13 +2,20 @@ package workload
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 )
@@ -85,4 +92,71 @@ func TestReadyWatcherAnswersOnTheUpdateThatMakesTheWorkloadReady(t *testing.T) {
 	var perm interface{ Permanent() bool }
 	require.ErrorAs(t, err, &perm)
 	require.EqualError(t, err, "Deployment prod/missing not found")
+}
+
+// A role that grants get but not list (or not watch) on Deployments: the API server's refusal sends the waits of
+// that namespace to polling, which answers from the Deployment itself, and the worker hears of it once.
+func TestReadyWatcherPollsWhereDeploymentsCannotBeWatched(t *testing.T) {
+	for _, verb := range []string{"list", "watch"} {
+		t.Run("no "+verb, func(t *testing.T) {
+			ctx := context.Background()
+			two := int32(2)
+			dep := &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "prod", Generation: 1},
+				Spec:       appsv1.DeploymentSpec{Replicas: &two},
+				Status:     appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 1},
+			}
+			cs := fake.NewClientset(dep)
+			refused := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "",
+				fmt.Errorf("User \"system:serviceaccount:canaryflow:canaryflow\" cannot %s resource", verb))
+			if verb == "list" {
+				cs.PrependReactor("list", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, refused })
+			} else {
+				cs.PrependWatchReactor("deployments", func(k8stesting.Action) (bool, watch.Interface, error) { return true, nil, refused })
+			}
+			rw := NewReadyWatcher(NewForClientset(cs))
+			rw.PollEvery = 20 * time.Millisecond
+			var mu sync.Mutex
+			var denied []string
+			rw.Denied = func(ns string, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				denied = append(denied, ns+": "+err.Error())
+			}
+			c := &v1beta1.Canary{}
+			c.Name, c.Namespace = "podinfo", "prod"
+			c.Spec.TargetRef = v1beta1.LocalObjectReference{Kind: KindDeployment, Name: "podinfo"}
+
+			done := make(chan error, 1)
+			go func() {
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				ok, reason, err := rw.AwaitReady(wctx, c, false)
+				if err == nil && !ok {
+					err = fmt.Errorf("not ready: %s", reason)
+				}
+				done <- err
+			}()
+			require.Eventually(t, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(denied) == 1
+			}, 10*time.Second, 10*time.Millisecond, "the refusal is reported")
+			require.Contains(t, denied[0], "prod: ")
+			require.Contains(t, denied[0], "cannot "+verb)
+			require.Eventually(t, func() bool { return rw.Informers() == 0 }, 5*time.Second, 10*time.Millisecond,
+				"the refused informer stops at once")
+
+			ready := dep.DeepCopy()
+			ready.Status.AvailableReplicas = 2
+			_, err := cs.AppsV1().Deployments("prod").UpdateStatus(ctx, ready, metav1.UpdateOptions{})
+			require.NoError(t, err)
+			select {
+			case err := <-done:
+				require.NoError(t, err, "the poll saw the Deployment ready")
+			case <-time.After(20 * time.Second):
+				t.Fatal("no answer after the Deployment became ready")
+			}
+		})
+	}
 }
