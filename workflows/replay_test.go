@@ -248,3 +248,56 @@ func readHistory(t *testing.T, file string) *historypb.History {
 	require.NoError(t, err)
 	return hist
 }
+
+// A run whose worker found CanaryChecks registered writes each step's metric values in the upsert of its weight
+// (checks-attribute-metrics-only.json, the canary of baseline-metrics-only.json): no memo update, so one event
+// fewer a step, and one visibility write a step for the server instead of two. Failed checks, whose values do not
+// change, write them once (checks-attribute-rollback.json).
+func TestChecksAttributeRunsWriteTheValuesWithTheWeight(t *testing.T) {
+	dc := converter.GetDefaultDataConverter()
+	type counts struct {
+		events, memos, withWeight, alone int
+		last                             []string
+		phase                            Phase
+	}
+	count := func(file string) counts {
+		var c counts
+		hist := readHistory(t, file)
+		c.events = len(hist.GetEvents())
+		for _, ev := range hist.GetEvents() {
+			if _, ok := ev.GetWorkflowPropertiesModifiedEventAttributes().GetUpsertedMemo().GetFields()["lastChecks"]; ok {
+				c.memos++
+			}
+			fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
+			if p, ok := fields[searchattr.CanaryChecks.GetName()]; ok {
+				c.last = nil
+				require.NoError(t, dc.FromPayload(p, &c.last))
+				if _, w := fields[searchattr.CanaryWeight.GetName()]; w {
+					c.withWeight++
+				} else {
+					c.alone++
+				}
+			}
+			if a := ev.GetWorkflowExecutionCompletedEventAttributes(); a != nil {
+				var res RolloutResult
+				require.NoError(t, dc.FromPayloads(a.GetResult(), &res))
+				c.phase = res.Phase
+			}
+		}
+		return c
+	}
+	memo, attr := count("baseline-metrics-only.json"), count("checks-attribute-metrics-only.json")
+	t.Logf("memo: %+v; attribute: %+v", memo, attr)
+	require.Equal(t, 10, memo.memos)
+	require.Zero(t, attr.memos, "no memo update")
+	require.Equal(t, memo.memos, attr.withWeight+attr.alone, "every step wrote its values")
+	require.Equal(t, memo.memos-1, attr.withWeight, "all but the last step's (the promotion's phase took those) with the weight")
+	require.Equal(t, memo.events-memo.memos, attr.events, "one event fewer a step")
+	require.Equal(t, PhaseSucceeded, attr.phase)
+
+	rb := count("checks-attribute-rollback.json")
+	require.Zero(t, rb.memos)
+	require.Equal(t, 1, rb.withWeight+rb.alone, "the same values every failed step: one write")
+	require.Equal(t, []string{"request-success-rate=53.42", "request-duration=120"}, rb.last)
+	require.Equal(t, PhaseFailed, rb.phase)
+}

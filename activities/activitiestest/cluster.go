@@ -22,6 +22,9 @@ type Cluster struct {
 	// AdmissionQueue, set before the first rollout, is named by DetectRevision on a change or a first rollout,
 	// as a worker with --release-rate names its admission queue.
 	AdmissionQueue string
+	// ChecksAttribute, set before the first rollout, is said by DetectRevision, as a worker that found the
+	// CanaryChecks search attribute registered says it.
+	ChecksAttribute bool
 
 	mu       sync.Mutex
 	canaries map[string]*Canary
@@ -89,6 +92,7 @@ func (a *Activities) DetectRevision(_ context.Context, in activities.WorkloadInp
 	if r.Admissible() {
 		r.AdmissionQueue = a.c.AdmissionQueue
 	}
+	r.ChecksAttribute = a.c.ChecksAttribute
 	return r, nil
 }
 
