@@ -9,10 +9,12 @@ import (
 
 // heartbeat records a heartbeat of the activity of ctx every interval until the returned stop is called (the SDK
 // sends at most one per 80% of the heartbeat timeout): a long activity stays alive, and learns of its cancellation,
-// while it waits on something else.
+// while it waits on something else. stop returns once the heartbeats have stopped, so that none is recorded after the
+// activity has returned (the server would answer it for an activity that no longer runs).
 func heartbeat(ctx context.Context, interval time.Duration) (stop func()) {
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
@@ -24,5 +26,8 @@ func heartbeat(ctx context.Context, interval time.Duration) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() {
+		close(done)
+		<-exited
+	}
 }
