@@ -85,9 +85,6 @@ type Workloads struct {
 	ReadinessQueue string
 	// Ready waits for readiness on watch events (AwaitReady); nil on a worker that does not serve ReadinessQueue.
 	Ready ReadyWaiter
-	// ChecksAttribute says that the namespace has the CanaryChecks search attribute (KeywordList) registered:
-	// DetectRevision says so, and the rollout writes its metric values there, with the weight.
-	ChecksAttribute bool
 }
 
 // ReadyWaiter waits until a workload is ready (providers/workload.ReadyWatcher).
@@ -137,11 +134,6 @@ type RevisionResult struct {
 	// task queue of the AwaitReady a wait for readiness of this run uses once its first look finds the workload
 	// not ready. As with AdmissionQueue, a run replays on what it recorded here.
 	ReadinessQueue string `json:"readinessQueue,omitempty"`
-	// ChecksAttribute, set when the worker found the CanaryChecks search attribute registered
-	// (Workloads.ChecksAttribute), has the run write each step's metric values in it, in the upsert of the step's
-	// weight: one visibility write a step instead of that and a memo update. As with the queues, a run replays on
-	// what it recorded here, and runs without it write the memo.
-	ChecksAttribute bool `json:"checksAttribute,omitempty"`
 }
 
 // Admissible says whether the run this result starts touches the cluster (it initialises a first rollout or
@@ -195,7 +187,6 @@ func (w *Workloads) DetectRevision(ctx context.Context, in WorkloadInput) (Revis
 		r.AdmissionQueue = w.AdmissionQueue
 	}
 	r.ReadinessQueue = w.ReadinessQueue
-	r.ChecksAttribute = w.ChecksAttribute
 	return r, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +86,7 @@ func summarise(e *workflowpb.WorkflowExecutionInfo) listedRun {
 		phase:    keyword(sa, searchattr.CanaryPhase.GetName()),
 		strategy: memoString(e, "strategy"), target: memoString(e, "target"),
 		status: e.GetStatus(),
-		checks: lastChecks(e),
+		checks: decode[map[string]float64](e.GetMemo().GetFields()["lastChecks"]),
 		weight: decode[int64](sa.GetIndexedFields()[searchattr.CanaryWeight.GetName()]),
 	}
 	if t := e.GetStartTime(); t != nil {
@@ -306,27 +305,6 @@ func decode[T any](p *commonpb.Payload) (v T) {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
 	}
 	return v
-}
-
-// lastChecks are the metric values a run recorded last: in the CanaryChecks search attribute ("<metric>=<value>")
-// when its worker had it registered, else in the memo ("lastChecks").
-func lastChecks(e *workflowpb.WorkflowExecutionInfo) map[string]float64 {
-	p, ok := e.GetSearchAttributes().GetIndexedFields()[searchattr.CanaryChecks.GetName()]
-	if !ok {
-		return decode[map[string]float64](e.GetMemo().GetFields()["lastChecks"])
-	}
-	kws := decode[[]string](p)
-	out := make(map[string]float64, len(kws))
-	for _, kw := range kws {
-		i := strings.LastIndexByte(kw, '=')
-		if i <= 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(kw[i+1:], 64); err == nil {
-			out[kw[:i]] = v
-		}
-	}
-	return out
 }
 
 func memoString(e *workflowpb.WorkflowExecutionInfo, key string) string {

@@ -95,7 +95,6 @@ func serve(ctx context.Context, cfg *config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	deps.workloads.ChecksAttribute = checksAttribute(ctx, tc, cfg.temporal.Namespace, log)
 	worker.SetStickyWorkflowCacheSize(cfg.stickyCacheSize)
 	w := worker.New(tc, cfg.taskQueue, cfg.workerOptions())
 	register(w, deps)

@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"strconv"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -218,16 +217,9 @@ func (r *rollout) recordChecks(results []activities.CheckResult) (failed, hold s
 	return "", checkReason(results[i])
 }
 
-// memoChecks records the step's metric values in visibility, where the workers' canaryflow_canary_metric_analysis
-// metric reads them: every worker replica sees the same values. With the CanaryChecks search attribute registered
-// (checksAttr) they wait for the step's next upsert of search attributes, its weight's, or the wait that follows
-// the step (wait), as "<metric>=<value>"; else they go in the memo ("lastChecks": metric → value) at once, a
-// visibility write of its own.
+// memoChecks records the step's metric values in the memo ("lastChecks": metric → value), where the workers'
+// canaryflow_canary_metric_analysis metric reads them from visibility: every worker replica sees the same values.
 func (r *rollout) memoChecks(results []activities.CheckResult) {
-	if r.checksAttr {
-		r.checksPending = checkKeywords(results)
-		return
-	}
 	if !r.at(versionMemoChecks) {
 		return
 	}
@@ -240,18 +232,6 @@ func (r *rollout) memoChecks(results []activities.CheckResult) {
 	if err := workflow.UpsertMemo(r.ctx, map[string]any{"lastChecks": values}); err != nil {
 		r.log.Warn("recording the metric values in the memo failed: "+err.Error(), r.keyvals("memo")...)
 	}
-}
-
-// checkKeywords are the metric values of results as CanaryChecks holds them, "<metric>=<value>" in the spec's
-// order (never nil: no value is a value too, the empty list).
-func checkKeywords(results []activities.CheckResult) []string {
-	out := []string{}
-	for _, c := range results {
-		if c.Value != nil {
-			out = append(out, c.Metric+"="+strconv.FormatFloat(*c.Value, 'g', -1, 64))
-		}
-	}
-	return out
 }
 
 // checkReason is why a check failed or held, as its activity worded it. A result without a message (none

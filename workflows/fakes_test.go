@@ -27,8 +27,6 @@ type fakes struct {
 	admissionQueue string
 	// readinessQueue, when set, is named by every DetectRevision result (a worker with --watch-readiness).
 	readinessQueue string
-	// checksAttribute is said by every DetectRevision result (a worker that found CanaryChecks registered).
-	checksAttribute bool
 	// awaitErr, when set, is what AwaitReady fails with (a readiness queue no worker serves).
 	awaitErr error
 	// awaitBlocks makes AwaitReady wait (heartbeating) until it is cancelled, as a watch on a workload that never
@@ -145,7 +143,6 @@ func (f *fakes) DetectRevision(_ context.Context, _ activities.WorkloadInput) (a
 		rev.AdmissionQueue = f.admissionQueue
 	}
 	rev.ReadinessQueue = f.readinessQueue
-	rev.ChecksAttribute = f.checksAttribute
 	f.mu.Unlock()
 	return rev, nil
 }

@@ -208,14 +208,6 @@ func recordings() []recording {
 				f.canaryReady = func(int) (bool, string) { return false, "waiting for rollout to finish" }
 				f.awaitBlocks = true
 			}, signals: abortAfter(5 * time.Second)},
-		// Recorded by a worker that found CanaryChecks registered: the canary of baseline-metrics-only.json, each
-		// step's metric values (changing every step, as live traffic's do) in the upsert of its weight instead of
-		// a memo update; and failed checks, whose values go alone (once: they do not change), rolled back.
-		{file: "checks-attribute-metrics-only.json", canary: podinfo(fast, named("podinfo-checks-attribute"), metricsOnly, func(c *v1beta1.Canary) {
-			c.Spec.Analysis.MaxWeight = 100
-		}), script: func(f *fakes) { f.checksAttribute = true; risingValues(f) }},
-		{file: "checks-attribute-rollback.json", canary: podinfo(fast, named("podinfo-checks-attribute-rollback")),
-			script: func(f *fakes) { f.checksAttribute = true; lowSuccessRate(f) }},
 	}
 }
 
@@ -227,16 +219,6 @@ var (
 			v := 53.42
 			if metric == v1beta1.MetricRequestDuration {
 				v = 120
-			}
-			return &v
-		}
-	}
-	// risingValues: passing values that change every step (the n-th check's success rate 99.n%, duration 100+n ms).
-	risingValues = func(f *fakes) {
-		f.value = func(n int, metric string) *float64 {
-			v := 99.0 + float64(n)/10
-			if metric == v1beta1.MetricRequestDuration {
-				v = 100 + float64(n)
 			}
 			return &v
 		}
@@ -348,7 +330,6 @@ func TestRecordHistories(t *testing.T) {
 	sas := []temporal.SearchAttributeUpdate{
 		searchattr.CanaryName.ValueSet(""), searchattr.CanaryNamespace.ValueSet(""), searchattr.CanaryPhase.ValueSet(""),
 		searchattr.CanaryRevision.ValueSet(""), searchattr.CanaryProvider.ValueSet(""), searchattr.CanaryWeight.ValueSet(0),
-		searchattr.CanaryChecks.ValueSet([]string{}),
 	}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:     bin,

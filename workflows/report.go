@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -32,8 +31,7 @@ func (r *rollout) setCondition(s ConditionStatus, reason, msg string) {
 	r.st.Conditions = []Condition{{Type: ConditionPromoted, Status: s, Reason: reason, Message: msg, LastTransitionTime: now}}
 }
 
-// syncSearchAttributes upserts the phase, weight, revision and metric values (checksPending) that changed since
-// the last upsert, in one command: one visibility write for the Temporal server.
+// syncSearchAttributes upserts the phase, weight and revision that changed since the last upsert.
 func (r *rollout) syncSearchAttributes() {
 	var ups []temporal.SearchAttributeUpdate
 	if r.st.Phase != r.saPhase {
@@ -45,11 +43,7 @@ func (r *rollout) syncSearchAttributes() {
 	if r.st.Revision != r.saRevision && r.st.Revision != "" {
 		ups = append(ups, searchattr.CanaryRevision.ValueSet(r.st.Revision))
 	}
-	if r.checksPending != nil && !slices.Equal(r.checksPending, r.saChecks) {
-		ups = append(ups, searchattr.CanaryChecks.ValueSet(r.checksPending))
-	}
 	if len(ups) == 0 {
-		r.checksPending = nil
 		return
 	}
 	if err := workflow.UpsertTypedSearchAttributes(r.ctx, ups...); err != nil {
@@ -58,9 +52,6 @@ func (r *rollout) syncSearchAttributes() {
 		return
 	}
 	r.saPhase, r.saWeight, r.saRevision = r.st.Phase, r.st.CanaryWeight, r.st.Revision
-	if r.checksPending != nil {
-		r.saChecks, r.checksPending = r.checksPending, nil
-	}
 }
 
 // decide logs a decision, records it as the status message and sends it as an event to the event webhooks and,

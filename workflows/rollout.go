@@ -123,10 +123,6 @@ type rollout struct {
 	// readyQueue is the task queue of the worker's readiness waits (AwaitReady), as the run's last revision read
 	// named it; "" polls readiness on workflow timers.
 	readyQueue string
-	// checksAttr is set when the run's last revision read said the CanaryChecks search attribute is registered:
-	// a step's metric values wait in checksPending and go out with the next upsert (its weight's), not in the memo.
-	checksAttr    bool
-	checksPending []string
 	// cadence is 1 from versionStepCadence on (steps keep the interval's cadence), -1 before it, 0 until asked
 	// (stepCadence).
 	cadence int
@@ -140,7 +136,6 @@ type rollout struct {
 	saPhase    Phase
 	saWeight   int
 	saRevision string
-	saChecks   []string
 	// Decisions not yet stated in history (say), and the one stated ahead of its command (sayFirst).
 	unsaid     []string
 	unsaidMore int
@@ -392,7 +387,6 @@ func (r *rollout) detect() (activities.RevisionResult, error) {
 	err := r.exec(initOptions(), wl.DetectRevision, r.workloadIn(), &rev)
 	if err == nil {
 		r.readyQueue = rev.ReadinessQueue
-		r.checksAttr = rev.ChecksAttribute
 	}
 	return rev, err
 }

@@ -63,13 +63,12 @@ func hook(t v1beta1.HookType, name string) v1beta1.CanaryWebhook {
 // harness runs CanaryRollout in the time-skipping test environment with fakes and records the phases (from
 // the search attribute upserts) and the decision log lines.
 type harness struct {
-	// memos are the memo upserts, in order; upserts the search attribute upserts.
-	memos   []map[string]any
-	upserts []temporal.SearchAttributes
-	t       *testing.T
-	env     *testsuite.TestWorkflowEnvironment
-	f       *fakes
-	phases  []Phase
+	// memos are the memo upserts, in order.
+	memos  []map[string]any
+	t      *testing.T
+	env    *testsuite.TestWorkflowEnvironment
+	f      *fakes
+	phases []Phase
 	// from is the phase the run started in: none for a fresh run, the carried one for a continued run.
 	from Phase
 	logs *observer.ObservedLogs
@@ -87,7 +86,6 @@ func newHarness(t *testing.T, revisions ...activities.RevisionResult) *harness {
 	env.RegisterActivity(h.f)
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
-		h.upserts = append(h.upserts, sa)
 		if p, ok := sa.GetKeyword(searchattr.CanaryPhase); ok {
 			h.phases = append(h.phases, Phase(p))
 		}
@@ -1046,66 +1044,6 @@ func TestMetricValuesAreRecordedInTheMemo(t *testing.T) {
 	require.Positive(t, steps)
 	require.Equal(t, len(h.f.metricsIn), steps, "one memo upsert per metric step")
 	require.Contains(t, last, v1beta1.MetricRequestSuccessRate)
-}
-
-// With the CanaryChecks search attribute registered, a step's metric values go out in the upsert of its weight:
-// no memo update, one search attribute upsert a step. A step whose weight stays (failed checks) writes its values
-// alone, before its wait, and only when they changed.
-func TestMetricValuesRideWithTheWeightInOneUpsertWhenCanaryChecksIsRegistered(t *testing.T) {
-	checks := func(h *harness) (withWeight, alone int, last []string) {
-		for _, sa := range h.upserts {
-			kws, ok := sa.GetKeywordList(searchattr.CanaryChecks)
-			if !ok {
-				continue
-			}
-			last = kws
-			if _, w := sa.GetInt64(searchattr.CanaryWeight); w {
-				withWeight++
-			} else {
-				alone++
-			}
-		}
-		return withWeight, alone, last
-	}
-	noMemoChecks := func(h *harness) {
-		for _, m := range h.memos {
-			require.NotContains(t, m, "lastChecks", "the values are in the search attribute, not the memo")
-		}
-	}
-
-	h := newHarness(t)
-	h.f.checksAttribute = true
-	risingValues(h.f) // values that change every step, as live traffic's do
-	res := h.run(podinfo())
-	require.True(t, res.Promoted)
-	noMemoChecks(h)
-	withWeight, alone, last := checks(h)
-	steps := len(h.f.metricsIn)
-	require.Equal(t, 5, steps)
-	require.Equal(t, steps, withWeight+alone, "one write of the values per step")
-	require.Equal(t, steps-1, withWeight, "the steps that moved the weight (20 to 50) took their values along; the "+
-		"last step's went with the promotion's phase")
-	require.Equal(t, []string{v1beta1.MetricRequestSuccessRate + "=99.5", v1beta1.MetricRequestDuration + "=105"}, last,
-		"the last step's values, in the spec's order")
-	for _, sa := range h.upserts {
-		w, ok := sa.GetInt64(searchattr.CanaryWeight)
-		_, vals := sa.GetKeywordList(searchattr.CanaryChecks)
-		if ok && w >= 20 {
-			require.True(t, vals, "the upsert of weight %d carries its step's values", w)
-		}
-	}
-
-	// Failed checks keep the weight: the values go alone, and a step that sees the same values writes nothing.
-	h = newHarness(t)
-	h.f.checksAttribute = true
-	lowSuccessRate(h.f)
-	res = h.run(podinfo())
-	require.False(t, res.Promoted)
-	noMemoChecks(h)
-	withWeight, alone, last = checks(h)
-	require.Equal(t, 1, withWeight+alone, "the same values each failed step: one write")
-	require.Greater(t, len(h.f.metricsIn), 1)
-	require.Equal(t, []string{v1beta1.MetricRequestSuccessRate + "=53.42", v1beta1.MetricRequestDuration + "=120"}, last)
 }
 
 // The signals move a run between phases as the package doc's map says: a promote signal promotes from any phase

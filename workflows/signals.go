@@ -68,9 +68,6 @@ func listenTo[T any](ch workflow.ReceiveChannel, apply func(T)) listener {
 // cadence is dropped), so a pause leaves no hidden timer state.
 func (r *rollout) wait(d time.Duration, pausable bool, stop func() bool) error {
 	r.flushCanaryStatus() // the state it waits in is what the cluster shows meanwhile
-	if r.checksPending != nil {
-		r.syncSearchAttributes() // a step's metric values that no weight change took along (checksAttr)
-	}
 	if r.listening {
 		return r.await(d, pausable, stop)
 	}

@@ -22,9 +22,6 @@ type Cluster struct {
 	// AdmissionQueue, set before the first rollout, is named by DetectRevision on a change or a first rollout,
 	// as a worker with --release-rate names its admission queue.
 	AdmissionQueue string
-	// ChecksAttribute, set before the first rollout, is said by DetectRevision, as a worker that found the
-	// CanaryChecks search attribute registered says it.
-	ChecksAttribute bool
 
 	mu       sync.Mutex
 	canaries map[string]*Canary
@@ -92,7 +89,6 @@ func (a *Activities) DetectRevision(_ context.Context, in activities.WorkloadInp
 	if r.Admissible() {
 		r.AdmissionQueue = a.c.AdmissionQueue
 	}
-	r.ChecksAttribute = a.c.ChecksAttribute
 	return r, nil
 }
 

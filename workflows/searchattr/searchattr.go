@@ -22,10 +22,6 @@ var (
 	CanaryRevision = temporal.NewSearchAttributeKeyKeyword("CanaryRevision")
 	// CanaryProvider is the router provider (traefik, gatewayapi, nginx, …).
 	CanaryProvider = temporal.NewSearchAttributeKeyKeyword("CanaryProvider")
-	// CanaryChecks is the last value of each metric check, as "<metric>=<value>". A rollout writes it with the
-	// step's weight, one upsert a step, when its worker found it registered (RevisionResult.ChecksAttribute);
-	// otherwise the values go in the memo ("lastChecks"), a second visibility write a step.
-	CanaryChecks = temporal.NewSearchAttributeKeyKeywordList("CanaryChecks")
 )
 
 // Definition is one search attribute: its name and its indexed type.
@@ -36,7 +32,7 @@ type Definition struct {
 
 // all lists every attribute in a stable order; Definitions derives from it.
 var all = []temporal.SearchAttributeKey{
-	CanaryName, CanaryNamespace, CanaryPhase, CanaryWeight, CanaryRevision, CanaryProvider, CanaryChecks,
+	CanaryName, CanaryNamespace, CanaryPhase, CanaryWeight, CanaryRevision, CanaryProvider,
 }
 
 // Definitions returns every search attribute canaryflow uses, in a stable order.

@@ -17,7 +17,6 @@ func TestDefinitionsAreStableAndTyped(t *testing.T) {
 		{Name: "CanaryWeight", Type: enumspb.INDEXED_VALUE_TYPE_INT},
 		{Name: "CanaryRevision", Type: enumspb.INDEXED_VALUE_TYPE_KEYWORD},
 		{Name: "CanaryProvider", Type: enumspb.INDEXED_VALUE_TYPE_KEYWORD},
-		{Name: "CanaryChecks", Type: enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST},
 	}
 	require.Equal(t, want, searchattr.Definitions())
 	require.Equal(t, searchattr.Definitions(), searchattr.Definitions())
