@@ -11,14 +11,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/canaryflow/canaryflow/api/v1beta1"
 	"github.com/canaryflow/canaryflow/lab/labtest"
@@ -132,13 +130,7 @@ func TestReadyWatcherPollsWhereTheRoleGrantsOnlyGet(t *testing.T) {
 		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "getter", Namespace: ns}},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	expiry := int64(3600)
-	tok, err := admin.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "getter",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	cfg := rest.AnonymousClientConfig(rc)
-	cfg.BearerToken = tok.Status.Token
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubernetes.NewForConfig(workloadtest.TokenConfig(t, rc, ns, "getter"))
 	require.NoError(t, err)
 	workloadtest.CreatePodinfo(t, admin, ns, "app", "6.0.0", 0, 0)
 	// The authorizer learns of the binding through a watch: wait until get is allowed (and list is not).

@@ -24,12 +24,7 @@ import (
 // (lab_readywatch_test.go) proves it on a real API server.
 func TestReadyWatcherAnswersOnTheUpdateThatMakesTheWorkloadReady(t *testing.T) {
 	ctx := context.Background()
-	two := int32(2)
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo-primary", Namespace: "prod", Generation: 3},
-		Spec:       appsv1.DeploymentSpec{Replicas: &two},
-		Status:     appsv1.DeploymentStatus{ObservedGeneration: 3, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 1},
-	}
+	dep := halfAvailable("podinfo-primary", 3)
 	cs := fake.NewClientset(dep)
 	rw := NewReadyWatcher(NewForClientset(cs))
 	rw.Idle = 100 * time.Millisecond
@@ -100,12 +95,7 @@ func TestReadyWatcherPollsWhereDeploymentsCannotBeWatched(t *testing.T) {
 	for _, verb := range []string{"list", "watch"} {
 		t.Run("no "+verb, func(t *testing.T) {
 			ctx := context.Background()
-			two := int32(2)
-			dep := &appsv1.Deployment{
-				ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: "prod", Generation: 1},
-				Spec:       appsv1.DeploymentSpec{Replicas: &two},
-				Status:     appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 1},
-			}
+			dep := halfAvailable("podinfo", 1)
 			cs := fake.NewClientset(dep)
 			refused := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "",
 				fmt.Errorf("User \"system:serviceaccount:canaryflow:canaryflow\" cannot %s resource", verb))
@@ -158,5 +148,16 @@ func TestReadyWatcherPollsWhereDeploymentsCannotBeWatched(t *testing.T) {
 				t.Fatal("no answer after the Deployment became ready")
 			}
 		})
+	}
+}
+
+// halfAvailable is Deployment name of namespace prod at generation gen, rolled out to both of its 2 replicas of
+// which 1 is available: not ready until the second becomes available.
+func halfAvailable(name string, gen int64) *appsv1.Deployment {
+	two := int32(2)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "prod", Generation: gen},
+		Spec:       appsv1.DeploymentSpec{Replicas: &two},
+		Status:     appsv1.DeploymentStatus{ObservedGeneration: gen, Replicas: 2, UpdatedReplicas: 2, AvailableReplicas: 1},
 	}
 }

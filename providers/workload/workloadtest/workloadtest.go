@@ -83,6 +83,21 @@ func NamespacedWorkerConfig(t testing.TB, admin *rest.Config, saNS string, names
 	return cfg
 }
 
+// TokenConfig returns a client config for the API server of admin authenticated as ServiceAccount sa of namespace
+// ns, by a token of an hour the API server issues for it.
+func TokenConfig(t testing.TB, admin *rest.Config, ns, sa string) *rest.Config {
+	t.Helper()
+	adminCS, err := kubernetes.NewForConfig(admin)
+	require.NoError(t, err)
+	expiry := int64(3600)
+	tok, err := adminCS.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	cfg := rest.AnonymousClientConfig(admin)
+	cfg.BearerToken = tok.Status.Token
+	return cfg
+}
+
 // WorkerConfig returns a client config for the API server of admin (an administrator's config) authenticated as a
 // fresh ServiceAccount of namespace ns bound only to a copy of the worker's ClusterRole (same rules, a name of its
 // own); the role and binding are removed at the end.
@@ -113,12 +128,7 @@ func WorkerConfig(t testing.TB, admin *rest.Config, ns string) *rest.Config {
 		_ = adminCS.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
 
-	expiry := int64(3600)
-	tok, err := adminCS.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "canaryflow",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	cfg := rest.AnonymousClientConfig(admin)
-	cfg.BearerToken = tok.Status.Token
+	cfg := TokenConfig(t, admin, ns, "canaryflow")
 	// The RBAC authorizer learns of new bindings through a watch: wait until the role is in force.
 	cs, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
