@@ -146,8 +146,9 @@ type benchRun struct {
 
 // figures are one controller's results.
 type figures struct {
-	gaps, durations     []float64 // seconds
-	events              float64   // history events per rollout (p50); canaryflow only
+	gaps, durations     []float64     // seconds
+	events              float64       // history events per rollout (p50); canaryflow only
+	allInitialised      time.Duration // the N canaries created at once, until the last is initialised
 	allPromoted         time.Duration
 	reqPerStep          float64 // -1: not measured
 	reqPerRollout       float64
@@ -165,6 +166,7 @@ func (f figures) report(b *testing.B, prefix string) {
 	m(quantile(f.gaps, 1), "step-max-s")
 	m(quantile(f.durations, 0.50), "rollout-p50-s")
 	m(quantile(f.durations, 1), "rollout-max-s")
+	m(f.allInitialised.Seconds(), "all-initialised-s")
 	m(f.allPromoted.Seconds(), "all-promoted-s")
 	if f.reqPerStep >= 0 {
 		m(f.reqPerStep, "req/analysis-step")
@@ -193,6 +195,8 @@ func table(controllers []string, fs []figures, run benchRun) string {
 		{"step gap max (s)", func(f figures) float64 { return quantile(f.gaps, 1) }},
 		{"rollout p50 (s)", func(f figures) float64 { return quantile(f.durations, 0.5) }},
 		{"rollout max (s)", func(f figures) float64 { return quantile(f.durations, 1) }},
+		{"all initialised, canaries created at once (s)", func(f figures) float64 { return f.allInitialised.Seconds() }},
+		{"all promoted, from the release (s)", func(f figures) float64 { return f.allPromoted.Seconds() }},
 		{"API requests per analysis step", func(f figures) float64 { return f.reqPerStep }},
 		{"API requests per rollout", func(f figures) float64 { return f.reqPerRollout }},
 		{"API requests per minute, rolling out", func(f figures) float64 { return f.reqPerMin }},
@@ -298,7 +302,8 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	if _, err := releaseAll(ctx, rc, canaries, workflows.PhaseInitialized); err != nil {
 		b.Fatalf("canaryflow initialisation: %v", err)
 	}
-	b.Logf("canaryflow: %d canaries initialised in %s", run.n, time.Since(t0).Round(time.Second))
+	initialised := time.Since(t0)
+	b.Logf("canaryflow: %d canaries initialised in %s", run.n, initialised.Round(time.Second))
 
 	run.newImage(ctx, b, ns)
 	before := run.usage(ctx, b, count(), pids(), true)
@@ -312,7 +317,7 @@ func (run benchRun) canaryflow(ctx context.Context, b *testing.B) figures {
 	if err != nil {
 		b.Fatalf("canaryflow rollouts: %v", err)
 	}
-	f := figures{allPromoted: time.Since(begin)}
+	f := figures{allInitialised: initialised, allPromoted: time.Since(begin)}
 	samples := sampled()
 	after := run.usage(ctx, b, count(), pids(), true)
 	byType := byActivity()
@@ -388,7 +393,8 @@ func (run benchRun) flagger(ctx context.Context, b *testing.B) figures {
 	if _, err := run.watchCanaries(ctx, ns, "Initialized", false); err != nil {
 		b.Fatalf("Flagger initialisation: %v (log %s)", err, logf.Name())
 	}
-	b.Logf("flagger: %d canaries initialised in %s", run.n, time.Since(t0).Round(time.Second))
+	initialised := time.Since(t0)
+	b.Logf("flagger: %d canaries initialised in %s", run.n, initialised.Round(time.Second))
 
 	run.newImage(ctx, b, ns)
 	before := run.usage(ctx, b, proxy.count(), pids(), false)
@@ -398,7 +404,7 @@ func (run benchRun) flagger(ctx context.Context, b *testing.B) figures {
 	if err != nil {
 		b.Fatalf("Flagger rollouts: %v (log %s)", err, logf.Name())
 	}
-	f := figures{allPromoted: time.Since(begin)}
+	f := figures{allInitialised: initialised, allPromoted: time.Since(begin)}
 	samples := sampled()
 	after := run.usage(ctx, b, proxy.count(), pids(), false)
 	var advances [][]time.Time
