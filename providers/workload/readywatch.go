@@ -216,15 +216,15 @@ func (rw *ReadyWatcher) stopLocked(ns *nsWatch) {
 // the informer, whose reflector would retry it for as long as waits are open, and sends its waits to polling.
 func (rw *ReadyWatcher) listFailed(ns *nsWatch, err error) {
 	rw.mu.Lock()
-	defer rw.mu.Unlock()
 	ns.listErr = err
-	if ns.stopped || !(apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
-		return
+	refused := !ns.stopped && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err))
+	if refused {
+		rw.stopLocked(ns)
+		close(ns.denied)
 	}
-	rw.stopLocked(ns)
-	close(ns.denied)
-	if rw.Denied != nil {
-		rw.Denied(ns.namespace, err)
+	rw.mu.Unlock()
+	if refused && rw.Denied != nil {
+		rw.Denied(ns.namespace, err) // outside the lock: the hook may take its time, or wait again
 	}
 }
 
