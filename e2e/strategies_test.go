@@ -141,7 +141,8 @@ func runStrategy(ctx context.Context, t *testing.T, s *Stack, name, seed string,
 	sc, err := NewScenarios(s, labtest.Namespace(t, "st-"+name))
 	require.NoError(t, err)
 	t.Cleanup(func() { sc.Temporal.Close() })
-	sc.Say = t.Logf
+	say := Narrator(t)
+	sc.Say = say
 	c, err := s.SeedCanary(seed, sc.NS)
 	require.NoError(t, err)
 	c.Spec.Analysis.Interval = "10s"
@@ -166,16 +167,17 @@ func runStrategy(ctx context.Context, t *testing.T, s *Stack, name, seed string,
 		}
 	}()
 	defer func() { stop(); <-duringDone }() // during logs to t: it must end before the test does
-	r.rollout = s.StarterTo(ctx, t.Logf, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.1"),
+	r.rollout = s.StarterTo(ctx, say, "rollout", "-f", file, "--set-image", "podinfod="+PodinfoImage("6.0.1"),
 		"--wait", "--timeout", "10m", "--by", "e2e")
 	require.NoError(t, expectCode("starter rollout 6.0.1", r.rollout, 0))
 	require.NoError(t, sc.ExpectPrimary(ctx, "6.0.1"))
+	require.NoError(t, tr.awaitServed(ctx, "6.0.1", time.Minute, users...))
 	r.answers = tr.Stop()
 	stop()
 	<-duringDone
 	require.NoError(t, duringErr)
 
-	st := s.StarterTo(ctx, t.Logf, "status", "podinfo", "-n", sc.NS, "-o", "json")
+	st := s.StarterTo(ctx, say, "status", "podinfo", "-n", sc.NS, "-o", "json")
 	require.NoError(t, expectCode("starter status", st, 0))
 	var cs struct {
 		Status workflows.Status `json:"status"`
@@ -661,7 +663,8 @@ type answer struct {
 type traffic struct {
 	stop    context.CancelFunc
 	done    chan struct{}
-	answers []answer // the loop's, read after done
+	mu      sync.Mutex
+	answers []answer
 }
 
 // startTraffic sends one request per user every gap on average (GET /api/info, which names the pod that
@@ -692,7 +695,9 @@ func startTraffic(ctx context.Context, sc *Scenarios, gap time.Duration, users .
 						}
 					}
 				}
+				tr.mu.Lock()
 				tr.answers = append(tr.answers, answer{Answer: a, user: u.name, At: time.Now(), Err: err, Cookie: c != nil})
+				tr.mu.Unlock()
 			}
 			select {
 			case <-ctx.Done():
@@ -709,4 +714,40 @@ func (tr *traffic) Stop() []answer {
 	tr.stop()
 	<-tr.done
 	return tr.answers
+}
+
+// awaitServed waits until each user without a sticky cookie has been answered by the primary's pods with version
+// (checkSessionAffinity judges the sticky user's answers up to the promotion only): the test's own probe
+// (ExpectPrimary) may see the new primary through Traefik a moment before the users' next requests do, and a
+// blue/green switch can be shorter than Traefik takes to apply it, so without this wait a user may not have met
+// the new version at all when the traffic stops.
+func (tr *traffic) awaitServed(ctx context.Context, version string, within time.Duration, users ...user) error {
+	deadline := time.Now().Add(within)
+	for {
+		tr.mu.Lock()
+		served := map[string]bool{}
+		for _, a := range tr.answers {
+			if a.Err == nil && a.Primary() && a.Version == version {
+				served[a.user] = true
+			}
+		}
+		tr.mu.Unlock()
+		var waiting []string
+		for _, u := range users {
+			if u.sticky == "" && !served[u.name] {
+				waiting = append(waiting, u.name)
+			}
+		}
+		if len(waiting) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s the primary had not answered %s with %s", within, strings.Join(waiting, ", "), version)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
