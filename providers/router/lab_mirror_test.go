@@ -5,12 +5,14 @@ package router_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -19,12 +21,14 @@ import (
 )
 
 // servedVersion counts the GET /version requests a pod has served, from podinfo's own metrics (pods answer at
-// their IPs from the host).
-func servedVersion(t *testing.T, podIP string) int {
-	t.Helper()
+// their IPs from the host). It fails while the pod's process does not listen yet: the lab's kwok reports a pod
+// running a moment before its process takes connections.
+func servedVersion(podIP string) (int, error) {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	resp, err := hc.Get("http://" + podIP + ":9898/metrics")
-	require.NoError(t, err)
+	if err != nil {
+		return 0, err
+	}
 	defer resp.Body.Close()
 	n := 0
 	sc := bufio.NewScanner(resp.Body)
@@ -33,11 +37,13 @@ func servedVersion(t *testing.T, podIP string) int {
 		if strings.HasPrefix(line, "http_request_duration_seconds_count{") && strings.Contains(line, `path="version"`) {
 			f := strings.Fields(line)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			require.NoError(t, err)
+			if err != nil {
+				return 0, fmt.Errorf("podinfo metrics of %s: %q: %w", podIP, line, err)
+			}
 			n += int(v)
 		}
 	}
-	return n
+	return n, sc.Err()
 }
 
 // With mirroring every answer comes from the primary while the canary receives a copy of each request.
@@ -76,18 +82,28 @@ func TestTraefikMirroringIsLive(t *testing.T) {
 			require.NoError(t, rt.Reconcile(ctx, c))
 			require.NoError(t, rt.SetRoutes(ctx, c, 100, 0, true))
 			// Wait until copies reach the canary, then count 500 requests.
-			require.Eventually(t, func() bool {
-				before := servedVersion(t, canaryIP)
+			// EventuallyWithT: a failed attempt (the canary's process not listening yet) is retried, and the last
+			// attempt's failure is reported at the deadline (a require in a plain Eventually's condition would end
+			// only the condition's goroutine and leave the test waiting it out).
+			require.EventuallyWithT(t, func(ct *assert.CollectT) {
+				before, err := servedVersion(canaryIP)
+				require.NoError(ct, err)
 				split(t, tc.url, host, nil, 20)
-				return servedVersion(t, canaryIP) > before
-			}, 2*time.Minute, 250*time.Millisecond, "no request was mirrored to the canary")
-			before := servedVersion(t, canaryIP)
+				after, err := servedVersion(canaryIP)
+				require.NoError(ct, err)
+				require.Greater(ct, after, before, "no request was mirrored to the canary")
+			}, 2*time.Minute, 250*time.Millisecond)
+			before, err := servedVersion(canaryIP)
+			require.NoError(t, err)
 			got := split(t, tc.url, host, nil, 500)
 			require.Equal(t, map[string]int{"6.0.0": 500}, got, "every answer comes from the primary")
 			// Traefik sends the copies asynchronously and, on a loaded machine, a few never arrive (494 of 500 seen
 			// twice with four test packages running): require nearly all, not every one.
-			require.Eventually(t, func() bool { return servedVersion(t, canaryIP)-before >= 490 }, 20*time.Second, 100*time.Millisecond,
-				"the canary got %d of 500 mirrored requests", servedVersion(t, canaryIP)-before)
+			require.EventuallyWithT(t, func(ct *assert.CollectT) {
+				n, err := servedVersion(canaryIP)
+				require.NoError(ct, err)
+				require.GreaterOrEqual(ct, n-before, 490, "mirrored requests of 500 the canary got")
+			}, 20*time.Second, 100*time.Millisecond)
 			require.NoError(t, rt.SetRoutes(ctx, c, 100, 0, false))
 		})
 	}
