@@ -50,13 +50,18 @@ test:
 ## UI test (e2e/webui) drives the dev server's UI in Debian's chromium (installed here if missing).
 test-unit: tools
 	./lab/build.sh temporal chromium
-	CANARYFLOW_LAB=off $(GO) test -race -count=1 -timeout 30m ./...
+	@mkdir -p $(CACHE)/lab/logs
+	set -o pipefail; CANARYFLOW_LAB=off $(GO) test -race -count=1 -timeout 30m ./... 2>&1 | tee $(CACHE)/lab/logs/test-unit.log \
+		|| { ./lab/test-digest.sh $(CACHE)/lab/logs/test-unit.log; exit 1; }
 
 ## test-lab: the lab tier: the packages with //go:build lab test files, on the lab (lab/with-lab.sh starts it
 ## once and stops it afterwards if it started it). CANARYFLOW_LONG=1 (make test-long) adds the long fault variants.
 LAB_PKGS = $$(grep -rl --include='*_test.go' '^//go:build lab' . | xargs -n1 dirname | sort -u)
+## A failed run ends with lab/test-digest.sh: its failures in brief, after the lab's shutdown lines.
 test-lab: lab-build tools
-	./lab/with-lab.sh $(GO) test -tags lab -count=1 -timeout 60m $(LAB_PKGS)
+	@mkdir -p $(CACHE)/lab/logs
+	set -o pipefail; ./lab/with-lab.sh $(GO) test -tags lab -count=1 -timeout 60m $(LAB_PKGS) 2>&1 | tee $(CACHE)/lab/logs/test-lab.log \
+		|| { ./lab/test-digest.sh $(CACHE)/lab/logs/test-lab.log; exit 1; }
 
 ## test-long: the lab tier with the long variants of the fault suite.
 test-long: lab-build tools

@@ -173,7 +173,7 @@ func TestAPISIXSeedCanaryPromotesAndRollsBack(t *testing.T) {
 	defer srv.Close()
 	prom := promtest.Start(t, strings.TrimPrefix(srv.URL, "http://"))
 
-	s, err := StartOnQueue(ctx, env, t.Logf, "e2e-"+ns)
+	s, err := StartOnQueue(ctx, env, Narrator(t), "e2e-"+ns)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

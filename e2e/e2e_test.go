@@ -85,7 +85,7 @@ func startStack(t *testing.T, within time.Duration) (context.Context, *Stack) {
 	env := labtest.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	t.Cleanup(cancel)
-	s, err := StartOnQueue(ctx, env, t.Logf, testQueue(t))
+	s, err := StartOnQueue(ctx, env, Narrator(t), testQueue(t))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

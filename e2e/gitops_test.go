@@ -54,7 +54,7 @@ func TestGitOpsReleaseWithoutStarter(t *testing.T) {
 	env := labtest.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	s, err := StartWith(ctx, env, t.Logf, Options{TaskQueue: queue, NoWorker: true, WorkerEnv: []string{
+	s, err := StartWith(ctx, env, Narrator(t), Options{TaskQueue: queue, NoWorker: true, WorkerEnv: []string{
 		"CANARYFLOW_GITOPS=true", "CANARYFLOW_GITOPS_LEASE_NAMESPACE=" + ns, "CANARYFLOW_NAMESPACES=" + ns,
 	}})
 	require.NoError(t, err)

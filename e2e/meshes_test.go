@@ -88,7 +88,7 @@ func TestMeshSeedCanariesPromoteThroughTheirRouters(t *testing.T) {
 	// The subtests run in parallel, after this function returns: the context ends with the test, not here.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	s, err := StartOnQueue(ctx, env, t.Logf, fmt.Sprintf("e2e-meshes-%d", time.Now().UnixNano()))
+	s, err := StartOnQueue(ctx, env, Narrator(t), fmt.Sprintf("e2e-meshes-%d", time.Now().UnixNano()))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -178,7 +178,7 @@ func TestOSMSeedCanaryPromotesThroughItsTrafficSplit(t *testing.T) {
 	env := labtest.Lab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	s, err := StartOnQueue(ctx, env, t.Logf, fmt.Sprintf("e2e-osm-%d", time.Now().UnixNano()))
+	s, err := StartOnQueue(ctx, env, Narrator(t), fmt.Sprintf("e2e-osm-%d", time.Now().UnixNano()))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -40,7 +40,7 @@ func TestStatefulSetPartitionedRollout(t *testing.T) {
 	t.Cleanup(cancel)
 	// A task queue of its own: workers of other checkouts on the shared lab must not take these rollouts.
 	queue := "e2e-sts-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	s, err := StartOnQueue(ctx, env, t.Logf, queue)
+	s, err := StartOnQueue(ctx, env, Narrator(t), queue)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -30,7 +30,7 @@ func TestReleaseWaitsAtTheLoadTestersGateUntilItIsOpened(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	// A task queue of its own, so that no other worker sharing the lab's Temporal takes these tasks.
-	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: fmt.Sprintf("loadtester-gates-%d", os.Getpid())})
+	s, err := e2e.StartWith(ctx, env, e2e.Narrator(t), e2e.Options{TaskQueue: fmt.Sprintf("loadtester-gates-%d", os.Getpid())})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -31,7 +31,7 @@ func TestRolloutSurvivesATemporalServerCrash(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	ns := labtest.Namespace(t, "srvcrash")
-	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: "chaos-" + ns, TemporalAddress: srv.Addr()})
+	s, err := e2e.StartWith(ctx, env, e2e.Narrator(t), e2e.Options{TaskQueue: "chaos-" + ns, TemporalAddress: srv.Addr()})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

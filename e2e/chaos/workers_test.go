@@ -135,7 +135,7 @@ func startTwoWorkers(t *testing.T, prefix string, within time.Duration, hint str
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	t.Cleanup(cancel)
 	ns := labtest.Namespace(t, prefix)
-	s, err := e2e.StartWith(ctx, env, t.Logf, e2e.Options{TaskQueue: "chaos-" + ns, NoWorker: true})
+	s, err := e2e.StartWith(ctx, env, e2e.Narrator(t), e2e.Options{TaskQueue: "chaos-" + ns, NoWorker: true})
 	require.NoError(t, err, hint)
 	w := &workers{s: s, t: t, ns: ns}
 	t.Cleanup(func() {

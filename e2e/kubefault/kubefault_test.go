@@ -108,7 +108,7 @@ func startScenarios(t *testing.T, env *labtest.Env, prefix string, within time.D
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	t.Cleanup(cancel)
-	s, err := e2e.Start(ctx, env, t.Logf)
+	s, err := e2e.Start(ctx, env, e2e.Narrator(t))
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -60,7 +60,7 @@ func startStack(t *testing.T, within time.Duration, opts e2e.Options) (context.C
 		opts.TaskQueue = fmt.Sprintf("livefault-%d-%s", os.Getpid(),
 			strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")))
 	}
-	s, err := e2e.StartWith(ctx, env, t.Logf, opts)
+	s, err := e2e.StartWith(ctx, env, e2e.Narrator(t), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -101,10 +101,11 @@ func TestReleaseRollsBackClusterAWhenClusterBFails(t *testing.T) {
 
 	suffix := fmt.Sprintf("%06d", rand.IntN(1_000_000))
 	qa, qb := "canaryflow-rel-a-"+suffix, "canaryflow-rel-b-"+suffix
-	sA, err := e2e.StartWith(ctx, envA, t.Logf, e2e.Options{TaskQueue: qa})
+	say := e2e.Narrator(t) // one narration for both clusters, in the order it happened
+	sA, err := e2e.StartWith(ctx, envA, say, e2e.Options{TaskQueue: qa})
 	require.NoError(t, err)
 	// Cluster b's worker talks to cluster b's API server and to the one Temporal the release runs on.
-	sB, err := e2e.StartWith(ctx, envB, t.Logf, e2e.Options{TaskQueue: qb, TemporalAddress: envA.TemporalAddress})
+	sB, err := e2e.StartWith(ctx, envB, say, e2e.Options{TaskQueue: qb, TemporalAddress: envA.TemporalAddress})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
