@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -532,16 +533,17 @@ func TestPodsMarkedNotReadyBecomeReadyAgain(t *testing.T) {
 	_, err = cs.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
 	require.NoError(t, err)
 
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
-		require.NoError(t, err)
+		require.NoError(ct, err)
+		ready := false
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodReady {
-				return c.Status == corev1.ConditionTrue
+				ready = c.Status == corev1.ConditionTrue
 			}
 		}
-		return false
-	}, 60*time.Second, 200*time.Millisecond, "the pod never became Ready again")
+		require.True(ct, ready, "the pod never became Ready again")
+	}, 60*time.Second, 200*time.Millisecond)
 	waitAvailable(t, cs, ns, "podinfo", 60*time.Second)
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -93,13 +94,13 @@ func (e *env) rollout(t *testing.T, c *v1beta1.Canary) {
 
 func (e *env) waitReady(t *testing.T, c *v1beta1.Canary, primary bool) {
 	t.Helper()
-	var reason string
-	require.Eventually(t, func() bool {
-		ok, r, err := e.kube.IsReady(context.Background(), c, primary)
-		require.NoError(t, err)
-		reason = r
-		return ok
-	}, 90*time.Second, 200*time.Millisecond, "never ready: %s", reason)
+	// EventuallyWithT: an attempt's error is retried (a require in Eventually's condition would end only its
+	// goroutine), and the last attempt's reason is reported at the deadline.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		ok, reason, err := e.kube.IsReady(context.Background(), c, primary)
+		require.NoError(ct, err)
+		require.True(ct, ok, "never ready: %s", reason)
+	}, 90*time.Second, 200*time.Millisecond)
 }
 
 // split sends n GET /version requests to url with Host host (and header, if any) and counts the answers per

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -121,11 +122,12 @@ func TestDaemonSetIsParkedOnNoNodeAndReleased(t *testing.T) {
 	ds, err := admin.AppsV1().DaemonSets(ns).Get(ctx, "agent", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Equal(t, "true", ds.Spec.Template.Spec.NodeSelector[workload.ScaleToZeroNodeSelector])
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		ds, err := admin.AppsV1().DaemonSets(ns).Get(ctx, "agent", metav1.GetOptions{})
-		require.NoError(t, err)
-		return ds.Status.ObservedGeneration == ds.Generation && ds.Status.DesiredNumberScheduled == 0 && ds.Status.CurrentNumberScheduled == 0
-	}, 60*time.Second, 200*time.Millisecond, "the parked DaemonSet still runs pods")
+		require.NoError(ct, err)
+		require.True(ct, ds.Status.ObservedGeneration == ds.Generation && ds.Status.DesiredNumberScheduled == 0 && ds.Status.CurrentNumberScheduled == 0,
+			"the parked DaemonSet still runs pods: %+v", ds.Status)
+	}, 60*time.Second, 200*time.Millisecond)
 	after, primary, err := k.Revisions(ctx, c)
 	require.NoError(t, err)
 	require.Equal(t, before, after, "parking does not change the revision")

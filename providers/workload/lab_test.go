@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,13 +98,13 @@ func twice(t *testing.T, admin kubernetes.Interface, ns string, op func() error)
 
 func waitReady(t *testing.T, k *workload.Client, c *v1beta1.Canary, primary bool) {
 	t.Helper()
-	var reason string
-	require.Eventually(t, func() bool {
-		ok, r, err := k.IsReady(context.Background(), c, primary)
-		require.NoError(t, err)
-		reason = r
-		return ok
-	}, 90*time.Second, 200*time.Millisecond, "never ready: %s", reason)
+	// EventuallyWithT: an attempt's error is retried (a require in Eventually's condition would end only its
+	// goroutine), and the last attempt's reason is reported at the deadline.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		ok, reason, err := k.IsReady(context.Background(), c, primary)
+		require.NoError(ct, err)
+		require.True(ct, ok, "never ready: %s", reason)
+	}, 90*time.Second, 200*time.Millisecond)
 }
 
 func requireManaged(t *testing.T, m metav1.Object, c *v1beta1.Canary) {
